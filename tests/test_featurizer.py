@@ -1,0 +1,132 @@
+"""NAGFeaturizer with `datasets`: typed columns, spec travel, caching, bad input, report."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from datasets import Dataset, load_from_disk
+
+from nag_datasets.columns import get_spec, spec_from_feature
+from nag_datasets.featurizer import FeaturizeReport, InvalidTextError, NAGFeaturizer
+
+TEXTS = ["Water boils at 100 degrees Celsius at sea level.", "", "   \n\t", "def f(x):\n    return x * 2",
+         "The quick brown fox jumps over the lazy dog. " * 40, "a"]
+
+
+@pytest.fixture(scope="module")
+def disk_ds(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pool") / "ds"
+    Dataset.from_dict({"text": TEXTS, "id": list(range(len(TEXTS)))}).save_to_disk(str(path))
+    return load_from_disk(str(path))
+
+
+@pytest.mark.slow
+def test_columns_types_and_statuses(featurizer, disk_ds):
+    out, report = featurizer.apply(disk_ds, return_report=True)
+    assert out.column_names == ["text", "id", "nag_fwd_up", "nag_tokens", "nag_status"]
+    assert str(out.data.column("nag_fwd_up").type) == "fixed_size_list<item: fixed_size_list<item: uint16>[20]>[30]"
+    assert list(out["nag_status"]) == ["ok", "empty", "whitespace", "ok", "truncated", "ok"]
+    tokens = list(out["nag_tokens"])
+    assert tokens[1] == tokens[2] == 0 and tokens[4] == 120 and 0 < tokens[0] < 120
+    sigs = out["nag_fwd_up"]
+    assert sigs[1] is None and sigs[2] is None
+    row = np.asarray(sigs[0])
+    assert row.shape == (30, 20) and all(len(set(r)) == 20 for r in row.tolist())
+    assert report == FeaturizeReport(rows=6, featurized_rows=4, truncated_rows=1, null_rows=2,
+                                     null_by_reason={"empty": 1, "whitespace": 1}, tokens=sum(tokens))
+    spec = get_spec(out, "nag_fwd_up")
+    assert (spec.top_k, spec.max_length, spec.neurons_per_layer, spec.layers) == (20, 120, 1536, tuple(range(30)))
+    assert spec.model_fingerprint.startswith("gguf-sha256:") and spec.dtype == "float32"
+
+
+@pytest.mark.slow
+def test_signature_is_same_through_map_as_direct(featurizer, bundled):
+    model, tok = bundled
+    from nag_datasets.impact import ImpactRecorder
+
+    text = TEXTS[0]
+    enc = tok([text], add_special_tokens=False, return_tensors="pt")
+    with ImpactRecorder(model, ["fwd_up"]) as rec:
+        direct = rec.signatures(enc["input_ids"], enc["attention_mask"], 20)["fwd_up"][0].numpy()
+    out = featurizer({"text": [text]})
+    assert np.array_equal(out["nag_fwd_up"][0], direct)
+
+
+@pytest.mark.slow
+def test_spec_travels_through_filter_select_save_and_parquet(featurizer, disk_ds, tmp_path):
+    import datasets
+
+    out = featurizer.apply(disk_ds)
+    spec = get_spec(out, "nag_fwd_up")
+    moved = out.filter(lambda r: r["nag_status"] == "ok").select([1, 0])
+    moved.save_to_disk(str(tmp_path / "a"))
+    assert get_spec(load_from_disk(str(tmp_path / "a")), "nag_fwd_up") == spec
+    out.to_parquet(str(tmp_path / "b.parquet"))
+    pq = datasets.load_dataset("parquet", data_files=str(tmp_path / "b.parquet"), split="train")
+    assert spec_from_feature(pq.features["nag_fwd_up"]) == spec
+
+
+@pytest.mark.slow
+def test_map_cache_hit_and_misses(disk_ds):
+    base = NAGFeaturizer()
+    first = base.apply(disk_ds)
+    again = NAGFeaturizer().apply(disk_ds)
+    assert again._fingerprint == first._fingerprint
+    assert again.cache_files == first.cache_files
+    fingerprints = {first._fingerprint}
+    for variant in (NAGFeaturizer(top_k=10), NAGFeaturizer(max_length=64), NAGFeaturizer(neuron_types=("att_o",)),
+                    NAGFeaturizer(layers=[0, 29])):
+        fingerprints.add(variant.apply(disk_ds)._fingerprint)
+    assert len(fingerprints) == 5
+
+
+@pytest.mark.fast
+def test_fingerprint_changes_with_model(tmp_path):
+    from datasets.fingerprint import Hasher
+
+    a, b = NAGFeaturizer(), NAGFeaturizer(model="some-org/other-model")
+    assert Hasher.hash(a) != Hasher.hash(b)
+    assert Hasher.hash(a) == Hasher.hash(NAGFeaturizer())
+
+
+@pytest.mark.slow
+def test_pickle_carries_configuration_only(featurizer, bundled):
+    featurizer.spec()  # loads the model in this process
+    clone = pickle.loads(pickle.dumps(featurizer))
+    assert clone._loaded is None and clone.top_k == featurizer.top_k
+    model, tok = bundled
+    in_memory = NAGFeaturizer(model, tokenizer=tok)
+    orphan = pickle.loads(pickle.dumps(in_memory))
+    with pytest.raises(RuntimeError, match="num_proc > 1"):
+        orphan({"text": ["hello"]})
+    assert in_memory.spec().model_fingerprint == featurizer.spec().model_fingerprint
+
+
+@pytest.mark.slow
+def test_bad_input_errors(featurizer):
+    ds = Dataset.from_dict({"body": ["hello"]})
+    with pytest.raises(KeyError, match=r"columns: \['body'\]"):
+        featurizer.apply(ds)
+    with pytest.raises(InvalidTextError, match=r"position 1 of the batch is None"):
+        featurizer({"text": ["fine", None]})
+    with pytest.raises(InvalidTextError, match=r"row 7 is int"):
+        featurizer({"text": ["fine", 5]}, [6, 7])
+    with pytest.raises(ValueError, match="unknown neuron type"):
+        NAGFeaturizer(neuron_types=("fwd_sideways",))
+    with pytest.raises(ValueError, match="larger than the 1536 fwd_up neurons"):
+        NAGFeaturizer(top_k=2000).spec()
+    lenient = NAGFeaturizer(on_invalid="null")
+    out = lenient({"text": [None, 3, "ok text"]})
+    assert out["nag_status"] == ["none", "not_string", "ok"]
+    assert out["nag_fwd_up"][0] is None and out["nag_fwd_up"][2].shape == (30, 20)
+
+
+@pytest.mark.slow
+def test_hostile_text_does_not_crash(featurizer):
+    texts = ["\x00\x01\x02 nul and control", "emoji 😀🚀 and RTL \u202e text", "\ud800 lone surrogate",
+             "x" * 2_000_000]
+    out = featurizer({"text": texts})
+    assert out["nag_status"] == ["ok", "ok", "ok", "truncated"]
+    assert all(s.shape == (30, 20) for s in out["nag_fwd_up"])

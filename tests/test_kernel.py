@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nag_datasets.kernel import (
+    SignatureIndexError,
+    counts_dtype,
+    first_row_with_unset_bits,
+    score_blocks,
+    score_signatures,
+    score_signatures_numpy,
+)
+
+pytestmark = pytest.mark.fast
+
+
+def _random_counts(L: int, N: int, K: int, num_targets: int, dtype, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((L, N), np.int64)
+    for _ in range(num_targets):
+        for layer in range(L):
+            counts[layer, rng.choice(N, K, replace=False)] += 1
+    return counts.astype(dtype)
+
+
+@pytest.mark.parametrize("sig_dtype", [np.uint16, np.uint32, np.int64])
+@pytest.mark.parametrize("count_dtype", [np.uint16, np.uint32])
+def test_compiled_equals_numpy_and_formula(sig_dtype, count_dtype):
+    L, K, N, D = 4, 5, 70, 9
+    counts = _random_counts(L, N, K, D, count_dtype)
+    rng = np.random.default_rng(1)
+    sigs = rng.integers(0, N, (300, L, K)).astype(sig_dtype)
+    fast = score_signatures(sigs, counts, D)
+    slow = score_signatures_numpy(sigs, counts, D)
+    assert fast.dtype == np.float32
+    assert fast.tobytes() == slow.tobytes()
+    integer = np.array([sum(int(counts[l, s[l, k]]) for l in range(L) for k in range(K)) for s in sigs])
+    expected = (integer.astype(np.float64) / (L * K * D)).astype(np.float32)
+    assert fast.tobytes() == expected.tobytes()
+
+
+def test_invalid_rows_are_nan_and_never_read():
+    counts = _random_counts(2, 8, 2, 3, np.uint16)
+    sigs = np.zeros((4, 2, 2), np.uint16)
+    sigs[1] = 60000  # garbage under a null row must be ignored
+    valid = np.array([True, False, True, True])
+    out = score_signatures(sigs, counts, 3, valid)
+    assert np.isnan(out[1]) and not np.isnan(out[[0, 2, 3]]).any()
+    assert out.tobytes() == score_signatures_numpy(sigs, counts, 3, valid).tobytes()
+
+
+def test_chunking_and_threads_do_not_change_a_bit():
+    L, K, N, D = 3, 4, 50, 7
+    counts = _random_counts(L, N, K, D, np.uint16)
+    rng = np.random.default_rng(2)
+    sigs = rng.integers(0, N, (70_000, L, K)).astype(np.uint16)
+    valid = rng.random(len(sigs)) > 0.1
+    whole = score_signatures(sigs, counts, D, valid, num_threads=1)
+    threaded = score_signatures(sigs, counts, D, valid, num_threads=2)
+    cuts = [0, 1, 999, 1000, 33_333, 70_000]
+    blocks = [(sigs[a:b], valid[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
+    chunked = score_blocks(blocks, counts, D, num_threads=2)
+    assert whole.tobytes() == threaded.tobytes() == chunked.tobytes()
+
+
+def test_out_of_range_index_raises_with_row():
+    counts = _random_counts(2, 8, 2, 1, np.uint16)
+    sigs = np.zeros((50_000, 2, 2), np.uint16)
+    sigs[40_123, 1, 0] = 8
+    with pytest.raises(SignatureIndexError, match=r"row 40123 has neuron index 8 .*neurons_per_layer=8"):
+        score_signatures(sigs, counts, 1, num_threads=2)
+    with pytest.raises(SignatureIndexError, match="row 40123"):
+        score_signatures_numpy(sigs, counts, 1)
+    blocks = [(sigs[:40_000], None), (sigs[40_000:], None)]
+    with pytest.raises(SignatureIndexError, match="row 40123"):
+        score_blocks(blocks, counts, 1)
+    with pytest.raises(SignatureIndexError, match="negative"):
+        score_signatures(np.full((1, 2, 2), -1, np.int64), counts, 1)
+
+
+def test_shape_and_type_errors():
+    counts = _random_counts(2, 8, 2, 1, np.uint16)
+    with pytest.raises(ValueError, match="layers"):
+        score_signatures(np.zeros((1, 3, 2), np.uint16), counts, 1)
+    with pytest.raises(TypeError):
+        score_signatures(np.zeros((1, 2, 2), np.float32), counts, 1)
+    with pytest.raises(TypeError):
+        score_signatures(np.zeros((1, 2, 2), np.uint16), counts.astype(np.int64), 1)
+    assert score_signatures(np.zeros((0, 2, 2), np.uint16), counts, 1).shape == (0,)
+
+
+def test_counts_dtype():
+    assert counts_dtype(65535) == np.uint16 and counts_dtype(65536) == np.uint32
+
+
+def test_first_row_with_unset_bits_matches_brute_force():
+    rng = np.random.default_rng(3)
+    for width in (1, 3, 8, 20, 600):
+        for offset in (0, 5, 13):
+            n = 40
+            bits = rng.random(offset + n * width + 7) > 0.002
+            valid = rng.random(n) > 0.3
+            packed = np.packbits(bits, bitorder="little")
+            rows = bits[offset : offset + n * width].reshape(n, width)
+            bad = np.flatnonzero(valid & ~rows.all(axis=1))
+            assert first_row_with_unset_bits(packed, offset, width, valid) == (int(bad[0]) if len(bad) else -1)
+
+
+def test_unwritable_cache_falls_back_to_no_cache():
+    # No cache locator accepts the file: numba would raise at decoration; the kernel must still work.
+    code = (
+        "import numpy as np\n"
+        "from nag_datasets.kernel import score_signatures\n"
+        "c = np.array([[1, 1, 0]], np.uint16)\n"
+        "print(score_signatures(np.array([[[0]], [[2]]], np.uint16), c, 1).tolist())\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_LOCATOR_CLASSES": "ZipCacheLocator"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[1.0, 0.0]"
