@@ -86,6 +86,7 @@ def save_results(name: str, payload: dict[str, Any], results_dir: Path | None = 
     target = folder / f"{name}.json"
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be read by others
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, sort_keys=False, default=str)
             f.write("\n")

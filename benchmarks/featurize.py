@@ -14,26 +14,30 @@ noise: the load average before and after is printed and saved.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a script, this folder is sys.path[0]: a sibling named like a stdlib module (e.g. select.py) would
+# shadow it for torch's imports. Move the folder to the end of the path, where only _machine is looked up.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
+
 import argparse
 import os
 import random
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
+from _machine import save_results
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info, save_results  # noqa: E402
-
-from nag_datasets.featurizer import NAGFeaturizer  # noqa: E402
-from nag_datasets.impact import ImpactRecorder, base_model  # noqa: E402
-from nag_datasets.models import load_model  # noqa: E402
-from nag_datasets.spec import NEURON_TYPES  # noqa: E402
-from nag_datasets.textcut import first_token_ids  # noqa: E402
+from nag_datasets.featurizer import NAGFeaturizer
+from nag_datasets.impact import ImpactRecorder, base_model
+from nag_datasets.models import load_model
+from nag_datasets.spec import NEURON_TYPES
+from nag_datasets.textcut import first_token_ids
 
 TOP_K = 20
 GOAL_VS_LM = 1.15
@@ -102,59 +106,65 @@ def padded_tokens(batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> int:
 
 # ----------------------------------------------------------------------------------------------- cells
 class Cell:
-    """One measured variant: ``setup()`` (untimed), ``run()`` (timed), ``teardown()`` (untimed)."""
+    """One measured variant made of work units: per unit ``setup()`` (untimed), unit (timed), ``teardown()``.
 
-    def __init__(self, name: str, batch_size: int, run: Callable[[], None],
-                 setup: Callable[[], None] | None = None, teardown: Callable[[], None] | None = None,
-                 warm: Callable[[], None] | None = None) -> None:
-        self.name, self.batch_size = name, batch_size
-        self._run, self._setup, self._teardown, self._warm = run, setup, teardown, warm
+    Units of all cells are interleaved (round robin), so slow drift and bursts of load from other processes hit
+    every variant alike; a cell's time for one repeat is the sum of its units' times.
+    """
+
+    def __init__(self, name: str, batch_size: int, units: list[Callable[[], None]],
+                 setup: Callable[[], None] | None = None, teardown: Callable[[], None] | None = None) -> None:
+        self.name, self.batch_size, self.units = name, batch_size, units
+        self._setup, self._teardown = setup, teardown
         self.times: list[float] = []
+        self._acc = 0.0
 
-    def time_once(self) -> float:
+    def run_unit(self, i: int) -> None:
         if self._setup:
             self._setup()
         try:
             t0 = time.perf_counter()
-            self._run()
-            dt = time.perf_counter() - t0
-        finally:
-            if self._teardown:
-                self._teardown()
-        self.times.append(dt)
-        return dt
-
-    def warm_up(self) -> None:
-        if self._setup:
-            self._setup()
-        try:
-            (self._warm or self._run)()
+            self.units[i]()
+            self._acc += time.perf_counter() - t0
         finally:
             if self._teardown:
                 self._teardown()
 
-
-def lm_cell(model: Any, batches: list, bs: int) -> Cell:
-    def run(bl: list = batches) -> None:
-        with torch.inference_mode():
-            for ids, mask in bl:
-                model(input_ids=ids, attention_mask=mask)  # plain causal-LM forward: logits for every position
-
-    return Cell("lm_forward", bs, run, warm=lambda: run(batches[:2]))
+    def close_repeat(self) -> None:
+        self.times.append(self._acc)
+        self._acc = 0.0
 
 
-def base_cell(model: Any, batches: list, bs: int) -> Cell:
+def _groups(batches: list, per_group: int) -> list[list]:
+    """Consecutive batches joined into units of ``per_group`` batches (same documents across batch sizes)."""
+    return [batches[i:i + per_group] for i in range(0, len(batches), per_group)]
+
+
+def lm_cell(model: Any, batches: list, bs: int, unit_docs: int) -> Cell:
+    def unit(bl: list) -> Callable[[], None]:
+        def run() -> None:
+            with torch.inference_mode():
+                for ids, mask in bl:
+                    model(input_ids=ids, attention_mask=mask)  # plain causal-LM forward: logits at every position
+        return run
+
+    return Cell("lm_forward", bs, [unit(g) for g in _groups(batches, max(1, unit_docs // bs))])
+
+
+def base_cell(model: Any, batches: list, bs: int, unit_docs: int) -> Cell:
     body = base_model(model)
 
-    def run(bl: list = batches) -> None:
-        with torch.inference_mode():
-            for ids, mask in bl:
-                body(input_ids=ids, attention_mask=mask, use_cache=False)
+    def unit(bl: list) -> Callable[[], None]:
+        def run() -> None:
+            with torch.inference_mode():
+                for ids, mask in bl:
+                    body(input_ids=ids, attention_mask=mask, use_cache=False)
+        return run
 
-    return Cell("base_forward", bs, run, warm=lambda: run(batches[:2]))
+    return Cell("base_forward", bs, [unit(g) for g in _groups(batches, max(1, unit_docs // bs))])
 
 
-def recorder_cell(name: str, model: Any, batches: list, bs: int, types: Sequence[str],
+def recorder_cell(name: str, model: Any, batches: list, bs: int, unit_docs: int, types: Sequence[str],
                   layers: Sequence[int] | None) -> Cell:
     state: dict[str, ImpactRecorder] = {}
 
@@ -164,20 +174,23 @@ def recorder_cell(name: str, model: Any, batches: list, bs: int, types: Sequence
     def teardown() -> None:
         state.pop("rec").close()
 
-    def run(bl: list = batches) -> None:
-        rec = state["rec"]
-        for ids, mask in bl:
-            rec.signatures(ids, mask, TOP_K)
+    def unit(bl: list) -> Callable[[], None]:
+        def run() -> None:
+            rec = state["rec"]
+            for ids, mask in bl:
+                rec.signatures(ids, mask, TOP_K)
+        return run
 
-    return Cell(name, bs, run, setup, teardown, warm=lambda: run(batches[:2]))
+    return Cell(name, bs, [unit(g) for g in _groups(batches, max(1, unit_docs // bs))], setup, teardown)
 
 
 def featurizer_cell(name: str, model: Any, tokenizer: Any, texts: list[str], bs: int, max_length: int,
                     bucketed: bool) -> Cell:
     """``NAGFeaturizer.__call__`` on a batch dict (tokenization + length sorting + signatures).
 
-    ``bucketed=False`` feeds the same shuffled documents as map-batches of exactly ``bs`` rows, so each forward
-    batch is a random length mix (sorting inside one forward batch changes nothing).
+    ``bucketed=True``: one map-batch with all documents (sorted by length inside). ``bucketed=False``: the same
+    shuffled documents as map-batches of exactly ``bs`` rows, so each forward batch is a random length mix
+    (sorting inside one forward batch changes nothing).
     """
     feat = NAGFeaturizer(model, tokenizer=tokenizer, top_k=TOP_K, max_length=max_length, batch_size=bs)
 
@@ -189,18 +202,36 @@ def featurizer_cell(name: str, model: Any, tokenizer: Any, texts: list[str], bs:
             feat._loaded["recorder"].close()
             feat._loaded = None
 
-    def run(tx: list[str] = texts) -> None:
-        step = len(tx) if bucketed else bs
-        for start in range(0, len(tx), step):
-            feat({"text": tx[start:start + step]})
+    def unit(tx: list[str]) -> Callable[[], None]:
+        return lambda: feat({"text": tx}) and None
 
-    return Cell(name, bs, run, setup, teardown, warm=lambda: run(texts[: 2 * bs]))
+    step = len(texts) if bucketed else bs
+    return Cell(name, bs, [unit(texts[i:i + step]) for i in range(0, len(texts), step)], setup, teardown)
+
+
+def run_interleaved(cells: list[Cell], repeats: int, t_start: float) -> None:
+    """Warm every cell on its first unit, then ``repeats`` rounds of round-robin units (order flipped each round)."""
+    for c in cells:
+        c.run_unit(0)
+        c._acc = 0.0
+    rounds = max(len(c.units) for c in cells)
+    for r in range(repeats):
+        order = cells if r % 2 == 0 else cells[::-1]
+        for i in range(rounds):
+            for c in order:
+                if i < len(c.units):
+                    c.run_unit(i)
+        for c in cells:
+            c.close_repeat()
+        print(f"# repeat {r + 1}/{repeats} done ({time.perf_counter() - t_start:.0f} s, "
+              f"load {os.getloadavg()[0]:.2f})", flush=True)
 
 
 # ----------------------------------------------------------------------------------------------- profile
 def profile(model: Any, batch: tuple[torch.Tensor, torch.Tensor], rows: int = 15) -> str:
     """torch.profiler tables (sorted by self CPU time) of the base forward and of the recorder on one batch."""
-    from torch.profiler import ProfilerActivity, profile as tprofile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as tprofile
 
     ids, mask = batch
     body = base_model(model)
@@ -257,11 +288,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     batches_by_bs = {bs: make_batches(id_lists, bs, pad_id) for bs in batch_sizes}
     for bs in batch_sizes:
         b = batches_by_bs[bs]
-        cells += [lm_cell(model, b, bs), base_cell(model, b, bs),
-                  recorder_cell("recorder_fwd_up_all", model, b, bs, ["fwd_up"], None)]
+        cells += [lm_cell(model, b, bs, big), base_cell(model, b, bs, big),
+                  recorder_cell("recorder_fwd_up_all", model, b, bs, big, ["fwd_up"], None)]
     b = batches_by_bs[big]
-    cells += [recorder_cell("recorder_6types_all", model, b, big, list(NEURON_TYPES), None),
-              recorder_cell(f"recorder_fwd_up_L0-{prefix[-1]}", model, b, big, ["fwd_up"], prefix),
+    cells += [recorder_cell("recorder_6types_all", model, b, big, big, list(NEURON_TYPES), None),
+              recorder_cell(f"recorder_fwd_up_L0-{prefix[-1]}", model, b, big, big, ["fwd_up"], prefix),
               featurizer_cell("featurizer_bucketed", model, tokenizer, texts, big, args.max_length, True),
               featurizer_cell("featurizer_unsorted", model, tokenizer, texts, big, args.max_length, False)]
     unsorted_batches = make_batches(id_lists, big, pad_id, sort=False)
@@ -269,12 +300,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     print(f"# {n_docs} docs, {n_tokens} tokens (mean {n_tokens / n_docs:.1f}, max_length {args.max_length}) "
           f"from {text_source}; torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}", flush=True)
-    for c in cells:
-        c.warm_up()
-    for r in range(args.repeats):
-        for c in (cells if r % 2 == 0 else cells[::-1]):  # interleaved, order reversed every other repeat
-            c.time_once()
-        print(f"# repeat {r + 1}/{args.repeats} done ({time.perf_counter() - t_start:.0f} s)", flush=True)
+    if load_before[0] > (os.cpu_count() or 1) * 0.75:
+        print(f"# WARNING: load average {load_before[0]:.2f} on {os.cpu_count()} cpus before starting: other "
+              "processes compete for the cores; with several torch threads OpenMP barriers then stall badly "
+              "(try --threads 1). Absolute figures are pessimistic; ratios within this run stay comparable.",
+              flush=True)
+    run_interleaved(cells, args.repeats, t_start)
     load_after = os.getloadavg()
 
     rows = []

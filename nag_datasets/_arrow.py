@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .columns import row_indices, signature_table_column
+from .columns import row_indices
 from .kernel import first_row_with_unset_bits
 from .spec import SignatureSpec, SpecError
 

@@ -307,10 +307,17 @@ class NAGProfile:
         checked; ``column`` defaults to ``nag_<neuron_type>``) or an ``(n, L, K)`` integer array, whose spec the
         caller vouches for (only the shape is checked).
         """
+        from datasets import Dataset
+
         t0 = time.perf_counter()
-        if hasattr(data, "features") and hasattr(data, "data"):
+        if isinstance(data, Dataset):
             column = self.check_column(data, column)
             scores = self._score_dataset(data, column, num_threads)
+        elif type(data).__module__.split(".")[0] == "datasets":
+            raise TypeError(
+                f"score needs a datasets.Dataset or an (n, L, K) array, got {type(data).__name__}; for a "
+                "streaming dataset use ds.map(profile.scorer_for(ds), batched=True), for a DatasetDict score each split"
+            )
         else:
             sigs = np.asarray(data)
             shape = (self.spec.num_layers, self.spec.top_k)
@@ -382,10 +389,20 @@ class NAGProfile:
     # -- persistence -------------------------------------------------------------------------------------------
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``profile.safetensors`` (counts) and ``profile.json`` (spec, hash) into ``folder``, atomically."""
+        """Write ``profile.safetensors`` (counts) and ``profile.json`` (spec, hash) into ``folder``, atomically.
+
+        An existing profile folder is replaced; a folder holding anything else is refused.
+        """
         from safetensors.numpy import save
 
         folder = Path(folder)
+        if folder.exists():
+            foreign = sorted(p.name for p in folder.iterdir() if p.name not in (COUNTS_FILE, META_FILE)) \
+                if folder.is_dir() else [folder.name]
+            if foreign:
+                raise ProfileError(
+                    f"refusing to replace {folder}: it holds files that are not a profile ({', '.join(foreign[:5])})"
+                )
         payload = save({"counts": np.ascontiguousarray(self.counts)}, metadata={"format": PROFILE_FORMAT})
         meta = {
             "format": PROFILE_FORMAT,
@@ -406,6 +423,7 @@ class NAGProfile:
     @classmethod
     def load(cls, folder: str | Path) -> NAGProfile:
         """Read a profile written by :meth:`save`; any missing, corrupt or altered file raises :class:`ProfileError`."""
+        from safetensors import SafetensorError
         from safetensors.numpy import load
 
         folder = Path(folder)
@@ -440,7 +458,7 @@ class NAGProfile:
             raise ProfileError(f"{meta_path}: {e}") from None
         try:
             tensors = load(payload)
-        except Exception as e:  # safetensors raises its own error types for malformed headers
+        except (SafetensorError, ValueError, TypeError) as e:
             raise ProfileError(f"{counts_path} is not a readable safetensors file: {e}") from None
         if set(tensors) != {"counts"}:
             raise ProfileError(f"{counts_path} must hold exactly one tensor 'counts', found {sorted(tensors)}")
@@ -451,6 +469,13 @@ class NAGProfile:
             meta.get("description", ""),
             skipped_null=meta.get("skipped_null", 0),
         )
+
+    @classmethod
+    def from_pretrained(cls, folder_or_repo: str | Path, **kw: Any) -> NAGProfile:
+        """A profile from a local folder or a Hub repo; see :func:`nag_datasets.hub.load_profile`."""
+        from .hub import load_profile
+
+        return load_profile(folder_or_repo, **kw)
 
 
 class _CountAccumulator:

@@ -26,7 +26,8 @@ import numpy as np
 from ._arrow import add_row_column, numeric_column
 from .columns import get_spec
 from .profile import NAGProfile
-from .recipe import SelectionRecipe, attach_recipe as _attach_recipe, get_score_info, score_feature
+from .recipe import SelectionRecipe, get_score_info, score_feature
+from .recipe import attach_recipe as _attach_recipe
 
 __all__ = [
     "MultiTargetReport",

@@ -17,8 +17,10 @@ from nag_datasets.spec import SignatureSpec
 
 def make_spec(**changes: Any) -> SignatureSpec:
     """A small valid spec (L=3, K=4, N=32) with ``changes`` applied."""
-    base = dict(model_fingerprint="model-a", tokenizer_fingerprint="tok-a", neuron_type="fwd_up", top_k=4,
-                layers=(0, 1, 2), max_length=16, add_special_tokens=False, neurons_per_layer=32)
+    base: dict[str, Any] = {
+        "model_fingerprint": "model-a", "tokenizer_fingerprint": "tok-a", "neuron_type": "fwd_up", "top_k": 4,
+        "layers": (0, 1, 2), "max_length": 16, "add_special_tokens": False, "neurons_per_layer": 32,
+    }
     base.update(changes)
     return SignatureSpec(**base)
 

@@ -75,7 +75,7 @@ def _reference_impacts(name: str, layers: list[int] | None = None) -> tuple[dict
         for i in chosen:
             mod = blocks[i].get_submodule(arch.paths[t])
             w = mod.weight.detach().to(torch.float64)
-            x = inputs[(t, i)].to(torch.float64)
+            x = inputs[(t, i)].to(torch.float64).reshape(*ids.shape, -1)  # OPT's MLP sees (batch * tokens, d)
             full = x @ w if arch.conv1d else x @ w.T  # no bias
             part = split_part(arch, t, full).abs()
             per_layer.append((part * m[..., None]).sum(1) / m.sum(1)[:, None])

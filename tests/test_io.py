@@ -70,9 +70,8 @@ def test_atomic_dir_refuses_a_file(tmp_path):
 
 def test_lock_dir_refuses_second_writer_in_process(tmp_path):
     folder = tmp_path / "out"
-    with lock_dir(folder):
-        with pytest.raises(FolderLockedError, match="another run is writing"), lock_dir(folder):
-            pass
+    with lock_dir(folder), pytest.raises(FolderLockedError, match="another run is writing"), lock_dir(folder):
+        pass
     with lock_dir(folder):
         pass
 

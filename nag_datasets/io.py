@@ -1,0 +1,102 @@
+"""Reading and writing datasets on disk in the formats the CLI accepts, without losing signature specs.
+
+``save_to_disk`` folders, parquet files (or folders of them) and JSON lines are read; the first two keep the
+spec through `datasets`' own metadata. For parquet written by other tools, a ``<file>.spec.json`` sidecar (or
+``nag_spec.json`` in the folder) reattaches it.
+
+>>> import tempfile, os
+>>> from datasets import Dataset
+>>> folder = tempfile.mkdtemp()
+>>> save_any(Dataset.from_dict({"text": ["a", "b"]}), os.path.join(folder, "ds"))
+>>> load_any(os.path.join(folder, "ds"))["text"][:]
+['a', 'b']
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .columns import attach_spec, signature_columns
+from .spec import SignatureSpec
+
+SIDECAR = "nag_spec.json"
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return path.is_dir() and (path / "state.json").is_file() and (path / "dataset_info.json").is_file()
+
+
+def load_any(path: str | os.PathLike[str], *, split: str = "train") -> Any:
+    """Load a ``save_to_disk`` folder, a parquet file or folder, or a ``.jsonl``/``.json`` file as a Dataset."""
+    import datasets
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no dataset at {p}")
+    if _is_saved_dataset(p):
+        ds = datasets.load_from_disk(str(p))
+        if isinstance(ds, datasets.DatasetDict):
+            ds = ds[split]
+        return ds
+    if p.is_dir():
+        files = sorted(str(f) for f in p.rglob("*.parquet"))
+        if not files:
+            raise ValueError(f"{p} is neither a save_to_disk folder nor a folder of parquet files")
+        ds = datasets.load_dataset("parquet", data_files=files, split="train")
+        return _reattach(ds, p / SIDECAR)
+    suffix = p.suffix.lower()
+    if suffix == ".parquet":
+        ds = datasets.load_dataset("parquet", data_files=str(p), split="train")
+        return _reattach(ds, p.with_name(p.name + ".spec.json"))
+    if suffix in (".jsonl", ".json"):
+        return datasets.load_dataset("json", data_files=str(p), split="train")
+    raise ValueError(f"unsupported dataset path {p}: use a save_to_disk folder, .parquet or .jsonl")
+
+
+def _reattach(ds: Any, sidecar: Path) -> Any:
+    """Reattach specs from a sidecar file ``{column: spec}`` to columns that lost theirs."""
+    if not sidecar.is_file():
+        return ds
+    import json
+
+    have = signature_columns(ds)
+    for column, d in json.loads(sidecar.read_text()).items():
+        if column in ds.column_names and column not in have:
+            ds = attach_spec(ds, SignatureSpec.from_dict(d), column)
+    return ds
+
+
+def save_any(ds: Any, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+    """Write ``ds`` atomically: ``.parquet`` (plus a spec sidecar), ``.jsonl``, else a ``save_to_disk`` folder."""
+    import json
+
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise FileExistsError(f"{p} exists; pass overwrite=True (--overwrite) to replace it")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", dir=p.parent))
+    try:
+        suffix = p.suffix.lower()
+        if suffix == ".parquet":
+            ds.to_parquet(str(tmp / p.name))
+            specs = {c: s.to_dict() for c, s in signature_columns(ds).items()}
+            if specs:
+                sidecar = p.with_name(p.name + ".spec.json")
+                (tmp / sidecar.name).write_text(json.dumps(specs, indent=1))
+                os.replace(tmp / sidecar.name, sidecar)
+            os.replace(tmp / p.name, p)
+        elif suffix in (".jsonl", ".json"):
+            ds.to_json(str(tmp / p.name), lines=True)
+            os.replace(tmp / p.name, p)
+        else:
+            out = tmp / "ds"
+            ds.save_to_disk(str(out))
+            if p.exists():
+                shutil.rmtree(p)
+            os.replace(out, p)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,55 @@
+"""The CLI end to end on real data in a temporary folder, and the demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nag_datasets.cli import main
+from nag_datasets.demo_data import load_demo
+from nag_datasets.io import load_any
+from nag_datasets.profile import NAGProfile
+
+
+@pytest.mark.slow
+def test_featurize_profile_select_round_trip(tmp_path, capsys):
+    target = load_demo("target").select(range(6))
+    pool = load_demo("pool").shuffle(seed=0).select(range(24))
+    target.to_json(str(tmp_path / "target.jsonl"))
+    pool.save_to_disk(str(tmp_path / "pool"))
+
+    assert main(["featurize", str(tmp_path / "target.jsonl"), str(tmp_path / "target_feat.parquet")]) == 0
+    assert main(["featurize", str(tmp_path / "pool"), str(tmp_path / "pool_feat"), "--batch-size", "8"]) == 0
+    assert main(["profile", str(tmp_path / "target_feat.parquet"), str(tmp_path / "profile")]) == 0
+    capsys.readouterr()
+    assert main(["select", str(tmp_path / "pool_feat"), str(tmp_path / "selected"), "--profile",
+                 str(tmp_path / "profile"), "--fraction", "0.3", "--report", str(tmp_path / "report.json")]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    selected = load_any(tmp_path / "selected")
+    profile = NAGProfile.load(tmp_path / "profile")
+    assert profile.num_targets == 6
+    assert report["documents_selected"] == len(selected) > 0
+    assert report["tokens_selected"] == sum(selected["num_tokens"]) <= 0.3 * report["pool_tokens"]
+    scores = profile.score(selected)
+    assert list(scores) == sorted(scores, reverse=True)
+    # Same numbers from the library directly.
+    pool_feat = load_any(tmp_path / "pool_feat")
+    assert sorted(profile.score(pool_feat), reverse=True)[: len(selected)] == list(scores)
+    # Refuses to overwrite an existing output.
+    with pytest.raises(FileExistsError):
+        main(["select", str(tmp_path / "pool_feat"), str(tmp_path / "selected"), "--profile",
+              str(tmp_path / "profile"), "--fraction", "0.3"])
+
+
+@pytest.mark.slow
+def test_demo_command_runs(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "nag_datasets.cli", "demo", "--output", str(tmp_path / "sel")],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "mean similarity to the target by source" in out and "r_f=0.20" in out
+    selected = load_any(tmp_path / "sel")
+    assert len(selected) > 0 and set(selected["source"]) <= {"gsm8k", "humaneval", "mmlu"}
