@@ -156,9 +156,9 @@ class NAGFeaturizer:
     def source_key(self) -> str:
         """A string that changes whenever the model's weights change (used in cache fingerprints)."""
         if self._source_key is None:
-            from .models import bundled_gguf_path, model_fingerprint
-            from .models import _cached_sha256, _folder_fingerprint  # noqa: PLC2701
             from pathlib import Path
+
+            from .models import _cached_sha256, _folder_fingerprint, bundled_gguf_path, model_fingerprint
 
             if self._objects is not None:
                 self._source_key = model_fingerprint(self._objects[0])

@@ -439,6 +439,8 @@ def _reproduce(recipe: SelectionRecipe, token_column: str, license: str) -> tupl
 
     if recipe.kind != "top_fraction" or recipe.quality or not recipe.profiles or not spec:
         return library, ""
+    if recipe.method == "sampled" and method.get("sample_size") != _cli_sample_size():
+        return library, ""
     model = spec.get("model_name") or "MODEL"
     featurize = (f"--model {model} --neuron-types {spec['neuron_type']} --top-k {spec['top_k']} "
                  f"--max-length {spec['max_length']} --layers {','.join(map(str, spec['layers']))}")
@@ -455,6 +457,15 @@ def _reproduce(recipe: SelectionRecipe, token_column: str, license: str) -> tupl
         f"nag-datasets export selected EXPORT_DIR --license {license}",
     ])
     return library, cli
+
+
+def _cli_sample_size() -> Any:
+    """The sample size ``nag-datasets select`` uses (it has no option for it)."""
+    import inspect
+
+    from .select import select_top_fraction
+
+    return inspect.signature(select_top_fraction).parameters["sample_size"].default
 
 
 def _score_text(hist: dict[str, Any]) -> str:
@@ -636,6 +647,8 @@ def export_for_hub(
     """
     if max_shard_rows < 1:
         raise ValueError(f"max_shard_rows must be >= 1, got {max_shard_rows}")
+    if len(selected) == 0:
+        raise ValueError("the selection is empty: there is nothing to publish (datasets cannot load an empty split)")
     _require_matplotlib()
     settings = {
         "license": license,

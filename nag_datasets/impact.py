@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from typing_extensions import Self
+
 import torch
 from torch import nn
 
@@ -98,10 +100,10 @@ class ImpactRecorder:
             h.remove()
         self._handles.clear()
 
-    def __enter__(self) -> ImpactRecorder:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     @torch.inference_mode()
