@@ -19,10 +19,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from typing_extensions import Self
-
 import torch
 from torch import nn
+from typing_extensions import Self
 
 from .sites import NeuronSite, decoder_layers, resolve_sites
 
