@@ -3,7 +3,7 @@
 A signature column ``nag_<type>`` is a fixed-size ``(L, K)`` list of unsigned integers, stored in Arrow as
 nested ``fixed_size_list`` (2 bytes per index, no per-row offsets). The signature spec is kept in the ``id`` of
 the innermost ``Value``: `datasets` carries it through ``map``, ``filter``, ``select``, ``concatenate_datasets``,
-``save_to_disk``/``load_from_disk`` and its own parquet writer.
+``save_to_disk``/``load_from_disk`` and its own parquet writer. Zero-copy block reading lives in ``_arrow``.
 
 >>> from nag_datasets.spec import SignatureSpec
 >>> spec = SignatureSpec(model_fingerprint="m", tokenizer_fingerprint="t", neuron_type="fwd_up",
@@ -16,7 +16,6 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -91,40 +90,6 @@ def attach_spec(ds: Any, spec: SignatureSpec, column: str | None = None) -> Any:
     features = ds.features.copy()
     features[column] = signature_feature(spec)
     return ds.cast(features)
-
-
-def _flat_values(arr: pa.Array, depth: int) -> pa.Array:
-    """Values under ``depth`` levels of fixed-size lists, honouring slice offsets, without copying."""
-    for _ in range(depth):
-        if not pa.types.is_fixed_size_list(arr.type):
-            raise SpecError(f"signature column must be nested fixed-size lists, got {arr.type}")
-        size = arr.type.list_size
-        arr = arr.values.slice(arr.offset * size, len(arr) * size)
-    return arr
-
-
-def signature_blocks(table_column: pa.ChunkedArray, spec: SignatureSpec) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    """Yield ``(signatures (n, L, K), valid (n,) bool or None)`` per Arrow chunk, zero-copy where possible.
-
-    ``valid`` is None when the chunk has no nulls. Values under null rows are undefined.
-    """
-    L, K = spec.num_layers, spec.top_k
-    for chunk in table_column.chunks:
-        n = len(chunk)
-        if n == 0:
-            continue
-        if chunk.type.list_size != L or chunk.type.value_type.list_size != K:
-            raise SpecError(f"signature column has shape ({chunk.type.list_size}, "
-                            f"{chunk.type.value_type.list_size}) but its spec says ({L}, {K})")
-        values = _flat_values(chunk, 2)
-        if values.null_count:
-            raise SpecError("signature column has null entries inside a signature")
-        flat = values.to_numpy(zero_copy_only=True)
-        sigs = flat.reshape(n, L, K)
-        valid = None
-        if chunk.null_count:
-            valid = chunk.is_valid().to_numpy(zero_copy_only=False)
-        yield sigs, valid
 
 
 def signature_table_column(ds: Any, column: str) -> pa.ChunkedArray:

@@ -44,7 +44,7 @@ def greedy_reference(scores, tokens, fraction, higher_is_better=True):
     return kept
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, database=None)
 @given(
     data=st.lists(
         st.tuples(st.one_of(st.none(), st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]), st.floats(0, 1, width=32)),
