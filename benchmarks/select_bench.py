@@ -5,24 +5,18 @@ the build does not count in this process's memory), then times in one run: ``NAG
 Arrow), a plain numpy dense-weight gather on the same arrays, and ``select_top_fraction`` exact vs sampled.
 Writes ``benchmarks/results/select.json``; the temporary dataset is deleted afterwards.
 
-Usage: ``python benchmarks/select.py [--n 1000000] [--repeats 3]``
+Usage: ``python benchmarks/select_bench.py [--n 1000000] [--repeats 3]``
 """
 
 from __future__ import annotations
 
-import os
-import sys
-
-# Run as a script, this file's folder comes first on sys.path and this module would shadow the standard library's
-# `select` (imported by subprocess): move the folder to the end, where it still provides `_machine`.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE] + [_HERE]
-
 import argparse
+import os
 import resource
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
