@@ -1,33 +1,44 @@
 """nag_datasets: Neuron-Activated Graph ranking for HuggingFace `datasets`.
 
+Public names are imported lazily, so the featurizer core (``nag_datasets.sites``, ``nag_datasets.impact``)
+imports with torch and transformers alone (no datasets, pyarrow or numba), e.g. on a bare GPU machine.
+
 >>> import nag_datasets
->>> "NAGFeaturizer" in nag_datasets.__all__
-True
+>>> nag_datasets.NAGFeaturizer.__name__
+'NAGFeaturizer'
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
-from .columns import attach_spec, get_spec
-from .featurizer import FeaturizeReport, NAGFeaturizer
-from .models import load_model
-from .profile import NAGProfile
-from .select import combine_with_quality, count_tokens, select_multi_target, select_top_fraction
-from .spec import SignatureSpec, SpecError, SpecMismatchError
+_EXPORTS = {
+    "FeaturizeReport": "featurizer",
+    "NAGFeaturizer": "featurizer",
+    "NAGProfile": "profile",
+    "SignatureSpec": "spec",
+    "SpecError": "spec",
+    "SpecMismatchError": "spec",
+    "attach_spec": "columns",
+    "combine_with_quality": "select",
+    "count_tokens": "select",
+    "get_recipe": "recipe",
+    "get_spec": "columns",
+    "load_model": "models",
+    "select_multi_target": "select",
+    "select_top_fraction": "select",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = [
-    "FeaturizeReport",
-    "NAGFeaturizer",
-    "NAGProfile",
-    "SignatureSpec",
-    "SpecError",
-    "SpecMismatchError",
-    "attach_spec",
-    "combine_with_quality",
-    "count_tokens",
-    "get_spec",
-    "load_model",
-    "select_multi_target",
-    "select_top_fraction",
-]
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

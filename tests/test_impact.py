@@ -84,3 +84,14 @@ def test_near_tie_report_counts():
                                               "non_near_ties": 0, "max_gap_rel": pytest.approx(1e-7, rel=0.5)}
     c = torch.tensor([[0, 4, 2]])
     assert near_tie_report(a, c, impacts)["non_near_ties"] == 1
+
+
+@pytest.mark.fast
+def test_core_imports_without_datasets_pyarrow_or_numba():
+    import subprocess
+    import sys
+
+    code = ("import sys, nag_datasets.impact, nag_datasets.sites, nag_datasets.spec; "
+            "print(sorted(m for m in ('datasets', 'pyarrow', 'numba') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
