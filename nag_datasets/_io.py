@@ -20,10 +20,30 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["FolderLockedError", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "lock_dir"]
+
+
+#: Test hook, for crash tests only: when this environment variable names a stage (e.g. ``atomic_dir:filled``), the
+#: process writes the file named by ``NAG_DATASETS_TEST_PAUSE_MARKER`` and sleeps at that stage, so a test can
+#: SIGKILL it there. Stages: ``atomic_write:filled`` and ``atomic_dir:filled`` (content complete in the temporary
+#: sibling, nothing renamed yet), ``atomic_dir:swapped`` (the old folder moved aside, the new one not yet in place),
+#: ``save_any:filled`` (:func:`nag_datasets.io.save_any`'s parquet/jsonl output written, not yet renamed).
+PAUSE_ENV = "NAG_DATASETS_TEST_PAUSE_AT"
+PAUSE_MARKER_ENV = "NAG_DATASETS_TEST_PAUSE_MARKER"
+
+
+def _test_pause(stage: str) -> None:
+    """The test hook described at ``PAUSE_ENV``; does nothing unless the variable names ``stage``."""
+    if os.environ.get(PAUSE_ENV) != stage:
+        return
+    marker = os.environ.get(PAUSE_MARKER_ENV)
+    if marker:
+        Path(marker).write_text(f"{os.getpid()} {stage}\n")
+    time.sleep(600)
 
 
 class FolderLockedError(RuntimeError):
@@ -47,6 +67,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        _test_pause("atomic_write:filled")
         # mkstemp creates 0600; give the file the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
@@ -76,10 +97,12 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
+        _test_pause("atomic_dir:filled")
         old = None
         if target.exists():
             old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
             os.replace(target, old / target.name)
+            _test_pause("atomic_dir:swapped")
         try:
             os.replace(tmp, target)
         except BaseException:

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._io import atomic_write_text
+
 COLUMNS = ("id", "source", "subject", "split", "text")
 SAMPLE_FILE = "demo_sample.jsonl"
 HELDOUT_MODULUS = 5
@@ -222,9 +224,8 @@ def derive_demo_sample(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / SAMPLE_FILE
-    with path.open("w", encoding="utf-8", newline="\n") as handle:
-        for row in rows:
-            handle.write(json.dumps({column: row[column] for column in COLUMNS}, ensure_ascii=False) + "\n")
+    lines = [json.dumps({column: row[column] for column in COLUMNS}, ensure_ascii=False) + "\n" for row in rows]
+    atomic_write_text(path, "".join(lines))
     return path
 
 

@@ -257,10 +257,13 @@ class NAGFeaturizer:
         feats["nag_status"] = Value("string")
         return feats
 
-    def apply(self, ds: Any, *, return_report: bool = False, **map_kwargs: Any) -> Any:
+    def apply(self, ds: Any, *, return_report: bool = False, fresh: bool = False, **map_kwargs: Any) -> Any:
         """``ds.map(self, batched=True, features=...)`` with the exact output features; extra kwargs go to map.
 
-        With ``return_report=True`` returns ``(dataset, FeaturizeReport)``.
+        With ``return_report=True`` returns ``(dataset, FeaturizeReport)``. ``num_proc=N`` runs N worker processes,
+        each on a contiguous shard (rank ``None`` when ``num_proc`` is 1 or None). `datasets` reuses an existing
+        cache with the shard count it was written with, whatever ``num_proc`` says now; ``fresh=True`` passes a
+        ``new_fingerprint`` derived from the normal inputs plus ``num_proc``, so each worker count has its own cache.
         """
         if self.text_column not in (ds.column_names or []):
             raise KeyError(f"text column {self.text_column!r} not found; columns: {ds.column_names}")
@@ -270,6 +273,13 @@ class NAGFeaturizer:
             if self.num_workers is None:
                 self.num_workers = map_kwargs["num_proc"]
         features = self.output_features(ds.features)
+        if fresh and "new_fingerprint" not in map_kwargs:
+            from datasets.fingerprint import Hasher
+
+            kwargs = {k: v for k, v in sorted(map_kwargs.items()) if k != "num_proc"}
+            map_kwargs["new_fingerprint"] = Hasher.hash(
+                ["nag_datasets.apply", getattr(ds, "_fingerprint", None), Hasher.hash(self), features.to_dict(),
+                 kwargs, "num_proc", map_kwargs.get("num_proc") or 1])
         out = ds.map(self, batched=True, features=features, **map_kwargs)
         if return_report:
             return out, FeaturizeReport.from_dataset(out)

@@ -37,7 +37,7 @@ from . import __version__
 from ._io import FolderLockedError, atomic_dir, atomic_write_bytes, atomic_write_text, lock_dir
 from .columns import signature_columns
 from .profile import COUNTS_FILE, META_FILE, NAGProfile, ProfileError
-from .recipe import SelectionRecipe, get_recipe
+from .recipe import RecipeError, SelectionRecipe, get_recipe
 from .spec import SignatureSpec
 
 __all__ = [
@@ -706,12 +706,23 @@ def _read_meta(folder: Path) -> dict[str, Any]:
     path = folder / RECIPE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{folder} is not a nag_datasets export: {RECIPE_FILE} is missing")
-    meta = json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RecipeError(f"{path} is not valid JSON (corrupt or truncated): {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
-        raise ValueError(f"{path} is not a nag_datasets export description")
+        raise RecipeError(f"{path} is not a nag_datasets export description")
     if meta.get("format_version") != EXPORT_FORMAT_VERSION:
-        raise ValueError(f"{path} has format_version {meta.get('format_version')!r}; this library reads "
-                         f"{EXPORT_FORMAT_VERSION}")
+        raise RecipeError(f"{path} has format_version {meta.get('format_version')!r}; this library reads "
+                          f"{EXPORT_FORMAT_VERSION}")
+    bad = [k for k in ("card", "score_histogram") if not isinstance(meta.get(k), dict)]
+    if bad:
+        raise RecipeError(f"{path} lacks or has malformed {', '.join(bad)}")
+    if meta.get("recipe") is not None:
+        try:
+            SelectionRecipe.from_dict(meta["recipe"])
+        except RecipeError as e:
+            raise RecipeError(f"{path}: {e}") from None
     return meta
 
 
@@ -995,7 +1006,7 @@ def _cmd_card(args: argparse.Namespace) -> int:
                 if v is not None}
     try:
         path = regenerate_card(args.folder, **settings)
-    except (FileNotFoundError, FolderLockedError) as e:
+    except (FileNotFoundError, FolderLockedError, RecipeError) as e:
         return _fail(str(e))
     print(json.dumps({"card": str(path)}, indent=1))
     return 0

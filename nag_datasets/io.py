@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ._io import _test_pause, atomic_dir, lock_dir
 from .columns import attach_spec, signature_columns
 from .spec import SignatureSpec
 
@@ -71,32 +72,41 @@ def _reattach(ds: Any, sidecar: Path) -> Any:
 
 
 def save_any(ds: Any, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
-    """Write ``ds`` atomically: ``.parquet`` (plus a spec sidecar), ``.jsonl``, else a ``save_to_disk`` folder."""
+    """Write ``ds`` atomically: ``.parquet`` (plus a spec sidecar), ``.jsonl``, else a ``save_to_disk`` folder.
+
+    The output is built in a temporary sibling and renamed into place, under a lock (``<path>.lock``): a concurrent
+    write of the same path raises :class:`nag_datasets._io.FolderLockedError`, and an interrupted one leaves the
+    previous output (or none) plus, at worst, a hidden ``.<name>.tmp-*`` leftover.
+    """
     import json
 
     p = Path(path)
-    if p.exists() and not overwrite:
-        raise FileExistsError(f"{p} exists; pass overwrite=True (--overwrite) to replace it")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", dir=p.parent))
-    try:
+    with lock_dir(p):
+        if p.exists() and not overwrite:
+            raise FileExistsError(f"{p} exists; pass overwrite=True (--overwrite) to replace it")
         suffix = p.suffix.lower()
-        if suffix == ".parquet":
-            ds.to_parquet(str(tmp / p.name))
-            specs = {c: s.to_dict() for c, s in signature_columns(ds).items()}
+        if suffix not in (".parquet", ".jsonl", ".json"):
+            with atomic_dir(p) as tmp:
+                ds.save_to_disk(str(tmp))
+            return
+        if p.is_dir():
+            raise IsADirectoryError(f"{p} is a folder; a {suffix} output must be a file")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.tmp-", dir=p.parent))
+        try:
+            sidecar = p.with_name(p.name + ".spec.json")
+            specs = {}
+            if suffix == ".parquet":
+                ds.to_parquet(str(tmp / p.name))
+                specs = {c: s.to_dict() for c, s in signature_columns(ds).items()}
+                if specs:
+                    (tmp / sidecar.name).write_text(json.dumps(specs, indent=1))
+            else:
+                ds.to_json(str(tmp / p.name), lines=True)
+            _test_pause("save_any:filled")
             if specs:
-                sidecar = p.with_name(p.name + ".spec.json")
-                (tmp / sidecar.name).write_text(json.dumps(specs, indent=1))
                 os.replace(tmp / sidecar.name, sidecar)
+            elif suffix == ".parquet" and sidecar.is_file():
+                sidecar.unlink()  # a stale sidecar of a previous output would describe columns that are gone
             os.replace(tmp / p.name, p)
-        elif suffix in (".jsonl", ".json"):
-            ds.to_json(str(tmp / p.name), lines=True)
-            os.replace(tmp / p.name, p)
-        else:
-            out = tmp / "ds"
-            ds.save_to_disk(str(out))
-            if p.exists():
-                shutil.rmtree(p)
-            os.replace(out, p)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -462,13 +462,26 @@ class NAGProfile:
             raise ProfileError(f"{counts_path} is not a readable safetensors file: {e}") from None
         if set(tensors) != {"counts"}:
             raise ProfileError(f"{counts_path} must hold exactly one tensor 'counts', found {sorted(tensors)}")
-        return cls(
-            tensors["counts"],
-            meta["num_targets"],
-            spec,
-            meta.get("description", ""),
-            skipped_null=meta.get("skipped_null", 0),
-        )
+        try:
+            profile = cls(
+                tensors["counts"],
+                meta["num_targets"],
+                spec,
+                meta.get("description", ""),
+                skipped_null=meta.get("skipped_null", 0),
+            )
+        except ProfileError as e:
+            raise ProfileError(f"{folder}: {e}") from None
+        except (TypeError, ValueError) as e:
+            raise ProfileError(f"{meta_path} holds a malformed value: {e}") from None
+        # The counts are covered by their sha256; the spec and num_targets by the stored fingerprint.
+        stored = meta.get("fingerprint")
+        if stored is not None and stored != profile.fingerprint():
+            raise ProfileError(
+                f"{meta_path} was changed after saving: its spec or num_targets give fingerprint "
+                f"{profile.fingerprint()}, not the recorded {stored!r}"
+            )
+        return profile
 
     @classmethod
     def from_pretrained(cls, folder_or_repo: str | Path, **kw: Any) -> NAGProfile:

@@ -90,9 +90,36 @@ class SelectionRecipe:
         if unknown:
             raise RecipeError(f"recipe has unknown fields: {', '.join(unknown)}")
         try:
-            return cls(**d)
+            recipe = cls(**d)
         except TypeError as e:
             raise RecipeError(f"malformed recipe: {e}") from None
+        recipe._check_types()
+        return recipe
+
+    def _check_types(self) -> None:
+        """Refuse values of the wrong type (a damaged recipe must fail here, not later as a wrong card or score)."""
+        number = (int, float)
+        checks = {
+            "kind": (str,), "fraction": number, "method": (str,), "reports": (list,), "spec": (dict, type(None)),
+            "profiles": (list,), "shares": (list, type(None)), "dedup": (bool, type(None)),
+            "score_column": (str, type(None)), "higher_is_better": (bool,), "quality": (dict, type(None)),
+            "recipe_version": (int,),
+        }
+        bad = [name for name, types in checks.items() if not isinstance(getattr(self, name), types)
+               or (types is number and isinstance(getattr(self, name), bool))]
+        bad += [f"{name}[{i}]" for name in ("reports", "profiles") if isinstance(getattr(self, name), list)
+                for i, item in enumerate(getattr(self, name)) if not isinstance(item, dict)]
+        if bad:
+            raise RecipeError(f"malformed recipe: wrong type for {', '.join(bad)}")
+        if not 0.0 <= self.fraction <= 1.0:
+            raise RecipeError(f"malformed recipe: fraction {self.fraction!r} is outside [0, 1]")
+        if self.spec is not None:
+            from .spec import SignatureSpec, SpecError
+
+            try:
+                SignatureSpec.from_dict(self.spec)
+            except SpecError as e:
+                raise RecipeError(f"malformed recipe: {e}") from None
 
     @classmethod
     def from_json(cls, text: str) -> SelectionRecipe:
