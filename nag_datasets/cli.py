@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -34,12 +35,27 @@ def cmd_featurize(args: argparse.Namespace) -> int:
     from .featurizer import NAGFeaturizer
     from .io import load_any, save_any
 
-    ds = load_any(args.input)
+    ds = None if args.streaming else load_any(args.input)
     featurizer = NAGFeaturizer(args.model, neuron_types=_csv(args.neuron_types), top_k=args.top_k,
                                max_length=args.max_length, layers=_layers(args.layers), text_column=args.text_column,
                                batch_size=args.batch_size, dtype=args.dtype, device=args.device,
                                on_invalid=args.on_invalid, num_workers=args.num_proc)
-    out, report = featurizer.apply(ds, return_report=True, num_proc=args.num_proc)
+    if args.streaming:
+        from .distributed import featurize_streaming
+
+        summary = featurize_streaming(args.input, args.output, featurizer, shard_rows=args.shard_rows or 10_000,
+                                      overwrite=args.overwrite)
+        print(json.dumps(summary, indent=1))
+        return 0
+    if args.sharded or args.shard_rows or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        from .distributed import featurize_sharded
+
+        summary = featurize_sharded(ds, args.output, featurizer, shard_rows=args.shard_rows,
+                                    overwrite=args.overwrite, keep_shards=args.keep_shards,
+                                    wait_timeout=args.wait_timeout, num_proc=args.num_proc)
+        print(json.dumps(summary, indent=1))
+        return 0
+    out, report = featurizer.apply(ds, return_report=True, num_proc=args.num_proc, fresh=args.fresh)
     save_any(out, args.output, overwrite=args.overwrite)
     print(json.dumps({"output": args.output, "report": report.__dict__}, indent=1))
     return 0
@@ -166,6 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--num-proc", type=int, default=None)
     f.add_argument("--on-invalid", choices=("error", "null"), default="error")
     f.add_argument("--overwrite", action="store_true")
+    f.add_argument("--fresh", action="store_true", help="own datasets cache per --num-proc (not a cached shard count)")
+    f.add_argument("--sharded", action="store_true",
+                   help="resumable shards under OUT.shards/, one slice per launcher rank; automatic when WORLD_SIZE>1")
+    f.add_argument("--shard-rows", type=int, default=None,
+                   help="rows per resumable shard (implies --sharded unless --streaming; streaming default 10000)")
+    f.add_argument("--streaming", action="store_true",
+                   help="stream the input and write OUT/part-NNNNNN.parquet shards incrementally (resumable)")
+    f.add_argument("--keep-shards", action="store_true", help="keep OUT.shards/ after assembling OUT")
+    f.add_argument("--wait-timeout", type=float, default=None, help="seconds rank 0 waits for the other ranks")
     f.set_defaults(func=cmd_featurize)
 
     p = sub.add_parser("profile", help="build a target profile from featurized target documents")

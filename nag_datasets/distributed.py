@@ -249,6 +249,8 @@ def featurize_sharded(
     done, skipped, shard_reports, shard_entries = 0, 0, [], []
     with lock_dir(rdir):
         rdir.mkdir(parents=True, exist_ok=True)
+        for leftover in rdir.glob(".shard-*"):  # temporary folders of a killed run (we hold the rank's lock)
+            shutil.rmtree(leftover, ignore_errors=True)
         rank_marker = rdir / RANK_MARKER
         if rank_marker.exists():
             rank_marker.unlink()  # rewritten below once every shard is verified
@@ -295,14 +297,13 @@ def featurize_sharded(
         rd = _rank_dir(root, m["rank"], world)
         for entry in m["shards"]:
             parts.append(_load_shard(rd / f"shard-{entry['shard']:05d}", entry["files"]))
-    with lock_dir(out_path):
-        if parts:
-            result = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
-        else:
-            result = featurizer.apply(ds)  # an empty input: nothing to shard
-        if len(result) != len(ds):
-            raise ShardError(f"assembled {len(result)} rows from the shards, the input has {len(ds)}")
-        save_any(result, out_path, overwrite=overwrite)
+    if parts:
+        result = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+    else:
+        result = featurizer.apply(ds)  # an empty input: nothing to shard
+    if len(result) != len(ds):
+        raise ShardError(f"assembled {len(result)} rows from the shards, the input has {len(ds)}")
+    save_any(result, out_path, overwrite=overwrite)  # atomic, under the output's lock
     del parts, result
     if not keep_shards:
         shutil.rmtree(root, ignore_errors=True)
@@ -408,13 +409,16 @@ def featurize_streaming(
     ``featurizer.apply``), so with ``shard_rows`` a multiple of it the result equals ``featurizer.apply`` on the
     whole dataset. ``load_any(output)`` reads the folder back.
     """
-    from datasets import Dataset, Features
+    from datasets import Dataset
 
     from .featurizer import FeaturizeReport
     from .io import SIDECAR
 
     if shard_rows < 1:
         raise ValueError(f"shard_rows must be >= 1, got {shard_rows}")
+    if world_from_env()[1] > 1:
+        raise ValueError("streaming runs in one process; under a launcher (WORLD_SIZE > 1) use featurize_sharded "
+                         "(nag-datasets featurize --sharded) instead")
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a folder")
