@@ -170,16 +170,39 @@ def _check_tokens(tokens: np.ndarray, n: int) -> np.ndarray:
         raise TypeError(f"token counts must be numbers, got {tokens.dtype}")
     if n and tokens.min() < 0:
         raise ValueError(f"token counts must not be negative (row {int(np.argmin(tokens))} has {tokens.min()})")
-    return tokens.astype(np.int64)
+    return tokens if tokens.dtype.kind in "iu" else tokens.astype(np.int64)
 
 
-def _greedy(rows: np.ndarray, key: np.ndarray, tokens: np.ndarray, fraction: float) -> tuple[np.ndarray, int]:
-    """Rank ``rows`` (ascending positions) by ``key`` ascending, ties by position; keep the prefix within budget."""
-    ranked = rows[np.argsort(key, kind="stable")]
-    cumulative = np.cumsum(tokens[ranked])
-    budget = fraction * (int(cumulative[-1]) if len(cumulative) else 0)
-    keep = int(np.searchsorted(cumulative, budget, side="right"))
-    return ranked, keep
+def _rank(scores: np.ndarray, higher_is_better: bool) -> np.ndarray:
+    """Row positions best first, exact ties by position ascending, NaN (missing) rows last.
+
+    Costs one int64 index per row (plus the sort's workspace): no negated or filled copy of the scores when
+    higher is better and nothing is missing, which keeps selection memory near 16 bytes per document.
+    """
+    n = len(scores)
+    if not higher_is_better:
+        return np.argsort(scores, kind="stable")  # NaN sorts last
+    values = scores
+    if np.isnan(scores).any():
+        values = np.where(np.isnan(scores), -np.inf, scores)  # missing rows go last, after real scores
+    # Descending with ties by position: sort the reversed view ascending, then reverse and map positions back.
+    order = np.argsort(values[::-1], kind="stable")
+    order *= -1
+    order += n - 1
+    return order[::-1]
+
+
+def _budget_prefix(ranked: np.ndarray, tokens: np.ndarray, budget: float, chunk: int = 1 << 20) -> int:
+    """Length of the longest prefix of ``ranked`` whose tokens sum to at most ``budget`` (chunked cumsum)."""
+    total = 0
+    for start in range(0, len(ranked), chunk):
+        cumulative = np.cumsum(tokens[ranked[start:start + chunk]], dtype=np.int64)
+        cumulative += total
+        stop = int(np.searchsorted(cumulative, budget, side="right"))
+        if stop < len(cumulative):
+            return start + stop
+        total = int(cumulative[-1])
+    return len(ranked)
 
 
 def select_indices(
@@ -212,29 +235,42 @@ def select_indices(
         scores = scores.astype(np.float64)
     tokens = _check_tokens(tokens, len(scores))
     missing = np.isnan(scores)
-    pool = np.flatnonzero(~missing)
-    pool_tokens = int(tokens[pool].sum())
-    key_all = -scores if higher_is_better else scores
+    n_missing = int(missing.sum())
+    missing_tokens = int(tokens[missing].sum()) if n_missing else 0
+    pool_documents = len(scores) - n_missing
+    pool_tokens = int(tokens.sum()) - missing_tokens
+    del missing
 
     sample_documents = None
     if method == "exact":
-        ranked, keep = _greedy(pool, key_all[pool], tokens, fraction)
-        selected = ranked[:keep]
+        ranked = _rank(scores, higher_is_better)[:pool_documents]
+        keep = _budget_prefix(ranked, tokens, fraction * pool_tokens)
+        selected = np.ascontiguousarray(ranked[:keep])
+        del ranked
         threshold = float(scores[selected[-1]]) if keep else None
     else:
         if sample_size < 1:
             raise ValueError(f"sample_size must be positive, got {sample_size}")
         rng = np.random.default_rng(seed)
-        m = min(int(sample_size), len(pool))
-        sample = np.sort(rng.choice(pool, size=m, replace=False)) if m else pool[:0]
-        ranked, keep = _greedy(sample, key_all[sample], tokens, fraction)
+        m = min(int(sample_size), pool_documents)
+        pool = np.flatnonzero(~np.isnan(scores)) if n_missing else None
+        if m == 0:
+            sample = np.zeros(0, dtype=np.int64)
+        elif pool is None:
+            sample = np.sort(rng.choice(len(scores), size=m, replace=False))
+        else:
+            sample = np.sort(rng.choice(pool, size=m, replace=False))
+        del pool
+        sample_ranked = sample[_rank(scores[sample], higher_is_better)]
+        keep = _budget_prefix(sample_ranked, tokens, fraction * int(tokens[sample].sum()))
         sample_documents = m
         if keep:
-            threshold = float(scores[ranked[keep - 1]])
-            passing = pool[key_all[pool] <= key_all[ranked[keep - 1]]]
-            selected = passing[np.argsort(key_all[passing], kind="stable")]
+            cut = scores[sample_ranked[keep - 1]]
+            threshold = float(cut)
+            passing = np.flatnonzero(scores >= cut if higher_is_better else scores <= cut)
+            selected = passing[_rank(scores[passing], higher_is_better)]
         else:
-            threshold, selected = None, pool[:0]
+            threshold, selected = None, np.zeros(0, dtype=np.int64)
 
     tokens_selected = int(tokens[selected].sum())
     report = SelectionReport(
@@ -242,18 +278,18 @@ def select_indices(
         fraction=float(fraction),
         documents_selected=len(selected),
         tokens_selected=tokens_selected,
-        pool_documents=len(pool),
+        pool_documents=pool_documents,
         pool_tokens=pool_tokens,
         achieved_fraction=tokens_selected / pool_tokens if pool_tokens else 0.0,
         threshold=threshold,
-        null_rows_skipped=int(missing.sum()),
-        null_tokens_skipped=int(tokens[missing].sum()),
+        null_rows_skipped=n_missing,
+        null_tokens_skipped=missing_tokens,
         higher_is_better=bool(higher_is_better),
         seed=seed if method == "sampled" else None,
         sample_size=int(sample_size) if method == "sampled" else None,
         sample_documents=sample_documents,
     )
-    return selected.astype(np.int64), report
+    return selected.astype(np.int64, copy=False), report
 
 
 # -- datasets ----------------------------------------------------------------------------------------------------
