@@ -221,12 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--output", default=None)
     d.set_defaults(func=cmd_demo)
 
-    try:
-        from . import hub
-    except ImportError:  # pragma: no cover - hub extras missing
-        hub = None  # type: ignore[assignment]
-    if hub is not None and hasattr(hub, "register_cli"):
-        hub.register_cli(sub)
+    from . import hub
+    from .evaluate import cli as evaluate_cli
+
+    hub.register_cli(sub)
+    evaluate_cli.register_cli(sub)
     return parser
 
 
