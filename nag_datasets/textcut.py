@@ -21,12 +21,16 @@ MARGIN = 16
 
 
 def clean_text(text: str) -> str:
-    """``text`` unchanged, unless it holds lone surrogates: those become U+FFFD."""
+    """``text`` unchanged, unless it holds surrogates: a high+low pair becomes its character, a lone one U+FFFD.
+
+    >>> ascii(clean_text("a\\ud800b")), ascii(clean_text("\\ud83d\\ude00"))
+    ("'a\\\\ufffdb'", "'\\\\U0001f600'")
+    """
     try:
         text.encode("utf-8")
         return text
     except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def first_token_ids(text: str, tokenizer: Any, max_length: int, add_special_tokens: bool = False,

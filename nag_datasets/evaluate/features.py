@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io import atomic_write_text
 from ..spec import IMPACT_VERSION, SignatureSpec
 
 __all__ = ["CHUNK", "FeatureSet", "featurize_texts"]
@@ -100,7 +101,7 @@ def featurize_texts(
                                                                                   specs.items()}}, sort_keys=True)
     folder = _cache_root(cache_dir) / hashlib.sha256(settings.encode()).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "settings.json").write_text(settings)
+    atomic_write_text(folder / "settings.json", settings)
 
     model, tokenizer, recorder = st["model"], st["tokenizer"], st["recorder"]
     store: dict[str, Any] = {}
@@ -114,7 +115,7 @@ def featurize_texts(
             key = hashlib.sha256((settings + "\0" + "\0".join(chunk)).encode()).hexdigest()[:24]
             path = folder / f"{key}.npz"
             if path.is_file():
-                with np.load(path) as z:
+                with np.load(path, allow_pickle=False) as z:
                     parts.append({k: z[k] for k in z.files})
                 cached += 1
                 continue

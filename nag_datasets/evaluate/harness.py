@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io import atomic_write_text
 from .baselines import dsir_scores, embedding_scores, nag_scores, random_scores, slice_signatures, tfidf_scores
 from .features import FeatureSet, featurize_texts
 from .metrics import at_budget, average_precision, jaccard, roc_auc, selected_at_budget
@@ -282,7 +283,7 @@ def run_evaluation(
     results["timing"]["total_seconds"] = time.perf_counter() - start
     if extra:
         results.update(extra)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
+    atomic_write_text(out_dir / "results.json", json.dumps(results, indent=1, default=float) + "\n")
     write_report(results, out_dir)
     say(f"wrote {out_dir / 'report.md'} ({results['timing']['total_seconds']:.0f} s)")
     return results

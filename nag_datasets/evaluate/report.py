@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from .._io import atomic_write_bytes, atomic_write_text
+
 __all__ = ["summary_lines", "write_report"]
 
 #: Differences of mean AP below this are called ties in the summary.
@@ -116,7 +118,7 @@ def _plots(results: dict[str, Any], out_dir: Path) -> list[str]:
         ax.set_xlabel("average precision (mean over target classes; bar = sd)")
         ax.set_title(name)
     fig.tight_layout()
-    fig.savefig(plot_dir / "ap_by_method.png", dpi=110)
+    _save_figure(fig, plot_dir / "ap_by_method.png")
     plt.close(fig)
     files.append("plots/ap_by_method.png")
 
@@ -138,7 +140,7 @@ def _plots(results: dict[str, Any], out_dir: Path) -> list[str]:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.14, 1, 1))
-    fig.savefig(plot_dir / "precision_at_budget.png", dpi=110)
+    _save_figure(fig, plot_dir / "precision_at_budget.png")
     plt.close(fig)
     files.append("plots/precision_at_budget.png")
 
@@ -158,7 +160,7 @@ def _plots(results: dict[str, Any], out_dir: Path) -> list[str]:
             ax.set_title(f"{name}: class {sens['class']}")
         axes[0][-1].legend(fontsize=7, loc="lower right")
         fig.tight_layout()
-        fig.savefig(plot_dir / "sensitivity.png", dpi=110)
+        _save_figure(fig, plot_dir / "sensitivity.png")
         plt.close(fig)
         files.append("plots/sensitivity.png")
     return files
@@ -256,5 +258,14 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> Path:
         "",
     ]
     path = out_dir / "report.md"
-    path.write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
     return path
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    """Render to memory, then write atomically (a killed run never leaves a truncated PNG)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write_bytes(path, buf.getvalue())
