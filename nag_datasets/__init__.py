@@ -31,7 +31,22 @@ _EXPORTS = {
     "select_multi_target": "select",
     "select_top_fraction": "select",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "FeaturizeReport",
+    "NAGFeaturizer",
+    "NAGProfile",
+    "SignatureSpec",
+    "SpecError",
+    "SpecMismatchError",
+    "attach_spec",
+    "combine_with_quality",
+    "count_tokens",
+    "get_recipe",
+    "get_spec",
+    "load_model",
+    "select_multi_target",
+    "select_top_fraction",
+]
 
 
 def __getattr__(name: str) -> Any:
