@@ -121,7 +121,11 @@ def add_row_column(
     schema = Features({name: feature}).arrow_schema
     array = pa.array(values, type=schema.field(name).type, mask=null_mask)
     column_table = InMemoryTable(pa.table({name: array}, schema=schema))
-    table = concat_tables([ds._data, column_table], axis=1)
+    if table_length(ds) == 0:
+        # An empty ConcatenationTable has no blocks to align the new column with (an empty selection gives one).
+        table = InMemoryTable(ds._data.table.append_column(schema.field(name), array))
+    else:
+        table = concat_tables([ds._data, column_table], axis=1)
     info = ds.info.copy()
     info.features.update(Features({name: feature}))
     table = update_metadata_with_features(table, info.features)

@@ -1,0 +1,74 @@
+"""Analyses of NAG signatures on real models: layer and width subsets, distances, clustering, neuron deactivation.
+
+One module per concept; the notebooks under ``notebooks/`` are built from these functions.
+
+- :mod:`.subsets`: signatures and profiles restricted to a layer list or to the first K' neurons of each row.
+- :mod:`.distances`: pairwise Dice / NAG distance matrices through sparse multi-hot products.
+- :mod:`.clustering`: t-SNE on precomputed distances, clustering, purity / NMI / ARI, TF-IDF baseline.
+- :mod:`.retrieval`: precision and recall of a ranking at token shares, AUC, rank correlation.
+- :mod:`.deactivation`: reversible zeroing of MLP neurons and the NAG / random / High-Mean / High-Delta keys.
+- :mod:`.measure`: per-document LM loss, multiple-choice accuracy, mean-pooled embeddings, mean impacts.
+- :mod:`.sets`: format-controlled real text sets (MMLU subjects, GCIDE fields, general text), featurized once
+  and cached on disk.
+- :mod:`.notebook`: the parameters header and result summary every notebook prints.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "signature_array": "subsets",
+    "slice_signatures": "subsets",
+    "slice_column": "subsets",
+    "slice_profile": "subsets",
+    "prefix_signatures": "subsets",
+    "prefix_column": "subsets",
+    "prefix_profile": "subsets",
+    "multi_hot": "distances",
+    "dice_matrix": "distances",
+    "nag_distance_matrix": "distances",
+    "tsne_embedding": "clustering",
+    "cluster_scores": "clustering",
+    "purity": "clustering",
+    "deactivated": "deactivation",
+    "nag_keys": "deactivation",
+    "random_keys": "deactivation",
+    "high_mean_keys": "deactivation",
+    "high_delta_keys": "deactivation",
+    "document_losses": "measure",
+    "multiple_choice_accuracy": "measure",
+    "mean_impacts": "measure",
+    "mean_pooled_embeddings": "measure",
+}
+__all__ = [
+    "cluster_scores",
+    "deactivated",
+    "dice_matrix",
+    "document_losses",
+    "high_delta_keys",
+    "high_mean_keys",
+    "mean_impacts",
+    "mean_pooled_embeddings",
+    "multi_hot",
+    "multiple_choice_accuracy",
+    "nag_distance_matrix",
+    "nag_keys",
+    "prefix_column",
+    "prefix_profile",
+    "prefix_signatures",
+    "purity",
+    "random_keys",
+    "signature_array",
+    "slice_column",
+    "slice_profile",
+    "slice_signatures",
+    "tsne_embedding",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,122 @@
+"""The analysis notebooks: committed outputs match their parameters, and small runs reproduce each finding's direction.
+
+The slow tests execute every notebook with ``NAG_DATASETS_NOTEBOOK_SIZE=small`` (a few minutes in all on two cores,
+sharing featurized sets through the on-disk cache) and read the JSON summary each notebook prints last.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from nag_datasets.analysis.notebook import HEADER_MARKER, SIZE_ENV, SUMMARY_MARKER, params_sha256, read_marker
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NAMES = [
+    "01_quickstart",
+    "02_final_layer_only",
+    "03_neuron_deactivation",
+    "04_multi_target_and_quality",
+    "05_width_and_neuron_types",
+    "06_tsne",
+]
+
+
+def _full_params(nb) -> dict:
+    """Run the notebook's parameters cell (it only defines FULL and SMALL) and return FULL."""
+    source = next(c.source for c in nb.cells if c.cell_type == "code")
+    namespace: dict = {}
+    previous = os.environ.pop(SIZE_ENV, None)
+    try:
+        # The cell is our own committed notebook source: plain assignments and one call that prints a header.
+        exec(compile(source, "parameters cell", "exec"), namespace)  # noqa: S102
+    finally:
+        if previous is not None:
+            os.environ[SIZE_ENV] = previous
+    return namespace["FULL"]
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_outputs_come_from_current_full_parameters(name):
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    header = read_marker(nb, HEADER_MARKER)
+    assert header["size"] == "full", "committed outputs must come from a full-size run"
+    assert header["full_params_sha256"] == params_sha256(_full_params(nb)), (
+        f"{name}: the FULL parameters changed since the committed run; re-run it with "
+        f"`python -m nag_datasets.analysis.notebook notebooks/{name}.ipynb`")
+    assert header["commit"] != "unknown"
+    read_marker(nb, SUMMARY_MARKER)
+    assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+
+
+@pytest.fixture(scope="module")
+def small_run():
+    from nag_datasets.analysis.notebook import run_notebook
+
+    cache: dict = {}
+
+    def run(name: str) -> dict:
+        if name not in cache:
+            nb = run_notebook(NOTEBOOKS / f"{name}.ipynb", size="small", out=False, timeout=900)
+            assert read_marker(nb, HEADER_MARKER)["size"] == "small"
+            cache[name] = read_marker(nb, SUMMARY_MARKER)
+        return cache[name]
+
+    return run
+
+
+@pytest.mark.slow
+def test_quickstart_selection_favours_the_target_source(small_run):
+    s = small_run("01_quickstart")
+    assert s["gsm8k_share_at_smallest_rf"] > s["gsm8k_pool_share"]
+    assert s["gsm8k_mean_similarity"] > s["best_other_mean_similarity"]
+
+
+@pytest.mark.slow
+def test_all_layers_retrieve_better_than_the_last_layer_alone(small_run):
+    s = small_run("02_final_layer_only")
+    for task in ("mmlu", "gcide"):
+        assert s[task]["all layers"]["auc"] > s[task]["last layer"]["auc"]
+        assert s[task]["all layers"]["auc"] > 0.5
+
+
+@pytest.mark.slow
+def test_nag_deactivation_hurts_more_than_every_random_seed(small_run):
+    s = small_run("03_neuron_deactivation")
+    assert s["nag_target_delta"] > max(s["random_target_deltas"])
+    assert s["nag_target_delta"] > 0
+    # Found at this scale: the most frequent NAG neurons are generic, off-target loss rises about as much.
+    by = {r["condition"]: r for r in s["rows"]}
+    randoms = [r for name, r in by.items() if name.startswith("random")]
+    assert s["nag_offtarget_delta"] > max(r["offtarget_delta"] for r in randoms)
+
+
+@pytest.mark.slow
+def test_mixture_shares_the_budget_and_quality_weight_favours_length(small_run):
+    s = small_run("04_multi_target_and_quality")
+    multi = s["multi"]
+    for label, recall in multi["mixture dedup=False"]["recall"].items():
+        assert recall <= multi[f"single {label}"]["recall"][label]
+    sweep = [s["quality_sweep"][k] for k in sorted(s["quality_sweep"], key=float)]
+    assert sweep[-1]["mean_tokens"] > sweep[0]["mean_tokens"]
+
+
+@pytest.mark.slow
+def test_wider_signatures_retrieve_better_than_one_neuron_per_layer(small_run):
+    s = small_run("05_width_and_neuron_types")
+    for task in ("mmlu", "gcide"):
+        assert s["widths"][task]["20"]["auc"] > s["widths"][task]["1"]["auc"]
+    assert all(v["auc"] > 0.5 for v in s["types"]["mmlu"].values())
+
+
+@pytest.mark.slow
+def test_nag_clusters_beat_chance(small_run):
+    s = small_run("06_tsne")
+    for task, labels in (("mmlu", 4), ("gcide", 4)):
+        assert s[f"{task}/NAG"]["tsne_kmeans"]["purity"] > 1.0 / labels + 0.1
+    assert np.isfinite(s["mmlu/TF-IDF"]["tsne_kmeans"]["nmi"]) and np.isfinite(s["mmlu/embedding"]["tsne_kmeans"]["nmi"])
