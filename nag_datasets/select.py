@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ._arrow import add_row_column, numeric_column
+from .budget import budget_cut
 from .columns import get_spec
 from .profile import NAGProfile
 from .recipe import SelectionRecipe, get_score_info, score_feature
@@ -217,7 +218,8 @@ def select_indices(
 ) -> tuple[np.ndarray, SelectionReport]:
     """Row positions to keep, best first, and the report; ``scores`` NaN = not in the pool.
 
-    ``method="exact"`` sorts the pool and never exceeds the budget. ``method="sampled"`` estimates the score
+    ``method="exact"`` never exceeds the budget; it finds the boundary score by bisection and sorts only the
+    kept rows (:mod:`nag_datasets.budget`), so its memory is ~4 bytes per document beyond the scores. ``method="sampled"`` estimates the score
     threshold on a seeded random sample of ``sample_size`` pool rows (same greedy rule on the sample) and keeps
     every pool row at least as good (O(N) filter, only the kept rows are sorted): the report's
     ``achieved_fraction`` says how close it came; it may exceed the request slightly.
@@ -243,11 +245,8 @@ def select_indices(
 
     sample_documents = None
     if method == "exact":
-        ranked = _rank(scores, higher_is_better)[:pool_documents]
-        keep = _budget_prefix(ranked, tokens, fraction * pool_tokens)
-        selected = np.ascontiguousarray(ranked[:keep])
-        del ranked
-        threshold = float(scores[selected[-1]]) if keep else None
+        selected = budget_cut(scores, tokens, fraction * pool_tokens, higher_is_better=higher_is_better)
+        threshold = float(scores[selected[-1]]) if len(selected) else None
     else:
         if sample_size < 1:
             raise ValueError(f"sample_size must be positive, got {sample_size}")
