@@ -352,31 +352,13 @@ def _open_stream(source: Any) -> Any:
     """An `IterableDataset` over ``source`` (a path :func:`load_any` accepts, a Dataset or an IterableDataset)."""
     import datasets
 
-    from .io import _is_saved_dataset
+    from .io import load_any
 
     if isinstance(source, datasets.IterableDataset):
         return source
     if isinstance(source, datasets.Dataset):
         return source.to_iterable_dataset()
-    p = Path(source)
-    if not p.exists():
-        raise FileNotFoundError(f"no dataset at {p}")
-    if _is_saved_dataset(p):
-        ds = datasets.load_from_disk(str(p))
-        if isinstance(ds, datasets.DatasetDict):
-            ds = ds["train"]
-        return ds.to_iterable_dataset()  # memory-mapped: nothing is loaded into RAM
-    if p.is_dir():
-        files = sorted(str(f) for f in p.rglob("*.parquet"))
-        if not files:
-            raise ValueError(f"{p} is neither a save_to_disk folder nor a folder of parquet files")
-        return datasets.load_dataset("parquet", data_files=files, split="train", streaming=True)
-    suffix = p.suffix.lower()
-    if suffix == ".parquet":
-        return datasets.load_dataset("parquet", data_files=str(p), split="train", streaming=True)
-    if suffix in (".jsonl", ".json"):
-        return datasets.load_dataset("json", data_files=str(p), split="train", streaming=True)
-    raise ValueError(f"unsupported dataset path {p}: use a save_to_disk folder, .parquet or .jsonl")
+    return load_any(source, streaming=True)
 
 
 def _part_ok(path: Path, rows: int, features: Any) -> bool:

@@ -31,8 +31,12 @@ def _is_saved_dataset(path: Path) -> bool:
     return path.is_dir() and (path / "state.json").is_file() and (path / "dataset_info.json").is_file()
 
 
-def load_any(path: str | os.PathLike[str], *, split: str = "train") -> Any:
-    """Load a ``save_to_disk`` folder, a parquet file or folder, or a ``.jsonl``/``.json`` file as a Dataset."""
+def load_any(path: str | os.PathLike[str], *, split: str = "train", streaming: bool = False) -> Any:
+    """Load a ``save_to_disk`` folder, a parquet file or folder, or a ``.jsonl``/``.json`` file as a Dataset.
+
+    ``streaming=True`` gives an ``IterableDataset`` instead (a saved folder stays memory-mapped; files are read
+    as they are iterated).
+    """
     import datasets
 
     p = Path(path)
@@ -42,25 +46,25 @@ def load_any(path: str | os.PathLike[str], *, split: str = "train") -> Any:
         ds = datasets.load_from_disk(str(p))
         if isinstance(ds, datasets.DatasetDict):
             ds = ds[split]
-        return ds
+        return ds.to_iterable_dataset() if streaming else ds
     if p.is_dir():
-        files = sorted(str(f) for f in p.rglob("*.parquet"))
+        files: Any = sorted(str(f) for f in p.rglob("*.parquet"))
         if not files:
             raise ValueError(f"{p} is neither a save_to_disk folder nor a folder of parquet files")
-        ds = datasets.load_dataset("parquet", data_files=files, split="train")
-        return _reattach(ds, p / SIDECAR)
-    suffix = p.suffix.lower()
-    if suffix == ".parquet":
-        ds = datasets.load_dataset("parquet", data_files=str(p), split="train")
-        return _reattach(ds, p.with_name(p.name + ".spec.json"))
-    if suffix in (".jsonl", ".json"):
-        return datasets.load_dataset("json", data_files=str(p), split="train")
-    raise ValueError(f"unsupported dataset path {p}: use a save_to_disk folder, .parquet or .jsonl")
+        builder, sidecar = "parquet", p / SIDECAR
+    elif p.suffix.lower() == ".parquet":
+        files, builder, sidecar = str(p), "parquet", p.with_name(p.name + ".spec.json")
+    elif p.suffix.lower() in (".jsonl", ".json"):
+        files, builder, sidecar = str(p), "json", None
+    else:
+        raise ValueError(f"unsupported dataset path {p}: use a save_to_disk folder, .parquet or .jsonl")
+    ds = datasets.load_dataset(builder, data_files=files, split="train", streaming=streaming)
+    return _reattach(ds, sidecar) if sidecar is not None else ds
 
 
 def _reattach(ds: Any, sidecar: Path) -> Any:
     """Reattach specs from a sidecar file ``{column: spec}`` to columns that lost theirs."""
-    if not sidecar.is_file():
+    if not sidecar.is_file() or ds.features is None:
         return ds
     import json
 
