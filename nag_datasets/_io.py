@@ -23,8 +23,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["FolderLockedError", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "lock_dir"]
+__all__ = ["FolderLockedError", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "lock_dir", "read_versioned_json"]
 
 
 #: Test hook, for crash tests only: when this environment variable names a stage (e.g. ``atomic_dir:filled``), the
@@ -140,3 +141,22 @@ def lock_dir(folder: str | os.PathLike[str]) -> Iterator[Path]:
         yield folder
     finally:
         lock.release()
+
+
+def read_versioned_json(path: Path, *, fmt: str, version: int, error: type[Exception], what: str) -> dict[str, Any]:
+    """Read one of our JSON description files, checking its ``format`` and ``format_version``.
+
+    Corrupt, truncated or foreign files raise ``error`` with a message naming the file (never a bare
+    ``JSONDecodeError``); the caller checks the fields it needs.
+    """
+    import json
+
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{path} is not valid JSON (corrupt or truncated): {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise error(f"{path} is not a nag_datasets {what}")
+    if meta.get("format_version") != version:
+        raise error(f"{path} has format_version {meta.get('format_version')!r}; this library reads {version}")
+    return meta

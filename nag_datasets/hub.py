@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from ._io import FolderLockedError, atomic_dir, atomic_write_bytes, atomic_write_text, lock_dir
+from ._io import FolderLockedError, atomic_dir, atomic_write_bytes, atomic_write_text, lock_dir, read_versioned_json
 from .columns import signature_columns
 from .profile import COUNTS_FILE, META_FILE, NAGProfile, ProfileError
 from .recipe import RecipeError, SelectionRecipe, get_recipe
@@ -706,15 +706,8 @@ def _read_meta(folder: Path) -> dict[str, Any]:
     path = folder / RECIPE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{folder} is not a nag_datasets export: {RECIPE_FILE} is missing")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RecipeError(f"{path} is not valid JSON (corrupt or truncated): {e}") from None
-    if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
-        raise RecipeError(f"{path} is not a nag_datasets export description")
-    if meta.get("format_version") != EXPORT_FORMAT_VERSION:
-        raise RecipeError(f"{path} has format_version {meta.get('format_version')!r}; this library reads "
-                          f"{EXPORT_FORMAT_VERSION}")
+    meta = read_versioned_json(path, fmt=EXPORT_FORMAT, version=EXPORT_FORMAT_VERSION, error=RecipeError,
+                               what="export description")
     bad = [k for k in ("card", "score_histogram") if not isinstance(meta.get(k), dict)]
     if bad:
         raise RecipeError(f"{path} lacks or has malformed {', '.join(bad)}")

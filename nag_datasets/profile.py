@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from . import __version__
 from ._arrow import signature_blocks, table_length
-from ._io import atomic_dir
+from ._io import atomic_dir, read_versioned_json
 from .columns import column_name, get_spec, row_indices, signature_table_column
 from .kernel import SignatureIndexError, counts_dtype, score_blocks
 from .spec import SignatureSpec, SpecError
@@ -431,17 +431,8 @@ class NAGProfile:
         for p in (meta_path, counts_path):
             if not p.is_file():
                 raise ProfileError(f"not a saved profile: {p} is missing")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ProfileError(f"{meta_path} is not valid JSON (corrupt or truncated): {e}") from None
-        if not isinstance(meta, dict) or meta.get("format") != PROFILE_FORMAT:
-            raise ProfileError(f"{meta_path} is not a nag_datasets profile description")
-        if meta.get("format_version") != PROFILE_FORMAT_VERSION:
-            raise ProfileError(
-                f"{meta_path} has format_version {meta.get('format_version')!r}; this library reads "
-                f"{PROFILE_FORMAT_VERSION}"
-            )
+        meta = read_versioned_json(meta_path, fmt=PROFILE_FORMAT, version=PROFILE_FORMAT_VERSION,
+                                   error=ProfileError, what="profile description")
         missing = [k for k in ("spec", "num_targets", "counts_sha256") if k not in meta]
         if missing:
             raise ProfileError(f"{meta_path} lacks {', '.join(missing)}")
