@@ -140,16 +140,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for src, vals in sorted(by_source.items(), key=lambda kv: -np.mean(kv[1])):
         print(f"  {src:10s} {np.mean(vals):.4f}  (n={len(vals)})")
     pool_share = _shares(list(pool["source"]))
+    selections = []
     for fraction in args.fractions:
         selected, rep = select_top_fraction(pool, fraction, token_column="num_tokens", profile=profile,
                                             return_report=True)
+        selections.append(selected)
         shares = _shares(list(selected["source"]))
         print(f"\nr_f={fraction:.2f}: kept {rep.documents_selected} documents, {rep.tokens_selected} of "
               f"{rep.pool_tokens} tokens ({rep.achieved_fraction:.3f}); score threshold {rep.threshold:.4f}")
         print("  source share, selected vs pool: " + ", ".join(
             f"{k} {shares.get(k, 0.0):.2f} vs {v:.2f}" for k, v in pool_share.items()))
-    top, _ = select_top_fraction(pool, args.fractions[0], token_column="num_tokens", profile=profile,
-                                 return_report=True)
+    top = selections[0]
     print("\ntop documents:")
     top_scores = profile.score(top)
     for i in range(min(3, len(top))):
