@@ -25,7 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FolderLockedError", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "lock_dir", "read_versioned_json"]
+__all__ = ["FolderLockedError", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "lock_dir", "read_versioned_json",
+           "recover_interrupted_swap"]
 
 
 #: Test hook, for crash tests only: when this environment variable names a stage (e.g. ``atomic_dir:filled``), the
@@ -138,9 +139,35 @@ def lock_dir(folder: str | os.PathLike[str]) -> Iterator[Path]:
             "another output folder"
         ) from None
     try:
+        recover_interrupted_swap(folder)
         yield folder
     finally:
         lock.release()
+
+
+def recover_interrupted_swap(target: str | os.PathLike[str]) -> bool:
+    """Finish what a writer killed inside :func:`atomic_dir`'s swap left behind; call it holding :func:`lock_dir`.
+
+    A kill between moving the previous ``target`` aside and renaming the new one into place leaves the previous
+    complete folder at ``.<name>.old-*/<name>`` and nothing at ``target``: it is moved back (with a warning) and
+    ``True`` is returned. ``.old-*`` folders left beside an existing ``target`` (a kill after the swap) are deleted.
+    Hidden ``.tmp-*`` folders of killed writers are left alone (never read; safe to delete).
+    """
+    import warnings
+
+    target = Path(target)
+    olds = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    restored = False
+    if not target.exists():
+        candidates = [p for p in olds if (p / target.name).is_dir()]
+        if candidates:
+            os.replace(candidates[-1] / target.name, target)
+            restored = True
+            warnings.warn(f"restored {target} from {candidates[-1]}: an earlier write was killed mid-swap",
+                          RuntimeWarning, stacklevel=3)
+    for old in olds:
+        shutil.rmtree(old, ignore_errors=True)
+    return restored
 
 
 def read_versioned_json(path: Path, *, fmt: str, version: int, error: type[Exception], what: str) -> dict[str, Any]:

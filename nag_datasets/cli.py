@@ -231,8 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; an existing output (without ``--overwrite``) or one that another run is writing is refused
+    with a one-line message and exit status 1."""
+    from ._io import FolderLockedError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (FileExistsError, FolderLockedError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

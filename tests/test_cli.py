@@ -38,10 +38,12 @@ def test_featurize_profile_select_round_trip(tmp_path, capsys):
     # Same numbers from the library directly.
     pool_feat = load_any(tmp_path / "pool_feat")
     assert sorted(profile.score(pool_feat), reverse=True)[: len(selected)] == list(scores)
-    # Refuses to overwrite an existing output.
-    with pytest.raises(FileExistsError):
-        main(["select", str(tmp_path / "pool_feat"), str(tmp_path / "selected"), "--profile",
-              str(tmp_path / "profile"), "--fraction", "0.3"])
+    # Refuses to overwrite an existing output, with a message rather than a traceback.
+    capsys.readouterr()
+    assert main(["select", str(tmp_path / "pool_feat"), str(tmp_path / "selected"), "--profile",
+                 str(tmp_path / "profile"), "--fraction", "0.3"]) == 1
+    assert "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
+    assert len(load_any(tmp_path / "selected")) == len(selected)
 
 
 @pytest.mark.slow
@@ -53,3 +55,25 @@ def test_demo_command_runs(tmp_path):
     assert "mean similarity to the target by source" in out and "r_f=0.20" in out
     selected = load_any(tmp_path / "sel")
     assert len(selected) > 0 and set(selected["source"]) <= {"gsm8k", "humaneval", "mmlu"}
+
+
+@pytest.mark.fast
+def test_select_into_a_folder_being_written_is_refused_cleanly(tmp_path, capsys):
+    from helpers import make_signature_dataset, make_spec, random_signatures
+
+    from nag_datasets._io import lock_dir
+
+    spec = make_spec()
+    make_signature_dataset(random_signatures(20, spec), spec, {"num_tokens": list(range(1, 21))},
+                           path=tmp_path / "pool")
+    NAGProfile.from_signatures(random_signatures(3, spec, seed=1), spec).save(tmp_path / "profile")
+    argv = ["select", str(tmp_path / "pool"), str(tmp_path / "out"), "--profile", str(tmp_path / "profile"),
+            "--fraction", "0.5"]
+    capsys.readouterr()
+    with lock_dir(tmp_path / "out"):
+        assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "another run is writing" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    assert main(argv) == 0  # the lock is gone with its holder
+    assert len(load_any(tmp_path / "out")) > 0

@@ -161,6 +161,21 @@ def test_killed_select_keeps_old_output_and_rerun_completes(work, stage):
 
     _ok(_select_args(out, "0.2", "--overwrite"), work)
     _same_selection(load_any(work / out), load_any(work / "reference"))
+    assert not [p for p in _leftovers(work, out) if ".old-" in p.name]  # restored, then replaced
+
+
+@pytest.mark.slow
+def test_killed_mid_swap_select_is_restored_by_the_next_run(work):
+    out = "out-restored"
+    _ok(_select_args(out, "0.6"), work)
+    old = _snapshot(work / out)
+    Paused(_select_args(out, "0.2", "--overwrite"), work, "atomic_dir:swapped").kill()
+    assert not (work / out).exists()
+    # A later run that refuses to overwrite finds the previous selection back in place.
+    proc = _run(_select_args(out, "0.2"), work)
+    assert proc.returncode != 0 and "killed mid-swap" in proc.stderr
+    assert _snapshot(work / out) == old
+    assert not [p for p in _leftovers(work, out) if ".old-" in p.name]
 
 
 @pytest.mark.slow

@@ -97,3 +97,31 @@ def test_lock_dir_refuses_second_process(tmp_path):
         proc.communicate("done\n", timeout=30)
     with lock_dir(folder):
         pass
+
+
+def _killed_mid_swap(tmp_path):
+    """The state a SIGKILL at ``atomic_dir:swapped`` leaves: the old output moved aside, nothing at the name."""
+    old = tmp_path / ".out.old-abc123"
+    (old / "out").mkdir(parents=True)
+    (old / "out" / "data.txt").write_text("previous complete output")
+    return tmp_path / "out"
+
+
+def test_lock_dir_restores_an_output_left_aside_by_a_killed_swap(tmp_path):
+    out = _killed_mid_swap(tmp_path)
+    with pytest.warns(RuntimeWarning, match="killed mid-swap"), lock_dir(out):
+        assert (out / "data.txt").read_text() == "previous complete output"
+    assert not list(tmp_path.glob(".out.old-*"))
+    with lock_dir(out), atomic_dir(out) as tmp:  # the next write replaces it as usual
+        (tmp / "data.txt").write_text("new")
+    assert (out / "data.txt").read_text() == "new"
+
+
+def test_recover_interrupted_swap_deletes_leftovers_beside_a_complete_output(tmp_path):
+    out = _killed_mid_swap(tmp_path)
+    out.mkdir()
+    (out / "data.txt").write_text("the new output was already in place")
+    assert _io.recover_interrupted_swap(out) is False
+    assert (out / "data.txt").read_text() == "the new output was already in place"
+    assert not list(tmp_path.glob(".out.old-*"))
+    assert _io.recover_interrupted_swap(tmp_path / "never_written") is False
