@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -69,6 +70,46 @@ def test_every_arm_sees_the_same_number_of_training_tokens(tiny_run):
     assert all(summary[a]["train_tokens"] == [expected] for a in summary)
 
 
+def test_compare_reports_difference_spread_and_separation():
+    rs = ([{"arm": "a", "target_loss": v} for v in (1.0, 1.2, 1.1)]
+          + [{"arm": "b", "target_loss": v} for v in (1.15, 1.5, 1.6)])
+    c = pretrain.compare(rs, "a", "b")
+    assert c["diff"] == pytest.approx(1.1 - (1.15 + 1.5 + 1.6) / 3)
+    assert c["max_std"] == pytest.approx(float(torch.tensor([1.15, 1.5, 1.6]).std()))
+    assert c["separated"] is False  # 1.2 > 1.15: the ranges overlap
+    assert pretrain.compare(rs[:2] + rs[4:], "a", "b")["separated"] is True
+    summary = pretrain.summarize([dict(r, seed=i, general_loss=0.0, train_tokens=8, selected_tokens_by_source={})
+                                  for i, r in enumerate(rs)])
+    assert summary["a"]["target_vs"]["b"] == c
+    assert summary["b"]["target_vs"]["a"]["diff"] == pytest.approx(-c["diff"])
+
+
+def test_learning_curve_checkpoints_are_recorded(tiny_run):
+    _, results, _ = tiny_run
+    steps = results[0]["steps"]
+    for r in results:
+        marks = [c["step"] for c in r["curve"]]
+        assert marks == sorted(set(marks)) and marks[-1] == steps and len(marks) >= 2
+        assert r["target_loss"] == r["curve"][-1]["target_loss"]
+        assert r["curve"][-1]["tokens"] == r["train_tokens"]
+        assert len(r["train_losses"]) == steps
+
+
+def test_checkpoint_evaluation_does_not_change_training():
+    g = torch.Generator().manual_seed(2)
+    seqs = torch.randint(0, 50, (16, 16), generator=g)
+    docs = [list(range(3, 15))]
+    a = build_model(50, seed=0, **MODEL)
+    la = train(a, seqs, batch_size=4, lr=3e-3, seed=0)
+    b = build_model(50, seed=0, **MODEL)
+    seen: list[int] = []
+    lb = train(b, seqs, batch_size=4, lr=3e-3, seed=0, checkpoints=[1, 2],
+               on_checkpoint=lambda s: seen.append((s, mean_loss(b, docs, seq_len=16))))
+    assert [s for s, _ in seen] == [1, 2]
+    assert la == lb
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
 def test_pool_shares_no_13gram_with_the_target_benchmark():
     from nag_datasets.demo_data import iter_source_documents
 
@@ -125,3 +166,23 @@ def test_model_arms_run_on_tiny_with_equal_budgets(tmp_path):
     assert sigs.shape == (len(corpus["pool_texts"]), spec.num_layers, spec.top_k)
     a, b = arm_scores("nag_all", ctx, 0), arm_scores("nag_last", ctx, 0)
     assert a.shape == b.shape and not np.allclose(a, b)
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "pretrain" / "full"
+
+
+def test_committed_full_results_are_complete_and_match_their_summary():
+    """The committed full run: made with the current full config, every unit present, equal training tokens,
+    summary.json recomputable from the units, and the README quoting its numbers."""
+    cfg = pretrain.CONFIGS["full"]
+    manifest = json.loads((RESULTS / "manifest.json").read_text())
+    assert manifest["key"] == cfg.key(), "the full config changed since the committed run: re-run it"
+    units = [json.loads((RESULTS / "units" / f"{a}-seed{s}.json").read_text()) for a in cfg.arms for s in cfg.seeds]
+    assert {u["config_key"] for u in units} == {cfg.key()}
+    assert {u["train_tokens"] for u in units} == {cfg.epochs * cfg.budget_tokens // cfg.seq_len * cfg.seq_len}
+    assert all(u["pool_tokens"] >= 3 * cfg.budget_tokens for u in units)  # the pool is several times the budget
+    summary = pretrain.summarize(units)
+    assert json.loads((RESULTS / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    readme = (RESULTS.parents[3] / "README.md").read_text()
+    for arm, row in summary.items():
+        assert f"{row['target_loss']['mean']:.3f}" in readme, f"README does not quote {arm}'s target loss"

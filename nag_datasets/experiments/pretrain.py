@@ -10,28 +10,23 @@ on random or embedding/DSIR-selected data. Recipe per (arm, seed) unit:
 2. One byte-level BPE tokenizer trained on the pool (saved as ``<out>/tokenizer.json``, shared by all arms).
 3. The arm scores the pool (`arms.arm_scores`); `select.select_indices` keeps the best documents within
    ``budget_tokens / pool_tokens`` of the pool's tokens (document lengths in our BPE, +1 for EOS).
-4. The selection is packed into exactly ``budget_tokens // seq_len`` sequences (cycling if short; asserted), a
-   model is initialised from the seed and trained one pass with an identical recipe for every arm.
-5. Mean per-document loss on target-eval and general-eval texts; the unit is saved as
-   ``<out>/units/<arm>-seed<seed>.json``. A rerun skips units whose file exists (resumable); a
-   ``manifest.json`` with the config refuses resuming into a folder made with another config.
+4. The selection is packed into exactly ``epochs * budget_tokens // seq_len`` sequences (cycling with a fresh
+   shuffle when a selection is short; asserted), a model is initialised from the seed and trained with an
+   identical recipe for every arm (`train.train`).
+5. Mean per-document loss on target-eval and general-eval texts at the ``curve_fractions`` checkpoints and at the
+   end; the unit is saved as ``<out>/units/<arm>-seed<seed>.json``. A rerun skips units whose file exists
+   (resumable); a ``manifest.json`` with the config refuses resuming into a folder made with another config.
 
-Configs: ``tiny`` (tests, seconds), ``small`` (a few minutes on 2 CPU cores), ``full`` (sized for this machine:
-see `estimate_seconds`: ~4 h on 2 cores, NOT run yet; pool ~2.4M tokens, ~4.7x the budget — check the
-logged pool size against the budget on the first run). Run: ``python -m nag_datasets.experiments.pretrain --config small
---out runs/pretrain-small``.
+Configs: ``tiny`` (tests, seconds), ``small`` (notebook 07 under the tests, a few minutes on 2 CPU cores),
+``full`` (sized for this machine: ~1 h by `estimate_seconds`; its results are committed under
+``benchmarks/results/pretrain/full``). Run: ``python -m nag_datasets.experiments.pretrain --config full
+--out runs/pretrain-full`` (``--estimate`` prints the expected wall time).
 
-TODO (for a successor):
-- Run ``full`` (resumable; ~4 h estimated on 2 cores) and report mean +- std per arm; consider more
-  seeds if spreads overlap.
-- Notebook 07 (downstream pretraining table/plot from ``summary.json``) and a README section.
-- Man pages (``man -l``) as an extra pool source; FOLDOC/Jargon too.
-- ``small`` is a wiring check, not evidence: 64 optimizer steps, eval losses ~7.3-7.6 nats (vocab 8k: ln = 9.0).
-  First ``small`` run (2026-11-28, 3 seeds): target loss random 7.63+-0.06, dsir 7.52, nag_last 7.44, embedding
-  7.37, nag_all 7.34+-0.03; nag_all pays on general loss (7.40 vs random 7.08) by picking 89% MMLU tokens.
-- The NAG arms use the unit's selection only through scores; ties / near-duplicates are not de-duplicated.
-- Featurize NAG and embeddings in one forward pass (today two passes over the pool).
-- DSIR uses the package's length-summed weight (favours short documents); a ``dsir_per_ngram`` arm would be fairer.
+>>> CONFIGS["full"].epochs * CONFIGS["full"].budget_tokens // CONFIGS["full"].seq_len  # sequences per unit
+2048
+
+Left for later: man pages / FOLDOC as extra pool sources; featurizing NAG and embeddings in one forward pass
+(today two passes); a per-n-gram DSIR weight (the package's weight is summed over a document's n-grams).
 """
 
 from __future__ import annotations
@@ -53,10 +48,11 @@ from .arms import ARMS, ArmContext, arm_scores
 from .corpus import Corpus, build_corpus
 from .train import EOS, build_model, encode, mean_loss, pack, train, train_tokenizer
 
-__all__ = ["CONFIGS", "PretrainConfig", "estimate_seconds", "run", "summarize"]
+__all__ = ["CONFIGS", "PretrainConfig", "compare", "estimate_seconds", "run", "summarize", "table"]
 
-TRAIN_TOKENS_PER_S = 3200.0  # OFFLINE.md: tiny Llama, 8k vocab, 2 cores
-FEATURIZE_TOKENS_PER_S = 900.0
+TRAIN_TOKENS_PER_S_AT_256 = 3700.0  # measured: hidden 256 -> 3.7k tokens/s, 192 -> 5.3k, 128 -> 8.5k
+NAG_TOKENS_PER_S = 1600.0
+EMBED_TOKENS_PER_S = 2100.0
 
 
 @dataclass(frozen=True)
@@ -81,11 +77,14 @@ class PretrainConfig:
     arms: tuple[str, ...] = ARMS
     corpus_seed: int = 0
     kjv_verses_per_doc: int = 5
+    epochs: int = 1
+    curve_fractions: tuple[float, ...] = (0.125, 0.25, 0.5, 0.75)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["seeds"], d["arms"] = list(self.seeds), list(self.arms)
+        d["curve_fractions"] = list(self.curve_fractions)
         return d
 
     def key(self) -> str:
@@ -107,23 +106,23 @@ CONFIGS: dict[str, PretrainConfig] = {
         batch_size=4, vocab_size=8000, hidden=128, layers=4, heads=4, intermediate=384, lr=3e-3,
         feature_max_length=64),
     "full": PretrainConfig(
-        name="full", pool_per_source={"wordnet": 12000, "kjv": 4000, "gcide": 12000, "humaneval": 120,
-                                      "mmlu": 10000},
-        n_target_select=500, n_target_eval=250, n_general_eval=200, scan=60000, budget_tokens=524_288,
-        seq_len=256, batch_size=8, vocab_size=8000, hidden=256, layers=4, heads=4, intermediate=768, lr=1e-3,
-        feature_max_length=120),
+        name="full", pool_per_source={"wordnet": 4000, "kjv": 2000, "gcide": 3500, "humaneval": 100, "mmlu": 2500},
+        n_target_select=500, n_target_eval=250, n_general_eval=60, scan=60000, budget_tokens=262_144,
+        seq_len=256, batch_size=8, vocab_size=8000, hidden=256, layers=4, heads=4, intermediate=768, lr=2e-3,
+        feature_max_length=96, epochs=2),
 }
 
 
 def estimate_seconds(cfg: PretrainConfig, pool_tokens: float | None = None) -> float:
-    """Rough wall time on 2 CPU cores: two model passes over the (truncated) pool + training every unit.
-    ``pool_tokens`` defaults to documents x ``feature_max_length`` (an upper bound)."""
+    """Rough wall time on 2 idle CPU cores: an NAG pass and an embedding pass over the (truncated) pool, then
+    training and evaluating every unit. ``pool_tokens`` defaults to documents x ``feature_max_length`` (an upper
+    bound). Speeds measured here on 2026-11-28 (bundled model; Llama 4 x 256, vocab 8k, seq 256, fp32)."""
     n_pool = sum(cfg.pool_per_source.values()) + cfg.n_target_select
-    feat = 2 * (pool_tokens or n_pool * cfg.feature_max_length) / FEATURIZE_TOKENS_PER_S
+    feat_tokens = pool_tokens or n_pool * cfg.feature_max_length
+    feat = feat_tokens / NAG_TOKENS_PER_S + feat_tokens / EMBED_TOKENS_PER_S
     units = len(cfg.arms) * len(cfg.seeds)
-    # bigger models than OFFLINE.md's "few M params" train slower: scale by hidden/128 (rough)
-    train_s = units * cfg.budget_tokens / TRAIN_TOKENS_PER_S * max(1.0, cfg.hidden / 128)
-    return feat + train_s
+    train_s = units * cfg.epochs * cfg.budget_tokens / (TRAIN_TOKENS_PER_S_AT_256 * 256 / cfg.hidden)
+    return feat + 1.15 * train_s  # +15%: learning-curve evaluations
 
 
 def _unit_path(out: Path, arm: str, seed: int) -> Path:
@@ -203,7 +202,9 @@ def run(cfg: PretrainConfig | str, out: str | Path, *, arms: Sequence[str] | Non
         general_eval_ids = encode(tok, corpus.general_eval)
         ctx = ArmContext(corpus.pool_texts, corpus.target_select, out / "features",
                          max_length=cfg.feature_max_length)
-        n_seqs = cfg.budget_tokens // cfg.seq_len
+        n_seqs = cfg.epochs * cfg.budget_tokens // cfg.seq_len
+        steps = -(-n_seqs // cfg.batch_size)
+        checkpoints = sorted({max(1, int(steps * f)) for f in cfg.curve_fractions} - {steps})
         log(f"[{cfg.name}] pool {len(pool_ids)} docs / {pool_tokens} tokens, budget {cfg.budget_tokens} "
             f"({fraction:.3f} of pool), {n_seqs} x {cfg.seq_len}; {len(todo)} unit(s) to run")
         for arm, seed in todo:
@@ -216,7 +217,17 @@ def run(cfg: PretrainConfig | str, out: str | Path, *, arms: Sequence[str] | Non
             torch.manual_seed(seed)
             model = build_model(tok.get_vocab_size(), hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads,
                                 intermediate=cfg.intermediate, seq_len=cfg.seq_len, seed=seed)
-            losses = train(model, seqs, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed)
+            curve: list[dict[str, float]] = []
+
+            def evaluate(step: int, model: Any = model, curve: list = curve) -> None:
+                curve.append({"step": step, "tokens": min(step * cfg.batch_size, n_seqs) * cfg.seq_len,
+                              "target_loss": mean_loss(model, target_eval_ids, seq_len=cfg.seq_len, eos_id=eos_id),
+                              "general_loss": mean_loss(model, general_eval_ids, seq_len=cfg.seq_len,
+                                                        eos_id=eos_id)})
+
+            losses = train(model, seqs, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed, checkpoints=checkpoints,
+                           on_checkpoint=evaluate)
+            evaluate(len(losses))
             comp: dict[str, int] = {}
             for i in keep:
                 comp[corpus.pool_sources[i]] = comp.get(corpus.pool_sources[i], 0) + int(doc_tokens[i])
@@ -225,8 +236,8 @@ def run(cfg: PretrainConfig | str, out: str | Path, *, arms: Sequence[str] | Non
                 "train_tokens": int(seqs.numel()), "train_sequences": int(seqs.shape[0]),
                 "selected_docs": len(keep), "selected_tokens": int(doc_tokens[keep].sum()),
                 "selected_tokens_by_source": comp,
-                "target_loss": mean_loss(model, target_eval_ids, seq_len=cfg.seq_len, eos_id=eos_id),
-                "general_loss": mean_loss(model, general_eval_ids, seq_len=cfg.seq_len, eos_id=eos_id),
+                "target_loss": curve[-1]["target_loss"], "general_loss": curve[-1]["general_loss"],
+                "curve": curve, "train_losses": [round(x, 4) for x in losses],
                 "train_loss_first": losses[0], "train_loss_last": float(np.mean(losses[-max(1, len(losses) // 10):])),
                 "steps": len(losses), "seconds": round(time.time() - t0, 1),
                 "pool_docs": len(pool_ids), "pool_tokens": pool_tokens,
@@ -261,16 +272,38 @@ def summarize(results: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         total = sum(by_source.values()) or 1
         row["selected_share_by_source"] = {k: round(v / total, 3) for k, v in sorted(by_source.items())}
         out[arm] = row
+    for arm, row in out.items():
+        row["target_vs"] = {other: compare(results, arm, other) for other in out if other != arm}
     return out
 
 
+def compare(results: Sequence[dict[str, Any]], a: str, b: str, key: str = "target_loss") -> dict[str, Any]:
+    """Arm ``a`` against arm ``b`` on ``key`` over seeds: difference of means (negative = ``a`` lower), the larger
+    of the two sample standard deviations, and whether the seed ranges are disjoint (every seed of one arm beats
+    every seed of the other), which is what "exceeds the spread" means in the tables.
+
+    >>> rs = [{"arm": "x", "target_loss": v} for v in (1.0, 1.1)] + [{"arm": "y", "target_loss": v} for v in (2.0, 2.2)]
+    >>> c = compare(rs, "x", "y"); (round(c["diff"], 2), c["separated"])
+    (-1.05, True)
+    """
+    va = np.array([r[key] for r in results if r["arm"] == a])
+    vb = np.array([r[key] for r in results if r["arm"] == b])
+    spread = max(float(va.std(ddof=1)) if len(va) > 1 else 0.0, float(vb.std(ddof=1)) if len(vb) > 1 else 0.0)
+    return {"diff": float(va.mean() - vb.mean()), "max_std": spread,
+            "separated": bool(va.max() < vb.min() or vb.max() < va.min())}
+
+
 def table(summary: dict[str, dict[str, Any]]) -> str:
-    lines = ["| arm | seeds | target loss (mean ± std) | general loss (mean ± std) | selected share by source |",
-             "|---|---|---|---|---|"]
+    lines = [("| arm | seeds | target loss (mean ± std) | vs random | general loss (mean ± std) |"
+              " selected share by source |"),
+             "|---|---|---|---|---|---|"]
     for arm, r in summary.items():
         t, g = r["target_loss"], r["general_loss"]
         share = ", ".join(f"{k} {v:.2f}" for k, v in r["selected_share_by_source"].items())
-        lines.append(f"| {arm} | {len(r['seeds'])} | {t['mean']:.3f} ± {t['std']:.3f} | "
+        vs = r["target_vs"].get("random")
+        vs_text = "" if vs is None else f"{vs['diff']:+.3f}" + (" (seeds separate)" if vs["separated"] else
+                                                                  " (seed ranges overlap)")
+        lines.append(f"| {arm} | {len(r['seeds'])} | {t['mean']:.3f} ± {t['std']:.3f} | {vs_text} | "
                      f"{g['mean']:.3f} ± {g['std']:.3f} | {share} |")
     return "\n".join(lines) + "\n"
 

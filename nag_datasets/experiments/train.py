@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -62,9 +62,11 @@ def build_model(vocab_size: int, *, hidden: int, layers: int, heads: int, interm
 
 
 def train(model: Any, seqs: torch.Tensor, *, batch_size: int, lr: float, seed: int, warmup_frac: float = 0.1,
-          weight_decay: float = 0.1) -> list[float]:
+          weight_decay: float = 0.1, checkpoints: Sequence[int] = (),
+          on_checkpoint: Callable[[int], None] | None = None) -> list[float]:
     """One pass over ``seqs`` in a seeded order: AdamW, linear warmup then cosine decay to 10%, clip 1.0.
-    Returns the per-step training losses."""
+    Returns the per-step training losses. After each optimizer step ``s`` (1-based) listed in ``checkpoints``,
+    ``on_checkpoint(s)`` is called (the model is put back in training mode afterwards)."""
     model.train()
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(seqs.shape[0], generator=g)
@@ -79,6 +81,7 @@ def train(model: Any, seqs: torch.Tensor, *, batch_size: int, lr: float, seed: i
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    marks = set(checkpoints)
     losses: list[float] = []
     for s in range(steps):
         batch = seqs[order[s * batch_size:(s + 1) * batch_size]]
@@ -89,6 +92,9 @@ def train(model: Any, seqs: torch.Tensor, *, batch_size: int, lr: float, seed: i
         opt.step()
         sched.step()
         losses.append(loss.item())
+        if on_checkpoint is not None and s + 1 in marks:
+            on_checkpoint(s + 1)
+            model.train()
     model.eval()
     return losses
 
