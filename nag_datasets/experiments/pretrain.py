@@ -18,7 +18,7 @@ on random or embedding/DSIR-selected data. Recipe per (arm, seed) unit:
    (resumable); a ``manifest.json`` with the config refuses resuming into a folder made with another config.
 
 Configs: ``tiny`` (tests, seconds), ``small`` (notebook 07 under the tests, a few minutes on 2 CPU cores),
-``full`` (sized for this machine: ~1 h by `estimate_seconds`; its results are committed under
+``full`` (sized for this machine: 98 min on 2 idle cores; its results are committed under
 ``benchmarks/results/pretrain/full``). Run: ``python -m nag_datasets.experiments.pretrain --config full
 --out runs/pretrain-full`` (``--estimate`` prints the expected wall time).
 
@@ -50,9 +50,11 @@ from .train import EOS, build_model, encode, mean_loss, pack, train, train_token
 
 __all__ = ["CONFIGS", "PretrainConfig", "compare", "estimate_seconds", "run", "summarize", "table"]
 
-TRAIN_TOKENS_PER_S_AT_256 = 3700.0  # measured: hidden 256 -> 3.7k tokens/s, 192 -> 5.3k, 128 -> 8.5k
-NAG_TOKENS_PER_S = 1600.0
-EMBED_TOKENS_PER_S = 2100.0
+# Measured in the full run (2026-11-28, 2 idle cores): training ~2.9k tokens/s at hidden 256 (hidden 192 ~1.4x and
+# 128 ~2.3x faster in a short benchmark); NAG featurization ~830 and mean-pooled embeddings ~710 tokens/s.
+TRAIN_TOKENS_PER_S_AT_256 = 2900.0
+NAG_TOKENS_PER_S = 830.0
+EMBED_TOKENS_PER_S = 710.0
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ CONFIGS: dict[str, PretrainConfig] = {
 def estimate_seconds(cfg: PretrainConfig, pool_tokens: float | None = None) -> float:
     """Rough wall time on 2 idle CPU cores: an NAG pass and an embedding pass over the (truncated) pool, then
     training and evaluating every unit. ``pool_tokens`` defaults to documents x ``feature_max_length`` (an upper
-    bound). Speeds measured here on 2026-11-28 (bundled model; Llama 4 x 256, vocab 8k, seq 256, fp32)."""
+    bound, so the feature part is pessimistic). The ``full`` run took 98 min against 105 estimated."""
     n_pool = sum(cfg.pool_per_source.values()) + cfg.n_target_select
     feat_tokens = pool_tokens or n_pool * cfg.feature_max_length
     feat = feat_tokens / NAG_TOKENS_PER_S + feat_tokens / EMBED_TOKENS_PER_S
