@@ -23,6 +23,7 @@ NAMES = [
     "04_multi_target_and_quality",
     "05_width_and_neuron_types",
     "06_tsne",
+    "07_small_scale_pretraining",
 ]
 
 
@@ -120,3 +121,12 @@ def test_nag_clusters_beat_chance(small_run):
     for task, labels in (("mmlu", 4), ("gcide", 4)):
         assert s[f"{task}/NAG"]["tsne_kmeans"]["purity"] > 1.0 / labels + 0.1
     assert np.isfinite(s["mmlu/TF-IDF"]["tsne_kmeans"]["nmi"]) and np.isfinite(s["mmlu/embedding"]["tsne_kmeans"]["nmi"])
+
+
+@pytest.mark.slow
+def test_pretraining_small_config_nag_beats_random_on_target_loss_with_equal_tokens(small_run):
+    s = small_run("07_small_scale_pretraining")
+    assert s["config"] == "small" and s["units"] == 15
+    assert len(s["train_tokens"]) == 1  # every arm and seed trained on the same number of tokens
+    assert s["target_vs_random"]["nag_all"]["diff"] < 0
+    assert s["target_loss"]["nag_all"] < s["target_loss"]["random"]
