@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from ._io import FolderLockedError, atomic_dir, atomic_write_bytes, atomic_write_text, lock_dir, read_versioned_json
+from ._io import atomic_dir, atomic_write_bytes, atomic_write_text, lock_dir, read_versioned_json
 from .columns import signature_columns
 from .profile import COUNTS_FILE, META_FILE, NAGProfile, ProfileError
 from .recipe import RecipeError, SelectionRecipe, get_recipe
@@ -969,13 +969,11 @@ def _fail(message: str) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     selected = _load_input(args.input)
     profile = NAGProfile.load(args.profile) if args.profile else None
-    try:
-        folder = export_for_hub(selected, args.output, license=args.license, source_datasets=args.source_dataset,
-                                pretty_name=args.pretty_name, source_column=args.source_column,
-                                token_column=args.token_column, profile=profile, overwrite=args.overwrite,
-                                max_shard_rows=args.max_shard_rows)
-    except (FileExistsError, FolderLockedError) as e:
-        return _fail(str(e))
+    # An existing or locked output is reported by `cli.main` (one line, exit 1).
+    folder = export_for_hub(selected, args.output, license=args.license, source_datasets=args.source_dataset,
+                            pretty_name=args.pretty_name, source_column=args.source_column,
+                            token_column=args.token_column, profile=profile, overwrite=args.overwrite,
+                            max_shard_rows=args.max_shard_rows)
     print(json.dumps({"output": str(folder), "rows": len(selected), "card": str(folder / CARD_FILE)}, indent=1))
     return 0
 
@@ -988,7 +986,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
                           source_datasets=args.source_dataset, pretty_name=args.pretty_name,
                           source_column=args.source_column, token_column=args.token_column, profile=profile,
                           overwrite=args.overwrite)
-    except (HubPublishError, FileExistsError, FolderLockedError) as e:
+    except HubPublishError as e:
         return _fail(str(e))
     print(json.dumps({"repo": url, "private": not args.public}, indent=1))
     return 0
@@ -999,7 +997,7 @@ def _cmd_card(args: argparse.Namespace) -> int:
                 if v is not None}
     try:
         path = regenerate_card(args.folder, **settings)
-    except (FileNotFoundError, FolderLockedError, RecipeError) as e:
+    except (FileNotFoundError, RecipeError) as e:
         return _fail(str(e))
     print(json.dumps({"card": str(path)}, indent=1))
     return 0
