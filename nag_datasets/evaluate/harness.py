@@ -467,6 +467,26 @@ def _git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def _task_features(config: EvalConfig, cache_dir: str | os.PathLike[str] | None, torch_threads: int | None,
+                   say: Callable[[str], None]) -> Callable[[TaskConfig], tuple[RetrievalTask, FeatureSet]]:
+    """Build a task from real text and featurize it (cached) on the bundled model."""
+    from transformers import AutoTokenizer
+
+    from ..models import converted_bundled_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(str(converted_bundled_dir()[0]))
+
+    def build(tcfg: TaskConfig) -> tuple[RetrievalTask, FeatureSet]:
+        task = build_task(tcfg, tokenizer, config.max_length, seed=config.seed)
+        say(f"[{tcfg.kind}] {len(task.ids)} documents; featurizing (max_length={config.max_length})")
+        feats = featurize_texts(task.texts, neuron_types=config.neuron_types, top_k=config.top_k,
+                                max_length=config.max_length, batch_size=config.batch_size,
+                                torch_threads=torch_threads, cache_dir=cache_dir, progress=say)
+        return task, feats
+
+    return build
+
+
 def run_evaluation(
     config: EvalConfig | str,
     out_dir: str | os.PathLike[str],
@@ -475,11 +495,14 @@ def run_evaluation(
     torch_threads: int | None = None,
     extra: dict[str, Any] | None = None,
     log: Callable[[str], None] | None = print,
+    features: Callable[[TaskConfig], tuple[RetrievalTask, FeatureSet]] | None = None,
+    method_filter: Callable[[MethodSpec], bool] | None = None,
 ) -> dict[str, Any]:
-    """Run every task and method of ``config``; write ``results.json``, ``report.md`` and plots to ``out_dir``."""
-    from transformers import AutoTokenizer
+    """Run every task and method of ``config``; write ``results.json``, ``report.md`` and plots to ``out_dir``.
 
-    from ..models import converted_bundled_dir
+    ``features`` (tests): a function giving each task and its features instead of building and featurizing them;
+    ``method_filter`` (tests): keep only the methods it accepts.
+    """
     from .report import write_report
 
     if isinstance(config, str):
@@ -490,19 +513,16 @@ def run_evaluation(
     start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(converted_bundled_dir()[0]))
-    methods = methods_for(config)
+    if features is None:
+        features = _task_features(config, cache_dir, torch_threads, say)
+    methods = [m for m in methods_for(config) if method_filter is None or method_filter(m)]
     results: dict[str, Any] = {
         "format": RESULTS_FORMAT, "config": config.to_dict(), "params_hash": params_hash(config),
         "git_commit": _git_commit(), "methods": [m.name for m in methods], "tasks": {}, "timing": {},
     }
     for tcfg in config.tasks:
         t0 = time.perf_counter()
-        task = build_task(tcfg, tokenizer, config.max_length, seed=config.seed)
-        say(f"[{tcfg.kind}] {len(task.ids)} documents; featurizing (max_length={config.max_length})")
-        feats = featurize_texts(task.texts, neuron_types=config.neuron_types, top_k=config.top_k,
-                                max_length=config.max_length, batch_size=config.batch_size,
-                                torch_threads=torch_threads, cache_dir=cache_dir, progress=say)
+        task, feats = features(tcfg)
         t1 = time.perf_counter()
         evaluated = evaluate_task(task, tcfg, feats, config, methods, say)
         evaluated["summary"] = task.summary()
