@@ -223,6 +223,9 @@ def test_contrastive_embedding_equals_its_formula():
     d = unit(targets).mean(0) - unit(background).mean(0)
     expected = unit(pool) @ d / np.linalg.norm(d)
     np.testing.assert_allclose(baselines.contrastive_embedding_scores(pool, targets, background), expected)
+    centred = unit(unit(pool) - unit(background).mean(0)) @ d / np.linalg.norm(d)
+    np.testing.assert_allclose(baselines.contrastive_embedding_scores(pool, targets, background, centred=True),
+                               centred)
     # the pool document along the target direction ranks first, the one along the background last
     assert np.argmax(expected) == 0 and np.argmin(expected) == 1
 
@@ -367,12 +370,12 @@ def test_synthetic_run_tables_rows_and_json_round_trip(tmp_path):
     # the sensitivity tables hold one row per rival and one column per configured size
     targets_head = "| Method | syn_a n=4 | syn_a n=12 | syn_b n=4 | syn_b n=12 |"
     background_head = "| Method | syn_a 10 | syn_a 30 | syn_a 60 | syn_b 10 | syn_b 30 | syn_b 60 |"
-    for head, rows in ((targets_head, 5), (background_head, 5)):
+    for head in (targets_head, background_head):
         block = report.split(head)[1].split("\n\n")[0].strip().splitlines()[1:]
         names = [r.split(" | ")[0].lstrip("| ") for r in block]
-        assert names[:rows] == [d, "Contrastive embedding last-layer (centroid - background mean)",
-                                "Embedding last-layer centroid", "Embedding last-layer max",
-                                "NAG fwd_up all-layers K=6"]
+        assert names[:6] == [d, "Contrastive embedding last-layer (centroid - background mean)",
+                             "Contrastive embedding last-layer, centred cosine", "Embedding last-layer centroid",
+                             "Embedding last-layer max", "NAG fwd_up all-layers K=6"]
     assert (tmp_path / "plots" / "robustness.png").stat().st_size > 1000
 
 

@@ -166,12 +166,16 @@ def embedding_scores(pool_emb: np.ndarray, target_emb: np.ndarray, mode: str = "
     raise ValueError(f"mode must be 'centroid' or 'max', got {mode!r}")
 
 
-def contrastive_embedding_scores(pool_emb: np.ndarray, target_emb: np.ndarray,
-                                 background_emb: np.ndarray) -> np.ndarray:
+def contrastive_embedding_scores(pool_emb: np.ndarray, target_emb: np.ndarray, background_emb: np.ndarray,
+                                 *, centred: bool = False) -> np.ndarray:
     """Cosine of every pool vector to ``d = mean(unit targets) - mean(unit background)``: the direction in which the
-    targets differ from the background (the embedding centroid's contrastive counterpart)."""
+    targets differ from the background (the embedding centroid's contrastive counterpart). ``centred=True`` also
+    subtracts the background mean from each unit pool vector before the cosine (a centred cosine)."""
     p, t, b = _unit_rows(pool_emb), _unit_rows(target_emb), _unit_rows(background_emb)
-    d = t.mean(axis=0) - b.mean(axis=0)
+    mean_b = b.mean(axis=0)
+    d = t.mean(axis=0) - mean_b
+    if centred:
+        p = _unit_rows(p - mean_b)
     return p @ (d / (np.linalg.norm(d) or 1.0))
 
 

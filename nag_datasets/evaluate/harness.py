@@ -45,7 +45,7 @@ Params = tuple[tuple[str, float], ...]
 #: The contrastive weightings compared (name, parameters); see :func:`.baselines.contrastive_weights`.
 CONTRASTIVE_GRID: tuple[tuple[str, Params], ...] = (
     *(("log_odds", (("alpha", a),)) for a in (0.1, 0.25, 0.5, 1.0)),
-    *(("shrinkage", (("m", m), ("alpha", a))) for a in (0.5, 1.0) for m in (10.0, 20.0, 50.0)),
+    *(("shrinkage", (("m", m), ("alpha", a))) for a in (0.5, 1.0) for m in (10.0, 20.0, 50.0, 100.0, 200.0)),
     ("difference", ()),
     *(("lift", (("eps", e),)) for e in (0.01, 0.05)),
     ("tfidf", ()),
@@ -194,6 +194,8 @@ def methods_for(config: EvalConfig) -> list[MethodSpec]:
         MethodSpec("Embedding mid-layer centroid", "embedding", (("layer", "mid"), ("mode", "centroid"))),
         MethodSpec("Contrastive embedding last-layer (centroid - background mean)", "contrastive_embedding",
                    (("layer", "last"),)),
+        MethodSpec("Contrastive embedding last-layer, centred cosine", "contrastive_embedding",
+                   (("layer", "last"), ("centred", True))),
         MethodSpec("TF-IDF centroid", "tfidf", (("mode", "centroid"),)),
         MethodSpec("TF-IDF max", "tfidf", (("mode", "max"),)),
         MethodSpec("DSIR (data-selection 1.0.3)", "dsir"),
@@ -217,7 +219,8 @@ def _score(method: MethodSpec, task: RetrievalTask, feats: FeatureSet, pool: np.
         return np.mean(per_type, axis=0)
     if method.family == "contrastive_embedding":
         emb = feats.embeddings[method.opt("layer")]
-        return contrastive_embedding_scores(emb[pool], emb[targets], emb[bg])
+        return contrastive_embedding_scores(emb[pool], emb[targets], emb[bg],
+                                            centred=bool(method.opt("centred")))
     if method.family == "nag":
         t = method.opt("type")
         sigs, spec = slice_signatures(feats.signatures[t], feats.specs[t], layers=method.opt("layers"),
