@@ -12,6 +12,7 @@ from nag_datasets.evaluate import baselines, metrics
 from nag_datasets.evaluate.features import FeatureSet
 from nag_datasets.evaluate.harness import (
     CONFIGS,
+    CONTRASTIVE_DEFAULT,
     CONTRASTIVE_GRID,
     EvalConfig,
     contrastive_name,
@@ -291,8 +292,8 @@ def _synthetic_config():
                       k_prefixes=(3,), fractions=(0.1, 0.2), random_seeds=2, sensitivity_sizes=(4, 8),
                       sensitivity_seeds=2, robustness_targets=(4,), background_sizes=(10, 30), robustness_seeds=2,
                       selection_background=10,
-                      contrastive_weightings=(("log_odds", (("alpha", 0.25),)),
-                                              ("shrinkage", (("m", 20.0), ("alpha", 0.5))), ("difference", ())))
+                      contrastive_weightings=(("log_odds", (("alpha", 0.25),)), CONTRASTIVE_DEFAULT[:2],
+                                              ("difference", ())))
 
 
 def _synthetic_features(tcfg, L=3, K=6, N=64, hidden=8):

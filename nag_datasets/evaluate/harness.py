@@ -54,7 +54,7 @@ CONTRASTIVE_GRID: tuple[tuple[str, Params], ...] = (
 #: The contrastive default: (weighting, parameters, neuron types), chosen from the full run's evidence (see
 #: ``benchmarks/results/evaluate/discussion.md``); every run reports where it ranks and what the selection rule
 #: (:func:`select_default`) would pick, on all classes and on held-out halves.
-CONTRASTIVE_DEFAULT: tuple[str, Params, tuple[str, ...]] = ("shrinkage", (("m", 20.0), ("alpha", 0.5)),
+CONTRASTIVE_DEFAULT: tuple[str, Params, tuple[str, ...]] = ("shrinkage", (("m", 50.0), ("alpha", 0.5)),
                                                             ("fwd_up", "att_o"))
 
 
@@ -82,8 +82,10 @@ class EvalConfig:
     robustness_targets: tuple[int, ...] = (10, 20)
     background_sizes: tuple[int, ...] = (25, 50, 100, 200)
     robustness_seeds: int = 3
-    #: the selection rule's small-background condition (the nearest studied size is used)
+    #: the selection rule's small-background condition (the nearest studied size is used), and the criterion
+    #: difference below which variants count as tied (ties go to the simplest variant, see :func:`select_default`)
     selection_background: int = 50
+    selection_tie: float = 0.005
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -403,9 +405,12 @@ def select_default(results: dict[str, Any], config: EvalConfig) -> dict[str, Any
 
     Criterion of a variant on a set of classes: mean over the tasks of the mean over those classes of
     (AP with all targets + AP with the fewest targets per class + AP with the small background) / 3, every
-    condition with the background = the pool unless it is the background condition. Reported on all classes and
-    on two halves of each task's classes (even / odd positions): the variant picked on one half is scored on the
-    other, which shows how much choosing and reporting on the same classes flatters the pick.
+    condition with the background = the pool unless it is the background condition. The best variant fixes the
+    weighting and the neuron types; among the variants of that weighting and types within ``config.selection_tie``
+    of the best criterion (ties), the rule picks the smallest parameters (for shrinkage: the weakest prior m), then
+    the highest criterion. Reported on all classes and on two halves of each task's classes (even / odd positions):
+    the variant picked on one half is scored on the other, which shows how much choosing and reporting on the same
+    classes flatters the pick.
     """
     tasks = results["tasks"]
     names = [n for n in results["methods"] if next(iter(tasks.values()))["per_method"][n]["family"] == "contrastive"]
@@ -434,8 +439,19 @@ def select_default(results: dict[str, Any], config: EvalConfig) -> dict[str, Any
     table = {n: {h: value(n, h) for h in halves} | {tn: value(n, "all", tn) for tn in tasks} for n in names}
     ranking = sorted(names, key=lambda n: -table[n]["all"])
 
-    def pick(half: str) -> str:
+    first = next(iter(tasks.values()))["per_method"]
+
+    def kind(name: str) -> tuple[str, tuple[str, ...]]:
+        opts = first[name]["options"]
+        return opts["weighting"], tuple(opts["types"])
+
+    def best(half: str) -> str:
         return max(names, key=lambda n: table[n][half])
+
+    def pick(half: str) -> str:
+        top = best(half)
+        tied = [n for n in names if kind(n) == kind(top) and table[n][half] >= table[top][half] - config.selection_tie]
+        return min(tied, key=lambda n: (*(float(v) for _, v in first[n]["options"]["params"]), -table[n][half]))
 
     def rank(name: str, half: str) -> int:
         return sorted(names, key=lambda n: -table[n][half]).index(name) + 1
@@ -444,15 +460,18 @@ def select_default(results: dict[str, Any], config: EvalConfig) -> dict[str, Any
     for chosen_on, scored_on in (("half A", "half B"), ("half B", "half A")):
         p = pick(chosen_on)
         holdout[chosen_on] = {"pick": p, "on_other_half": table[p][scored_on], "rank_on_other_half": rank(p, scored_on),
-                              "best_on_other_half": table[pick(scored_on)][scored_on],
-                              "best_on_other_half_name": pick(scored_on)}
+                              "best_on_other_half": table[best(scored_on)][scored_on],
+                              "best_on_other_half_name": best(scored_on), "pick_on_other_half": pick(scored_on)}
     d = default_name(config)
     b_sizes = next(iter(tasks.values()))["robustness"]["background"]["sizes"]
     t_sizes = next(iter(tasks.values()))["robustness"]["targets"]["sizes"]
     return {"criterion": (f"mean over tasks of the mean over classes of (AP, AP with {t_sizes[0]} targets per class, "
                           f"AP with a background of {_nearest(b_sizes, config.selection_background)} pool rows) / 3"),
             "halves": "classes at even (half A) and odd (half B) positions of each task's class list",
-            "table": table, "ranking": ranking, "pick_all": ranking[0], "holdout": holdout, "default": d,
+            "tie": config.selection_tie,
+            "tied_with_best": [n for n in ranking if table[n]["all"] >= table[ranking[0]]["all"] - config.selection_tie],
+            "table": table, "ranking": ranking, "best_all": ranking[0], "pick_all": pick("all"), "holdout": holdout,
+            "default": d,
             "default_rank": ranking.index(d) + 1 if d in ranking else None,
             "halves_classes": {tn: {"half A": list(crit[tn][names[0]])[0::2],
                                     "half B": list(crit[tn][names[0]])[1::2]} for tn in tasks}}

@@ -160,9 +160,11 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         ranked = sorted(ap, key=lambda m: -ap[m])
         random_ap = next(v["mean"]["ap"] for v in pm.values() if v["family"] == "random")
         others = [m for m in ranked if pm[m]["family"] not in ("nag", "contrastive", "random")]
-        best_base = others[0]
+        best_base = others[0] if others else None
         line = f"- **{name}**: best mean AP {ap[ranked[0]]:.3f} by *{ranked[0]}* (random {random_ap:.3f}). "
-        if d:
+        if best_base is None:
+            line += f"Contrastive default *{d}* {ap[d]:.3f}. " if d else ""
+        elif d:
             classes = list(pm[d]["per_class"])
             wins = sum(pm[d]["per_class"][c]["ap"] > pm[best_base]["per_class"][c]["ap"] for c in classes)
             line += (f"Contrastive default *{d}* {ap[d]:.3f} (rank {ranked.index(d) + 1} of {len(ranked)}; beats "
@@ -171,9 +173,10 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         else:
             line += f"Strongest non-NAG method *{best_base}* {ap[best_base]:.3f}. "
         nag_variants = [m for m in ranked if pm[m]["family"] == "nag"]
-        line += (f"Paper profile ({nag}) {ap[nag]:.3f}; best paper variant *{nag_variants[0]}* "
-                 f"{ap[nag_variants[0]]:.3f}.")
-        if not d:
+        if nag in ap:
+            line += (f"Paper profile ({nag}) {ap[nag]:.3f}; best paper variant *{nag_variants[0]}* "
+                     f"{ap[nag_variants[0]]:.3f}.")
+        if not d and nag in ap:
             wins = [m for m in others if ap[nag] > ap[m] + TIE]
             ties = [m for m in others if abs(ap[nag] - ap[m]) <= TIE]
             losses = [m for m in others if ap[nag] < ap[m] - TIE]
@@ -193,8 +196,11 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         lines.append(f"- Check: {chk['check']}: {vals} -> **{'met' if chk['met'] else 'NOT met'}**.")
     sel = results.get("selection")
     if sel:
-        lines.append(f"- Selection rule ({sel['criterion']}): picks *{sel['pick_all']}*; the configured default "
-                     f"ranks {sel['default_rank']} of {len(sel['ranking'])}.")
+        lines.append(f"- Selection rule ({sel['criterion']}; ties within {sel['tie']} go to the smallest "
+                     "parameters of the best weighting): "
+                     f"picks *{sel['pick_all']}* (best criterion: *{sel['best_all']}*); the configured default "
+                     + ("is the rule's pick." if sel["pick_all"] == sel["default"] else
+                        f"*{sel['default']}* ranks {sel['default_rank']} of {len(sel['ranking'])}."))
     return lines
 
 
@@ -280,7 +286,14 @@ def _selection_section(results: dict[str, Any]) -> list[str]:
     if not sel:
         return []
     tasks = list(results["tasks"])
-    out = [f"Criterion: {sel['criterion']}. Halves: {sel['halves']} ("
+    out = [f"Criterion: {sel['criterion']}. The best variant fixes the weighting and the neuron types; among that "
+           f"weighting's variants within {sel['tie']} of the best criterion (ties) the rule takes the smallest "
+           "parameters (for shrinkage the weakest prior m), then the highest criterion. Best criterion: "
+           f"*{sel['best_all']}*; variants of any kind within {sel['tie']} of it: {len(sel['tied_with_best'])}; "
+           f"**the rule picks *{sel['pick_all']}***"
+           + (" (the configured default)." if sel["pick_all"] == sel["default"] else
+              f"; the configured default is *{sel['default']}* (rank {sel['default_rank']}).") + " "
+           f"Halves: {sel['halves']} ("
            + "; ".join(f"{_short(t)} A = {', '.join(h['half A'])}, B = {', '.join(h['half B'])}"
                        for t, h in sel["halves_classes"].items()) + ").", "",
            "| Rank | Variant | criterion, all classes | " + " | ".join(_short(t) for t in tasks)
@@ -298,9 +311,10 @@ def _selection_section(results: dict[str, Any]) -> list[str]:
     out.append("")
     for chosen_on, h in sel["holdout"].items():
         other = "half B" if chosen_on == "half A" else "half A"
-        out.append(f"- Chosen on {chosen_on}: *{h['pick']}*; on {other} its criterion is "
+        out.append(f"- Rule applied to {chosen_on}: picks *{h['pick']}*; on {other} its criterion is "
                    f"{h['on_other_half']:.3f} (rank {h['rank_on_other_half']} of {len(sel['ranking'])}; the best "
-                   f"on {other}, *{h['best_on_other_half_name']}*, has {h['best_on_other_half']:.3f}).")
+                   f"on {other}, *{h['best_on_other_half_name']}*, has {h['best_on_other_half']:.3f}; the rule "
+                   f"applied to {other} picks *{h['pick_on_other_half']}*).")
     return out
 
 
