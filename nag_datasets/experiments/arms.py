@@ -8,7 +8,8 @@
 - ``dsir``: DSIR log importance weight (``data-selection``, hashed uni+bigrams), the package's own length-summed
   weight.
 
-Model features are cached as ``.npy`` under ``<out>/features`` so that a resumed run does not featurize again.
+Model features are cached as ``.npy`` under ``<out>/features`` so that a resumed run does not featurize again; NAG
+signatures and embeddings come from one forward pass (`analysis.measure.signatures_and_embeddings`).
 """
 
 from __future__ import annotations
@@ -53,19 +54,26 @@ class ArmContext:
         tmp.replace(path)
         return arr
 
+    def _model_features(self, which: str) -> None:
+        """NAG signatures and embeddings of ``pool`` or ``targets`` in one forward pass, both cached."""
+        from ..analysis.measure import signatures_and_embeddings
+
+        sig_path = self.cache / f"nag_{which}_ml{self.max_length}.npy"
+        emb_path = self.cache / f"emb_{which}_ml{self.max_length}.npy"
+        if sig_path.exists() and emb_path.exists():
+            return
+        model, tok = self._bundled()
+        texts = self.pool if which == "pool" else self.targets
+        sigs, emb = signatures_and_embeddings(model, tok, texts, max_length=self.max_length,
+                                              batch_size=self.batch_size)
+        for path, arr in ((sig_path, sigs), (emb_path, emb)):
+            if not path.exists():
+                self._cached(path.stem, lambda arr=arr: arr)
+
     def signatures(self, which: str) -> tuple[np.ndarray, Any]:
         """``(signatures (n, L, K), spec)`` of ``pool`` or ``targets``, all layers."""
-        def compute(texts: list[str]) -> Callable[[], np.ndarray]:
-            def run() -> np.ndarray:
-                from datasets import Dataset
-
-                feat = self._featurizer()
-                ds = feat.apply(Dataset.from_dict({"text": texts}), fresh=True)
-                col = ds["nag_fwd_up"]
-                return np.stack([np.asarray(col[i], dtype=np.int32) for i in range(len(texts))])
-            return run
-        texts = self.pool if which == "pool" else self.targets
-        sigs = self._cached(f"nag_{which}_ml{self.max_length}", compute(texts))
+        self._model_features(which)
+        sigs = np.load(self.cache / f"nag_{which}_ml{self.max_length}.npy", allow_pickle=False)
         if self._spec is None:
             self._spec = self._featurizer().spec()
         return sigs, self._spec
@@ -77,14 +85,9 @@ class ArmContext:
         return NAGFeaturizer(model, tokenizer=tok, max_length=self.max_length, batch_size=self.batch_size)
 
     def embeddings(self, which: str) -> np.ndarray:
-        from ..analysis.measure import mean_pooled_embeddings
-
-        texts = self.pool if which == "pool" else self.targets
-
-        def run() -> np.ndarray:
-            model, tok = self._bundled()
-            return mean_pooled_embeddings(model, tok, texts, max_length=self.max_length, batch_size=self.batch_size)
-        return self._cached(f"emb_{which}_ml{self.max_length}", run)
+        """Mean-pooled final hidden states ``(n, hidden)`` of ``pool`` or ``targets``."""
+        self._model_features(which)
+        return np.load(self.cache / f"emb_{which}_ml{self.max_length}.npy", allow_pickle=False)
 
 
 def arm_scores(arm: str, ctx: ArmContext, seed: int) -> np.ndarray:
