@@ -108,8 +108,7 @@ def test_target_specific_neurons_rank_first(spec):
         assert scores[0] > scores[1] and scores[0] > scores[2], name
 
 
-def test_frequency_is_the_paper_profile(target, background, pool):
-    _, ds = pool
+def test_frequency_is_the_paper_profile(target, background):
     assert target.contrast(background, "frequency") is target
     with pytest.raises(ProfileError, match="no parameters"):
         target.contrast(background, "frequency", alpha=1.0)
@@ -236,8 +235,8 @@ def test_contrastive_cannot_be_merged_or_contrasted_again(profile, background):
         profile.contrast(background)
 
 
-def test_background_sample_is_uniform_over_valid_rows_and_seeded(pool, spec):
-    sigs, ds = pool
+def test_background_sample_is_uniform_over_valid_rows_and_seeded(pool):
+    _, ds = pool
     a = NAGProfile.from_dataset(ds, "nag_fwd_up", sample=50, seed=1)
     b = NAGProfile.from_dataset(ds, "nag_fwd_up", sample=50, seed=1)
     c = NAGProfile.from_dataset(ds, "nag_fwd_up", sample=50, seed=2)
