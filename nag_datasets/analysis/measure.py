@@ -171,40 +171,42 @@ def mean_pooled_embeddings(model: nn.Module, tokenizer: Any, texts: Sequence[str
 
 
 @torch.inference_mode()
-def signatures_and_embeddings(model: nn.Module, tokenizer: Any, texts: Sequence[str], *, neuron_type: str = "fwd_up",
-                              top_k: int = 20, max_length: int = 120, batch_size: int = 16
-                              ) -> tuple[np.ndarray, np.ndarray]:
-    """NAG signatures ``(n, L, top_k)`` (all layers) and :func:`mean_pooled_embeddings` ``(n, hidden)`` from ONE
-    forward pass per batch: the last layer's output is captured before the recorder stops the pass, and the
-    model's final norm is applied to it here, exactly as the base model would."""
+def signatures_and_embeddings(model: nn.Module, tokenizer: Any, texts: Sequence[str], *,
+                              neuron_types: Sequence[str] = ("fwd_up",), top_k: int = 20, max_length: int = 120,
+                              batch_size: int = 16) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """NAG signatures per neuron type ``{type: (n, L, top_k)}`` (all layers) and :func:`mean_pooled_embeddings`
+    ``(n, hidden)`` from ONE forward pass per batch: the last layer's output is captured before the recorder stops
+    the pass, and the model's final norm is applied to it here, exactly as the base model would."""
     ids = token_ids(texts, tokenizer, max_length)
     if any(len(x) == 0 for x in ids):
         raise ValueError("a text has no tokens; filter empty texts first")
     device = next(model.parameters()).device
     base = base_model(model)
-    sigs: np.ndarray | None = None
+    sigs: dict[str, np.ndarray] = {}
     emb: np.ndarray | None = None
     captured: list[torch.Tensor] = []
-    with ImpactRecorder(model, [neuron_type]) as rec:
+    with ImpactRecorder(model, list(neuron_types)) as rec:
         last = base.layers[rec.layers[-1]]
         handle = last.register_forward_hook(
             lambda m, i, o: captured.append(o[0] if isinstance(o, tuple) else o), prepend=True)
         try:
             for chunk, batch, mask in _batches(ids, batch_size, _pad_id(tokenizer)):
                 captured.clear()
-                imp = rec.impacts(batch.to(device), mask.to(device))[neuron_type]
-                top = top_k_indices(imp, top_k).cpu().numpy()
+                impacts = rec.impacts(batch.to(device), mask.to(device))
+                for t, imp in impacts.items():
+                    top = top_k_indices(imp, top_k).cpu().numpy()
+                    if t not in sigs:
+                        sigs[t] = np.zeros((len(ids), *top.shape[1:]), np.int32)
+                    sigs[t][chunk] = top
                 hidden = base.norm(captured[-1]).float()
                 m = mask.to(device, torch.float32)[..., None]
                 pooled = ((hidden * m).sum(1) / m.sum(1)).cpu().numpy()
-                if sigs is None:
-                    sigs = np.zeros((len(ids), *top.shape[1:]), np.int32)
+                if emb is None:
                     emb = np.zeros((len(ids), pooled.shape[1]), np.float32)
-                sigs[chunk] = top
                 emb[chunk] = pooled
         finally:
             handle.remove()
-    if sigs is None or emb is None:
+    if emb is None:
         raise ValueError("no texts")
     return sigs, emb
 
