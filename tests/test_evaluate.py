@@ -180,6 +180,24 @@ def test_contrastive_ranks_target_specific_neurons_above_common_ones(weighting, 
 
 
 @fast
+@pytest.mark.parametrize("weighting,params", [w for w in CONTRASTIVE_GRID])
+def test_harness_weights_are_the_librarys(weighting, params):
+    """The harness scores with the library's ContrastiveProfile; its numpy restatement of the formulas agrees."""
+    rng = np.random.default_rng(1)
+    spec = _spec(L=3, K=4, N=16)
+    sigs = np.stack([np.stack([rng.choice(16, 4, replace=False) for _ in range(3)]) for _ in range(30)])
+    sigs = sigs.astype(np.uint16)
+    target, background, pool = sigs[:6], sigs[6:], sigs[10:]
+    profile = baselines.contrastive_profile(target, background, spec, weighting, **dict(params))
+    ours = baselines.contrastive_weights(baselines.neuron_counts(target, 16), 6, baselines.neuron_counts(background, 16),
+                                         24, weighting, **dict(params))
+    np.testing.assert_allclose(profile.weights, ours, rtol=1e-6, atol=1e-6)
+    expected = ours[np.arange(3)[None, :, None], pool.astype(np.int64)].mean(axis=(1, 2))
+    np.testing.assert_allclose(baselines.contrastive_nag_scores(pool, target, background, spec, weighting,
+                                                                **dict(params)), expected, rtol=1e-5, atol=1e-6)
+
+
+@fast
 def test_frequency_weighting_is_the_papers_similarity():
     pool, targets, background, spec = _contrast_case()
     paper = baselines.nag_scores(pool, targets, spec)

@@ -3,8 +3,9 @@
 Every scorer returns one float per pool document, higher = more like the targets.
 
 - :func:`nag_scores`: the library's :class:`~nag_datasets.profile.NAGProfile` similarity (mean Dice overlap).
-- :func:`contrastive_nag_scores`: mean per-neuron contrastive weight (target vs background neuron frequencies,
-  :func:`contrastive_weights`) over a document's signature; not a Dice similarity, can be negative.
+- :func:`contrastive_nag_scores`: the library's contrastive profile (``NAGProfile.contrast``): mean per-neuron
+  weight (target vs background neuron frequencies; :func:`contrastive_weights` restates the formulas in numpy) over
+  a document's signature; not a Dice similarity, can be negative.
 - :func:`embedding_scores`: BETR-style cosine of mean-pooled hidden states of the same model, to the target
   centroid (``"centroid"``) or to the nearest target (``"max"``).
 - :func:`contrastive_embedding_scores`: cosine to the target centroid minus the background's mean embedding (the
@@ -27,7 +28,8 @@ import numpy as np
 
 from ..spec import SignatureSpec
 
-__all__ = ["WEIGHTINGS", "contrastive_embedding_scores", "contrastive_nag_scores", "contrastive_weights",
+__all__ = ["WEIGHTINGS", "contrastive_embedding_scores", "contrastive_nag_scores", "contrastive_profile",
+           "contrastive_weights",
            "dsir_scores", "embedding_scores", "nag_scores", "neuron_counts", "random_scores", "slice_signatures",
            "tfidf_scores"]
 
@@ -131,22 +133,22 @@ def contrastive_weights(c_t: np.ndarray, n_t: int, c_b: np.ndarray, n_b: int, we
     return ft * np.log((n_b + 1) / (cb + 1))  # tfidf
 
 
-def _weights(target_sigs: np.ndarray, background_sigs: np.ndarray, spec: SignatureSpec, weighting: str,
-             params: dict[str, float]) -> np.ndarray:
-    """The one place that builds contrastive weights: switch to the library's ``NAGProfile.contrast`` here."""
-    N = spec.neurons_per_layer
-    return contrastive_weights(neuron_counts(target_sigs, N), len(target_sigs), neuron_counts(background_sigs, N),
-                               len(background_sigs), weighting, **params)
+def contrastive_profile(target_sigs: np.ndarray, background_sigs: np.ndarray, spec: SignatureSpec,
+                        weighting: str = "log_odds", **params: float) -> Any:
+    """The library's profile of the targets contrasted with the background (``"frequency"``: the paper's profile)."""
+    from ..profile import NAGProfile
+
+    target = NAGProfile.from_signatures(target_sigs, spec)
+    return target.contrast(NAGProfile.from_signatures(background_sigs, spec), weighting, **params)
 
 
 def contrastive_nag_scores(pool_sigs: np.ndarray, target_sigs: np.ndarray, background_sigs: np.ndarray,
                            spec: SignatureSpec, weighting: str = "log_odds", **params: float) -> np.ndarray:
-    """Mean over layers and the K slots of ``weights[l, sig[l, k]]`` for every pool signature (higher = more
-    target-like); ``weighting="frequency"`` gives the paper's similarity."""
-    w = _weights(target_sigs, background_sigs, spec, weighting, params)
-    sigs = np.asarray(pool_sigs, dtype=np.int64)
-    gathered = w[np.arange(w.shape[0])[None, :, None], sigs]
-    return gathered.mean(axis=(1, 2))
+    """The library's contrastive score of every pool signature: mean over layers and the K slots of the float32
+    weights (:func:`contrastive_weights` gives the same weights in float64); ``weighting="frequency"`` gives the
+    paper's similarity. Higher = more target-like."""
+    profile = contrastive_profile(target_sigs, background_sigs, spec, weighting, **params)
+    return np.asarray(profile.score(np.asarray(pool_sigs), num_threads=1), dtype=np.float64)
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
