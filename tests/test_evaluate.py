@@ -28,6 +28,16 @@ from nag_datasets.spec import SignatureSpec
 fast = pytest.mark.fast
 
 
+@fast
+@pytest.mark.parametrize("module", ["baselines", "metrics", "harness", "tasks"])
+def test_doctests(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"nag_datasets.evaluate.{module}"))
+    assert result.attempted > 0 and result.failed == 0
+
+
 # -- metrics -----------------------------------------------------------------------------------------------------
 
 
