@@ -473,13 +473,13 @@ def _plots(results: dict[str, Any], out_dir: Path) -> list[str]:
                                                 ("background", "background rows (uniform sample of the pool)"))):
                 ax = axes[i][j]
                 sizes = rob[kind]["sizes"]
-                for m in _rivals(results):
-                    fam = _family(results, m)
+                for k, m in enumerate(_rivals(results)):
                     r = rob[kind]["methods"].get(m)
                     ys = r["ap_mean"] if r else [_ap(results, name, m)] * len(sizes)
-                    ax.plot(sizes, ys, marker="o" if r else None, label=m, color=colors[fam],
+                    ax.plot(sizes, ys, marker="o" if r else None, label=m, color=palette(k % 10),
                             linestyle="-" if r else "--", linewidth=2.2 if m == _contrastive_default(results) else 1.2)
                 ax.set_xscale("log")
+                ax.minorticks_off()
                 ax.set_xticks(sizes, [str(x) for x in sizes])
                 ax.set_xlabel(xlabel)
                 ax.set_ylabel("mean AP over classes")
