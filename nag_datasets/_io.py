@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .errors import NAGError
+
 __all__ = ["FolderLockedError", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "lock_dir", "read_versioned_json",
            "recover_interrupted_swap"]
 
@@ -48,7 +50,7 @@ def _test_pause(stage: str) -> None:
     time.sleep(600)
 
 
-class FolderLockedError(RuntimeError):
+class FolderLockedError(NAGError, RuntimeError):
     """Another process (or another writer in this one) is writing the same output folder."""
 
 

@@ -231,14 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; an existing output (without ``--overwrite``) or one that another run is writing is refused
-    with a one-line message and exit status 1."""
-    from ._io import FolderLockedError
+    """Run one command. Every error of ours (:class:`~nag_datasets.errors.NAGError`: a spec mismatch, an output
+    that another run is writing, a failed upload, ...), an existing output without ``--overwrite`` and a missing
+    input are caught here, once, and printed as one ``error: ...`` line with exit status 1."""
+    from .errors import NAGError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FileExistsError, FolderLockedError) as e:
+    except (NAGError, FileExistsError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 

@@ -26,6 +26,8 @@ from typing import NamedTuple
 
 from filelock import FileLock
 
+from .errors import NAGError
+
 CACHE_ENV = "NAG_DATASETS_CACHE"
 DICTD_BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _COMPLETE_MARKER = ".nag_datasets_complete"
@@ -42,7 +44,7 @@ _KJV_CHAPTER = re.compile(r"^(.+) (\d+)$")
 _KJV_VERSE = re.compile(r"^ +(\d+) (.*)$")
 
 
-class DebianPackageError(RuntimeError):
+class DebianPackageError(NAGError, RuntimeError):
     """A Debian package could not be downloaded, extracted or run; the message says what to do."""
 
 

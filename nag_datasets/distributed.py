@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ._io import atomic_dir, atomic_write_text, lock_dir
+from .errors import NAGError
 
 __all__ = [
     "ShardError",
@@ -57,7 +58,7 @@ STREAM_MARKER = "_SUCCESS.json"
 SLEEP_ENV = "NAG_DATASETS_TEST_SLEEP_AFTER_SHARD"
 
 
-class ShardError(RuntimeError):
+class ShardError(NAGError, RuntimeError):
     """A shard folder or marker is inconsistent with this run (other input, settings or world size)."""
 
 

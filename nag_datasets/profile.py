@@ -33,6 +33,7 @@ from . import __version__
 from ._arrow import signature_blocks, table_length
 from ._io import atomic_dir, read_versioned_json
 from .columns import column_name, get_spec, row_indices, signature_table_column
+from .errors import NAGError
 from .kernel import SignatureIndexError, counts_dtype, score_blocks
 from .spec import SignatureSpec, SpecError
 
@@ -49,7 +50,7 @@ SCORE_COLUMN = "nag_similarity"
 _FULL_TABLE_SHARE = 0.25
 
 
-class ProfileError(ValueError):
+class ProfileError(NAGError, ValueError):
     """A profile is inconsistent, or its files are missing, corrupt or were changed."""
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from . import __version__
 from ._arrow import add_row_column
+from .errors import NAGError
 
 __all__ = [
     "RANK_COLUMN",
@@ -43,7 +44,7 @@ SCORE_ID_PREFIX = "nag_datasets.score:"
 RECIPE_VERSION = 1
 
 
-class RecipeError(ValueError):
+class RecipeError(NAGError, ValueError):
     """A recipe stored in a dataset is malformed."""
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import NAGError
 from .spec import NEURON_TYPES
 
 # Candidate module paths inside one decoder layer, per neuron type, most common first. A fused projection names
@@ -38,7 +39,7 @@ _LAYER_LISTS = ["model.layers", "model.decoder.layers", "transformer.h", "gpt_ne
                 "model.language_model.layers", "transformer.blocks", "layers"]
 
 
-class UnsupportedArchitectureError(ValueError):
+class UnsupportedArchitectureError(NAGError, ValueError):
     """No neuron site could be resolved for a model."""
 
 
