@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_write_text
 from .errors import NAGError
+from .storage.atomic import atomic_write_text
 
 COLUMNS = ("id", "source", "subject", "split", "text")
 SAMPLE_FILE = "demo_sample.jsonl"

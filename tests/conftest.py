@@ -13,7 +13,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def bundled():
     """(model, tokenizer) of the bundled SmolLM2-135M-Instruct, fp32 on CPU."""
-    from nag_datasets.models import load_model
+    from nag_datasets.featurize.models import load_model
 
     return load_model()
 
@@ -21,6 +21,6 @@ def bundled():
 @pytest.fixture(scope="session")
 def featurizer():
     """A default featurizer (fwd_up, K=20, max_length=120) on the bundled model."""
-    from nag_datasets.featurizer import NAGFeaturizer
+    from nag_datasets.featurize.featurizer import NAGFeaturizer
 
     return NAGFeaturizer()

@@ -33,7 +33,7 @@ from nag_datasets.analysis.subsets import (
 )
 from nag_datasets.columns import get_spec
 from nag_datasets.demo_data import render_mmlu
-from nag_datasets.profile import NAGProfile, ProfileError
+from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
 from nag_datasets.spec import SpecError, SpecMismatchError
 
 fast = pytest.mark.fast
@@ -329,7 +329,7 @@ def test_empty_selection_from_a_multi_block_table():
     """Regression (found by notebook 01): a selection keeping no row failed to attach its recipe column."""
     from datasets import Dataset
 
-    from nag_datasets.select import select_top_fraction
+    from nag_datasets.selection.budgeted import select_top_fraction
 
     ds = Dataset.from_dict({"s": [0.1, 0.7, 0.4], "n": [50, 50, 50]}).add_column("q", [1.0, 2.0, 3.0])
     out = select_top_fraction(ds, 0.1, token_column="n", score_column="s")

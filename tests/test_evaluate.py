@@ -168,7 +168,7 @@ def test_configs_and_methods():
 def test_cut_to_tokens_keeps_the_first_tokens():
     from transformers import AutoTokenizer
 
-    from nag_datasets.models import converted_bundled_dir
+    from nag_datasets.featurize.models import converted_bundled_dir
 
     tok = AutoTokenizer.from_pretrained(str(converted_bundled_dir()[0]))
     text = "Photosynthesis converts light energy into chemical energy in plants. " * 10

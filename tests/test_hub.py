@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 from helpers import make_signature_dataset, make_spec, random_signatures
 
-from nag_datasets import hub
-from nag_datasets._io import FolderLockedError, lock_dir
 from nag_datasets.columns import signature_columns
-from nag_datasets.hub import (
+from nag_datasets.hub import export as hub
+from nag_datasets.hub.export import (
     HubPublishError,
     export_for_hub,
     load_profile,
@@ -26,9 +25,10 @@ from nag_datasets.hub import (
     regenerate_card,
     size_category,
 )
-from nag_datasets.profile import NAGProfile, ProfileError
-from nag_datasets.recipe import get_recipe
-from nag_datasets.select import combine_with_quality, select_multi_target, select_top_fraction
+from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
+from nag_datasets.selection.budgeted import combine_with_quality, select_multi_target, select_top_fraction
+from nag_datasets.selection.recipe import get_recipe
+from nag_datasets.storage.atomic import FolderLockedError, lock_dir
 
 FAKE_TOKEN = "hf_FAKEtokenNeverValid0123456789abcdef"
 REPO = Path(__file__).resolve().parents[1]
@@ -404,7 +404,7 @@ def test_load_profile_offline_unknown_repo_is_clear(tmp_path, monkeypatch):
 
 @pytest.mark.fast
 def test_cli_export_card_and_push(selection, tmp_path, capsys, monkeypatch):
-    from nag_datasets.cli import main
+    from nag_datasets.cli.app import main
 
     _, _, selected = selection
     selected.save_to_disk(str(tmp_path / "selected"))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from helpers import make_signature_dataset, make_spec, random_signatures, shared_dir
 
-from nag_datasets.kernel import SignatureIndexError
-from nag_datasets.profile import NAGProfile, ProfileError, passes_threshold
+from nag_datasets.scoring.kernel import SignatureIndexError
+from nag_datasets.scoring.target_profile import NAGProfile, ProfileError, passes_threshold
 from nag_datasets.spec import COMPARED_FIELDS, SignatureSpec, SpecError, SpecMismatchError
 
 pytestmark = pytest.mark.fast

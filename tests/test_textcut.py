@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nag_datasets.textcut import clean_text, first_token_ids
+from nag_datasets.featurize.textcut import clean_text, first_token_ids
 
 pytestmark = pytest.mark.slow  # the bundled model's tokenizer
 
@@ -19,7 +19,7 @@ BUDGETS = (None, 1, 5, 64)
 def tok():
     from transformers import AutoTokenizer
 
-    from nag_datasets.models import converted_bundled_dir
+    from nag_datasets.featurize.models import converted_bundled_dir
 
     return AutoTokenizer.from_pretrained(str(converted_bundled_dir()[0]))
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..profile import NAGProfile
+from ..scoring.target_profile import NAGProfile
 from ..spec import SignatureSpec
 from .clustering import evaluate_distance
 from .deactivation import deactivated, key_count
@@ -36,14 +36,14 @@ __all__ = [
 def featurize_labelled_set(ds: Any, name: str, *, top_k: int, max_length: int, neuron_types: Sequence[str],
                            tokenizer: Any = None) -> Any:
     """Featurize ``ds`` (cached on disk) and add ``num_tokens``, each document's full token count."""
-    from ..featurizer import NAGFeaturizer
-    from ..select import count_tokens
+    from ..featurize.featurizer import NAGFeaturizer
+    from ..selection.budgeted import count_tokens
     from .sets import featurize_cached
 
     featurizer = NAGFeaturizer(neuron_types=tuple(neuron_types), top_k=top_k, max_length=max_length)
     out = featurize_cached(ds, featurizer, name)
     if tokenizer is None:
-        from ..models import load_model
+        from ..featurize.models import load_model
 
         tokenizer = load_model()[1]
     return count_tokens(out, tokenizer)

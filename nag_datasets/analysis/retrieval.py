@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..select import select_indices
+from ..selection.budgeted import select_indices
 
 __all__ = ["average_precision", "precision_recall_at", "rank_correlation", "retrieval_table", "roc_auc",
            "top_fraction_overlap"]
@@ -27,7 +27,7 @@ __all__ = ["average_precision", "precision_recall_at", "rank_correlation", "retr
 
 def precision_recall_at(scores: np.ndarray, relevant: np.ndarray, tokens: np.ndarray,
                         fractions: Sequence[float]) -> list[dict[str, float]]:
-    """Precision and recall (by documents) of :func:`~nag_datasets.select.select_indices` at each token share."""
+    """Precision and recall (by documents) of :func:`~nag_datasets.selection.budgeted.select_indices` at each token share."""
     relevant = np.asarray(relevant, dtype=bool)
     out = []
     for f in fractions:

@@ -8,7 +8,7 @@ off-target text and as the "generic" side of High-Delta; it never comes from a t
 Sampling is deterministic: within each group, documents are ordered by ``sha256(f"{seed}:{id}")``.
 
 Cache: ``$NAG_DATASETS_ANALYSIS_CACHE``, else ``<nag_datasets cache>/analysis`` (see
-:func:`nag_datasets.models.cache_root`). A featurized set is stored under a key of the featurizer's configuration,
+:func:`nag_datasets.featurize.models.cache_root`). A featurized set is stored under a key of the featurizer's configuration,
 its model fingerprint and the texts, so any change featurizes again.
 """
 
@@ -41,7 +41,7 @@ CACHE_ENV = "NAG_DATASETS_ANALYSIS_CACHE"
 def analysis_cache_dir() -> Path:
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
-    from ..models import cache_root
+    from ..featurize.models import cache_root
 
     return cache_root() / "analysis"
 
@@ -159,7 +159,7 @@ def featurize_cached(ds: Any, featurizer: Any, name: str, *, cache_dir: str | Pa
     """
     from datasets import load_from_disk
 
-    from .._io import atomic_dir
+    from ..storage.atomic import atomic_dir
 
     key = json.dumps({"featurizer": _featurizer_key(featurizer),
                       "texts": texts_key(list(ds[featurizer.text_column])), "rows": len(ds)}, sort_keys=True)
@@ -186,7 +186,7 @@ def featurize_cached(ds: Any, featurizer: Any, name: str, *, cache_dir: str | Pa
 def cached_array(name: str, key: dict[str, Any], compute: Callable[[], np.ndarray], *,
                  cache_dir: str | Path | None = None) -> np.ndarray:
     """``compute()`` stored as ``.npy`` under a hash of ``key`` (e.g. model fingerprint, texts key, settings)."""
-    from .._io import atomic_write_bytes
+    from ..storage.atomic import atomic_write_bytes
 
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     folder = Path(cache_dir) if cache_dir is not None else analysis_cache_dir()

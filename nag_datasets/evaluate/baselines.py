@@ -2,7 +2,7 @@
 
 Every scorer returns one float per pool document, higher = more like the targets.
 
-- :func:`nag_scores`: the library's :class:`~nag_datasets.profile.NAGProfile` similarity (mean Dice overlap).
+- :func:`nag_scores`: the library's :class:`~nag_datasets.scoring.target_profile.NAGProfile` similarity (mean Dice overlap).
 - :func:`embedding_scores`: BETR-style cosine of mean-pooled hidden states of the same model, to the target
   centroid (``"centroid"``) or to the nearest target (``"max"``).
 - :func:`tfidf_scores`: cosine of TF-IDF vectors (scikit-learn), to the centroid or to the nearest target.
@@ -50,7 +50,7 @@ def slice_signatures(sigs: np.ndarray, spec: SignatureSpec, *, layers: str | Seq
 
 def nag_scores(pool_sigs: np.ndarray, target_sigs: np.ndarray, spec: SignatureSpec) -> np.ndarray:
     """Similarity of every pool signature to the profile of the target signatures (both computed with ``spec``)."""
-    from ..profile import NAGProfile
+    from ..scoring.target_profile import NAGProfile
 
     profile = NAGProfile.from_signatures(target_sigs, spec)
     return np.asarray(profile.score(pool_sigs, num_threads=1), dtype=np.float64)

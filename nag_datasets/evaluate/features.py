@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write_text
 from ..spec import IMPACT_VERSION, SignatureSpec
+from ..storage.atomic import atomic_write_text
 
 __all__ = ["CHUNK", "FeatureSet", "featurize_texts"]
 
@@ -52,15 +52,15 @@ class FeatureSet:
 
 
 def _cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:
-    from ..models import cache_root
+    from ..featurize.models import cache_root
 
     return Path(cache_dir) if cache_dir is not None else cache_root() / "evaluate" / "features"
 
 
 def _embed_hooks(model: Any, store: dict[str, Any]) -> tuple[list[Any], dict[str, int]]:
     """Hooks (run before the recorder's stop hook) storing the mid and last decoder layers' normed outputs."""
-    from ..impact import base_model
-    from ..sites import decoder_layers
+    from ..featurize.impact import base_model
+    from ..featurize.sites import decoder_layers
 
     _, layers = decoder_layers(model)
     norm = getattr(base_model(model), "norm", None)
@@ -88,8 +88,8 @@ def featurize_texts(
     """Signatures, embeddings and token counts of ``texts`` on the bundled model (see the module docstring)."""
     import torch
 
-    from ..featurizer import NAGFeaturizer
-    from ..textcut import first_token_ids
+    from ..featurize.featurizer import NAGFeaturizer
+    from ..featurize.textcut import first_token_ids
 
     featurizer = NAGFeaturizer(neuron_types=tuple(neuron_types), top_k=top_k, max_length=max_length,
                                torch_threads=torch_threads)

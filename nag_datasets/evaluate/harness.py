@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write_text
+from ..storage.atomic import atomic_write_text
 from .baselines import dsir_scores, embedding_scores, nag_scores, random_scores, slice_signatures, tfidf_scores
 from .features import FeatureSet, featurize_texts
 from .metrics import at_budget, average_precision, jaccard, roc_auc, selected_at_budget
@@ -245,7 +245,7 @@ def run_evaluation(
     """Run every task and method of ``config``; write ``results.json``, ``report.md`` and plots to ``out_dir``."""
     from transformers import AutoTokenizer
 
-    from ..models import converted_bundled_dir
+    from ..featurize.models import converted_bundled_dir
     from .report import write_report
 
     if isinstance(config, str):

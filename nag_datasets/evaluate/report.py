@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write_bytes, atomic_write_text
+from ..storage.atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = ["summary_lines", "write_report"]
 

@@ -37,7 +37,7 @@ class ArmContext:
 
     def _bundled(self) -> tuple[Any, Any]:
         if self._model is None:
-            from ..models import load_model
+            from ..featurize.models import load_model
 
             self._model = load_model()
         return self._model
@@ -71,7 +71,7 @@ class ArmContext:
         return sigs, self._spec
 
     def _featurizer(self) -> Any:
-        from ..featurizer import NAGFeaturizer
+        from ..featurize.featurizer import NAGFeaturizer
 
         model, tok = self._bundled()
         return NAGFeaturizer(model, tokenizer=tok, max_length=self.max_length, batch_size=self.batch_size)

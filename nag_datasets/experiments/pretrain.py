@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write_text
+from ..storage.atomic import atomic_write_text
 from .arms import ARMS, ArmContext, arm_scores
 from .corpus import Corpus, build_corpus
 from .train import EOS, build_model, encode, mean_loss, pack, train, train_tokenizer
@@ -177,7 +177,7 @@ def run(cfg: PretrainConfig | str, out: str | Path, *, arms: Sequence[str] | Non
     """Run every missing (arm, seed) unit of ``cfg`` into ``out`` and return all units' results (new and old)."""
     import torch
 
-    from ..select import select_indices
+    from ..selection.budgeted import select_indices
 
     cfg = CONFIGS[cfg] if isinstance(cfg, str) else cfg
     arms = tuple(arms or cfg.arms)

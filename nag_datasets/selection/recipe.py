@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from ._arrow import add_row_column
-from .errors import NAGError
+from .. import __version__
+from ..errors import NAGError
+from ..scoring._arrow import add_row_column
 
 __all__ = [
     "RANK_COLUMN",
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 RANK_COLUMN = "nag_rank"
-RECIPE_ID_PREFIX = "nag_datasets.recipe:"
+RECIPE_ID_PREFIX = "nag_datasets.recipe:"  # a stored id: kept when the module moved
 SCORE_ID_PREFIX = "nag_datasets.score:"
 RECIPE_VERSION = 1
 
@@ -56,7 +56,7 @@ def _now() -> str:
 class SelectionRecipe:
     """How a selection was made: everything needed to reproduce or audit it (JSON-serialisable).
 
-    ``reports`` holds one :class:`nag_datasets.select.SelectionReport` dict per target (one for a single target),
+    ``reports`` holds one :class:`nag_datasets.selection.budgeted.SelectionReport` dict per target (one for a single target),
     ``profiles`` one ``{"fingerprint", "description", "num_targets"}`` per target profile (empty when ranking by a
     precomputed score column), ``shares`` the token fraction each target selected (multi-target).
     """
@@ -115,7 +115,7 @@ class SelectionRecipe:
         if not 0.0 <= self.fraction <= 1.0:
             raise RecipeError(f"malformed recipe: fraction {self.fraction!r} is outside [0, 1]")
         if self.spec is not None:
-            from .spec import SignatureSpec, SpecError
+            from ..spec import SignatureSpec, SpecError
 
             try:
                 SignatureSpec.from_dict(self.spec)

@@ -5,7 +5,7 @@ on the first ``max_length`` ids, so the ids are those of the uncut document. Lon
 tokenizer accepts) are replaced by U+FFFD.
 
 >>> from transformers import AutoTokenizer
->>> from nag_datasets.models import converted_bundled_dir
+>>> from nag_datasets.featurize.models import converted_bundled_dir
 >>> tok = AutoTokenizer.from_pretrained(converted_bundled_dir()[0])
 >>> ids, truncated = first_token_ids("word " * 200_000, tok, 120)
 >>> len(ids), truncated

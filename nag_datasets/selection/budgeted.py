@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from ._arrow import add_row_column, numeric_column
+from ..columns import get_spec
+from ..scoring._arrow import add_row_column, numeric_column
+from ..scoring.target_profile import NAGProfile
 from .budget import budget_cut
-from .columns import get_spec
-from .profile import NAGProfile
 from .recipe import SelectionRecipe, get_score_info, score_feature
 from .recipe import attach_recipe as _attach_recipe
 
@@ -219,7 +219,7 @@ def select_indices(
     """Row positions to keep, best first, and the report; ``scores`` NaN = not in the pool.
 
     ``method="exact"`` never exceeds the budget; it finds the boundary score by bisection and sorts only the
-    kept rows (:mod:`nag_datasets.budget`), so its memory is ~4 bytes per document beyond the scores. ``method="sampled"`` estimates the score
+    kept rows (:mod:`nag_datasets.selection.budget`), so its memory is ~4 bytes per document beyond the scores. ``method="sampled"`` estimates the score
     threshold on a seeded random sample of ``sample_size`` pool rows (same greedy rule on the sample) and keeps
     every pool row at least as good (O(N) filter, only the kept rows are sorted): the report's
     ``achieved_fraction`` says how close it came; it may exceed the request slightly.
@@ -332,7 +332,7 @@ def select_top_fraction(
     With ``profile``, rows are scored against it from the signature ``column`` (default ``nag_<neuron_type>``,
     spec checked). Without, they are ranked by ``score_column`` (null/NaN = not in the pool);
     ``higher_is_better`` defaults to what the column records (False for :func:`combine_with_quality` output) or
-    True. The result carries its recipe in a ``nag_rank`` column (see :mod:`nag_datasets.recipe`).
+    True. The result carries its recipe in a ``nag_rank`` column (see :mod:`nag_datasets.selection.recipe`).
 
     >>> from datasets import Dataset
     >>> ds = Dataset.from_dict({"s": [0.1, 0.7, 0.4], "n": [5, 5, 5]})

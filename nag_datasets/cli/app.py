@@ -5,7 +5,7 @@
     nag-datasets select POOL_FEATURIZED OUT --profile PROFILE_DIR --fraction 0.2 [--token-column num_tokens]
     nag-datasets demo
 
-Datasets are ``save_to_disk`` folders, parquet files or folders, or ``.jsonl`` files (see :mod:`nag_datasets.io`).
+Datasets are ``save_to_disk`` folders, parquet files or folders, or ``.jsonl`` files (see :mod:`nag_datasets.storage.formats`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ def _layers(value: str) -> Any:
 
 
 def cmd_featurize(args: argparse.Namespace) -> int:
-    from .featurizer import NAGFeaturizer
-    from .io import load_any, save_any
+    from ..featurize.featurizer import NAGFeaturizer
+    from ..storage.formats import load_any, save_any
 
     ds = None if args.streaming else load_any(args.input)
     featurizer = NAGFeaturizer(args.model, neuron_types=_csv(args.neuron_types), top_k=args.top_k,
@@ -41,14 +41,14 @@ def cmd_featurize(args: argparse.Namespace) -> int:
                                batch_size=args.batch_size, dtype=args.dtype, device=args.device,
                                on_invalid=args.on_invalid, num_workers=args.num_proc)
     if args.streaming:
-        from .distributed import featurize_streaming
+        from ..storage.sharded import featurize_streaming
 
         summary = featurize_streaming(args.input, args.output, featurizer, shard_rows=args.shard_rows or 10_000,
                                       overwrite=args.overwrite)
         print(json.dumps(summary, indent=1))
         return 0
     if args.sharded or args.shard_rows or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
-        from .distributed import featurize_sharded
+        from ..storage.sharded import featurize_sharded
 
         summary = featurize_sharded(ds, args.output, featurizer, shard_rows=args.shard_rows,
                                     overwrite=args.overwrite, keep_shards=args.keep_shards,
@@ -62,8 +62,8 @@ def cmd_featurize(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from .io import load_any
-    from .profile import NAGProfile
+    from ..scoring.target_profile import NAGProfile
+    from ..storage.formats import load_any
 
     ds = load_any(args.input)
     profile = NAGProfile.from_dataset(ds, column=args.column, description=args.description or str(args.input))
@@ -78,8 +78,8 @@ def _ensure_tokens(ds: Any, token_column: str, tokenizer_name: str | None, text_
         return ds
     from transformers import AutoTokenizer
 
-    from .models import converted_bundled_dir
-    from .select import count_tokens
+    from ..featurize.models import converted_bundled_dir
+    from ..selection.budgeted import count_tokens
 
     source = tokenizer_name or str(converted_bundled_dir()[0])
     print(f"counting full-document tokens with {source} into column {token_column!r}", file=sys.stderr)
@@ -87,10 +87,10 @@ def _ensure_tokens(ds: Any, token_column: str, tokenizer_name: str | None, text_
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from ._io import atomic_write_text
-    from .io import load_any, save_any
-    from .profile import NAGProfile
-    from .select import select_top_fraction
+    from ..scoring.target_profile import NAGProfile
+    from ..selection.budgeted import select_top_fraction
+    from ..storage.atomic import atomic_write_text
+    from ..storage.formats import load_any, save_any
 
     ds = _ensure_tokens(load_any(args.input), args.token_column, args.tokenizer, args.text_column)
     profile = NAGProfile.load(args.profile)
@@ -114,10 +114,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Featurize the shipped demo target and pool on the bundled model, select, and explain the choice."""
     import numpy as np
 
-    from .demo_data import load_demo
-    from .featurizer import NAGFeaturizer
-    from .profile import NAGProfile
-    from .select import count_tokens, select_top_fraction
+    from ..demo_data import load_demo
+    from ..featurize.featurizer import NAGFeaturizer
+    from ..scoring.target_profile import NAGProfile
+    from ..selection.budgeted import count_tokens, select_top_fraction
 
     print("NAG demo: target = GSM8K word problems; pool = held-out GSM8K, HumanEval and MMLU.")
     print("(The sources differ in format, so this shows the mechanics, not evidence of selection quality.)\n")
@@ -157,7 +157,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         text = " ".join(top[i]["text"].split())
         print(f"  [{top_scores[i]:.4f}] ({top[i]['source']}) {text[:110]}...")
     if args.output:
-        from .io import save_any
+        from ..storage.formats import save_any
 
         save_any(top, args.output, overwrite=True)
         print(f"\nwrote the r_f={args.fractions[0]} selection to {args.output}")
@@ -222,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--output", default=None)
     d.set_defaults(func=cmd_demo)
 
-    from . import hub
-    from .evaluate import cli as evaluate_cli
+    from ..evaluate import cli as evaluate_cli
+    from ..hub import export as hub
 
     hub.register_cli(sub)
     evaluate_cli.register_cli(sub)
@@ -234,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Every error of ours (:class:`~nag_datasets.errors.NAGError`: a spec mismatch, an output
     that another run is writing, a failed upload, ...), an existing output without ``--overwrite`` and a missing
     input are caught here, once, and printed as one ``error: ...`` line with exit status 1."""
-    from .errors import NAGError
+    from ..errors import NAGError
 
     args = build_parser().parse_args(argv)
     try:

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import NAGError
+from ..errors import NAGError
 
 __all__ = ["FolderLockedError", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "lock_dir", "read_versioned_json",
            "recover_interrupted_swap"]
@@ -35,7 +35,7 @@ __all__ = ["FolderLockedError", "atomic_dir", "atomic_write_bytes", "atomic_writ
 #: process writes the file named by ``NAG_DATASETS_TEST_PAUSE_MARKER`` and sleeps at that stage, so a test can
 #: SIGKILL it there. Stages: ``atomic_write:filled`` and ``atomic_dir:filled`` (content complete in the temporary
 #: sibling, nothing renamed yet), ``atomic_dir:swapped`` (the old folder moved aside, the new one not yet in place),
-#: ``save_any:filled`` (:func:`nag_datasets.io.save_any`'s parquet/jsonl output written, not yet renamed).
+#: ``save_any:filled`` (:func:`nag_datasets.storage.formats.save_any`'s parquet/jsonl output written, not yet renamed).
 PAUSE_ENV = "NAG_DATASETS_TEST_PAUSE_AT"
 PAUSE_MARKER_ENV = "NAG_DATASETS_TEST_PAUSE_MARKER"
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NAGError
+from ..errors import NAGError
 
 __all__ = [
     "SignatureIndexError",

@@ -35,8 +35,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_dir, atomic_write_text, lock_dir
-from .errors import NAGError
+from ..errors import NAGError
+from .atomic import atomic_dir, atomic_write_text, lock_dir
 
 __all__ = [
     "ShardError",
@@ -218,18 +218,18 @@ def featurize_sharded(
 ) -> dict[str, Any]:
     """Featurize this rank's contiguous slice of ``input`` shard by shard; rank 0 assembles ``output``.
 
-    ``input`` is a path :func:`nag_datasets.io.load_any` reads (every rank opens it; use a folder on a filesystem
+    ``input`` is a path :func:`nag_datasets.storage.formats.load_any` reads (every rank opens it; use a folder on a filesystem
     all nodes share) or a `datasets.Dataset`. ``rank``/``world_size``/``local_rank`` default to the launcher's
     environment (:func:`world_from_env`). ``shard_rows`` cuts each rank's slice into resumable shards (None: one
     shard per rank). Shards whose marker validates (same input fingerprint, row range, settings, spec and
     sha256 of the Arrow files) are skipped, so rerunning the same command after a crash finishes the job. Rank 0
     waits up to ``wait_timeout`` seconds (None: forever) for the other ranks, writes ``output`` with
-    :func:`nag_datasets.io.save_any` and removes ``OUT.shards`` unless ``keep_shards``. Extra keyword arguments
+    :func:`nag_datasets.storage.formats.save_any` and removes ``OUT.shards`` unless ``keep_shards``. Extra keyword arguments
     go to ``featurizer.apply`` (e.g. ``num_proc``). Returns a summary (``report`` holds the counts of this rank,
     or of the whole output on rank 0).
     """
-    from .featurizer import FeaturizeReport
-    from .io import load_any, save_any
+    from ..featurize.featurizer import FeaturizeReport
+    from .formats import load_any, save_any
 
     env_rank, env_world, env_local = world_from_env()
     rank = env_rank if rank is None else int(rank)
@@ -353,7 +353,7 @@ def _open_stream(source: Any) -> Any:
     """An `IterableDataset` over ``source`` (a path :func:`load_any` accepts, a Dataset or an IterableDataset)."""
     import datasets
 
-    from .io import load_any
+    from .formats import load_any
 
     if isinstance(source, datasets.IterableDataset):
         return source
@@ -394,8 +394,8 @@ def featurize_streaming(
     """
     from datasets import Dataset
 
-    from .featurizer import FeaturizeReport
-    from .io import SIDECAR
+    from ..featurize.featurizer import FeaturizeReport
+    from .formats import SIDECAR
 
     if shard_rows < 1:
         raise ValueError(f"shard_rows must be >= 1, got {shard_rows}")
@@ -468,7 +468,7 @@ def featurize_streaming(
 
 
 def _write_sidecar(path: Path, features: Any) -> None:
-    from .columns import spec_from_feature
+    from ..columns import spec_from_feature
 
     specs = {name: spec_from_feature(f).to_dict() for name, f in features.items() if spec_from_feature(f) is not None}
     atomic_write_text(path, json.dumps(specs, indent=1, sort_keys=True))
@@ -479,7 +479,7 @@ def _part_report(path: Path) -> dict[str, Any]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from .featurizer import NULL_STATUSES
+    from ..featurize.featurizer import NULL_STATUSES
 
     table = pq.read_table(str(path), columns=["nag_status", "nag_tokens"])
     status = Counter(table.column("nag_status").to_pylist())

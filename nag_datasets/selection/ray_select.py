@@ -1,6 +1,6 @@
 """Selection beyond one machine on Ray Data: score parquet shards in parallel, find the exact global cut, write.
 
-The rule is :func:`nag_datasets.select.select_indices` with ``method="exact"``: rank the pool by similarity
+The rule is :func:`nag_datasets.selection.budgeted.select_indices` with ``method="exact"``: rank the pool by similarity
 (descending), ties by global row position (ascending), keep the prefix within ``fraction`` of the pool's tokens,
 stopping at the first document that would overflow. On Ray:
 
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_write_text, lock_dir
+from ..storage.atomic import atomic_write_text, lock_dir
 
 __all__ = ["select_top_fraction_ray"]
 
@@ -46,8 +46,8 @@ def _file_spec(path: Path, column: str) -> Any:
     import pyarrow.parquet as pq
     from datasets import Features
 
-    from .columns import spec_from_feature
-    from .spec import SignatureSpec, SpecError
+    from ..columns import spec_from_feature
+    from ..spec import SignatureSpec, SpecError
 
     feats = Features.from_arrow_schema(pq.read_schema(str(path)))
     if column not in feats:
@@ -66,9 +66,9 @@ def _file_spec(path: Path, column: str) -> Any:
 def _scores(table: Any, counts: np.ndarray, num_targets: int, spec_json: str, column: str,
             token_column: str) -> tuple[np.ndarray, np.ndarray]:
     """Kernel scores (float32, NaN = null signature) and token counts of a parquet table's rows."""
-    from ._arrow import signature_blocks
-    from .kernel import score_blocks
-    from .spec import SignatureSpec
+    from ..scoring._arrow import signature_blocks
+    from ..scoring.kernel import score_blocks
+    from ..spec import SignatureSpec
 
     blocks = list(signature_blocks(table.column(column), SignatureSpec.from_json(spec_json)))
     scores = score_blocks(blocks, counts, num_targets, num_threads=1) if blocks else np.zeros(0, np.float32)

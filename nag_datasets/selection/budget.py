@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernel import _jit
+from ..scoring.kernel import _jit
 
 
 @_jit(nogil=True)

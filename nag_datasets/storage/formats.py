@@ -20,9 +20,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ._io import _test_pause, atomic_dir, lock_dir
-from .columns import attach_spec, signature_columns
-from .spec import SignatureSpec
+from ..columns import attach_spec, signature_columns
+from ..spec import SignatureSpec
+from .atomic import _test_pause, atomic_dir, lock_dir
 
 SIDECAR = "nag_spec.json"
 
@@ -79,7 +79,7 @@ def save_any(ds: Any, path: str | os.PathLike[str], *, overwrite: bool = False) 
     """Write ``ds`` atomically: ``.parquet`` (plus a spec sidecar), ``.jsonl``, else a ``save_to_disk`` folder.
 
     The output is built in a temporary sibling and renamed into place, under a lock (``<path>.lock``): a concurrent
-    write of the same path raises :class:`nag_datasets._io.FolderLockedError`, and an interrupted one leaves the
+    write of the same path raises :class:`nag_datasets.storage.atomic.FolderLockedError`, and an interrupted one leaves the
     previous output (or none) plus, at worst, a hidden ``.<name>.tmp-*`` leftover.
     """
     import json

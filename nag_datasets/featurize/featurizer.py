@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .columns import column_name, signature_feature
-from .errors import NAGError
-from .spec import NEURON_TYPES, SignatureSpec
+from ..columns import column_name, signature_feature
+from ..errors import NAGError
+from ..spec import NEURON_TYPES, SignatureSpec
 
 #: Per-row outcomes written to ``nag_status``. Only ``ok`` and ``truncated`` rows carry a signature.
 STATUSES = ("ok", "truncated", "empty", "whitespace", "zero_tokens", "none", "not_string")
@@ -58,7 +58,7 @@ def _library_version() -> str:
     import torch
     import transformers
 
-    from . import __version__
+    from .. import __version__
 
     return f"nag_datasets {__version__}; transformers {transformers.__version__}; torch {torch.__version__}"
 

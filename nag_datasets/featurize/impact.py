@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from typing_extensions import Self
 
-from .errors import NAGError
+from ..errors import NAGError
 from .sites import NeuronSite, decoder_layers, resolve_sites
 
 

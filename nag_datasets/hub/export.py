@@ -6,7 +6,7 @@ Profiles get a card with :func:`profile_card` and come back with :func:`load_pro
 
 >>> import tempfile, pathlib, numpy as np
 >>> from datasets import Dataset
->>> from nag_datasets.select import select_top_fraction
+>>> from nag_datasets.selection.budgeted import select_top_fraction
 >>> pool = Dataset.from_dict({"text": ["a", "b", "c"], "score": [0.2, 0.9, 0.5], "num_tokens": [4, 4, 4]})
 >>> selected = select_top_fraction(pool, 0.7, token_column="num_tokens", score_column="score")
 >>> folder = export_for_hub(selected, pathlib.Path(tempfile.mkdtemp()) / "out", license="cc-by-4.0")
@@ -32,13 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from ._io import atomic_dir, atomic_write_bytes, atomic_write_text, lock_dir, read_versioned_json
-from .columns import signature_columns
-from .errors import NAGError
-from .profile import COUNTS_FILE, META_FILE, NAGProfile, ProfileError
-from .recipe import RecipeError, SelectionRecipe, get_recipe
-from .spec import SignatureSpec
+from .. import __version__
+from ..columns import signature_columns
+from ..errors import NAGError
+from ..scoring.target_profile import COUNTS_FILE, META_FILE, NAGProfile, ProfileError
+from ..selection.recipe import RecipeError, SelectionRecipe, get_recipe
+from ..spec import SignatureSpec
+from ..storage.atomic import atomic_dir, atomic_write_bytes, atomic_write_text, lock_dir, read_versioned_json
 
 __all__ = [
     "HubPublishError",
@@ -186,7 +186,7 @@ def _selection_scores(selected: Any, recipe: SelectionRecipe | None, scores: Any
         parts = [np.asarray(p.score(selected.select(range(lo, hi))), np.float64)
                  for p, lo, hi in zip(profiles, bounds[:-1], bounds[1:])]
         return np.concatenate(parts), "profiles"
-    from ._arrow import numeric_column
+    from ..scoring._arrow import numeric_column
 
     for column in ((recipe.score_column if recipe else None), "nag_similarity"):
         if column and column in selected.column_names:
@@ -397,12 +397,12 @@ def _reproduce(recipe: SelectionRecipe, token_column: str, license: str) -> tupl
     spec = recipe.spec
     lines = []
     if spec:
-        lines.append("from nag_datasets.featurizer import NAGFeaturizer")
+        lines.append("from nag_datasets.featurize.featurizer import NAGFeaturizer")
     if recipe.profiles:
-        lines.append("from nag_datasets.profile import NAGProfile")
+        lines.append("from nag_datasets.scoring.target_profile import NAGProfile")
     fn = "select_multi_target" if recipe.kind == "multi_target" else "select_top_fraction"
     imports = [fn] + (["combine_with_quality"] if recipe.quality else [])
-    lines += [f"from nag_datasets.select import {', '.join(imports)}", ""]
+    lines += [f"from nag_datasets.selection.budgeted import {', '.join(imports)}", ""]
     if spec:
         model = spec.get("model_name") or "MODEL  # weights fingerprint " + spec["model_fingerprint"]
         feat = {"neuron_types": [spec["neuron_type"]], "top_k": spec["top_k"], "max_length": spec["max_length"],
@@ -463,7 +463,7 @@ def _cli_sample_size() -> Any:
     """The sample size ``nag-datasets select`` uses (it has no option for it)."""
     import inspect
 
-    from .select import select_top_fraction
+    from ..selection.budgeted import select_top_fraction
 
     return inspect.signature(select_top_fraction).parameters["sample_size"].default
 
@@ -956,7 +956,7 @@ def load_profile(
 
 
 def _load_input(path: str) -> Any:
-    from .io import load_any
+    from ..storage.formats import load_any
 
     return load_any(path)
 

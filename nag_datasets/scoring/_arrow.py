@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .columns import row_indices
+from ..columns import row_indices
+from ..spec import SignatureSpec, SpecError
 from .kernel import first_row_with_unset_bits
-from .spec import SignatureSpec, SpecError
 
 __all__ = ["add_row_column", "numeric_column", "signature_blocks", "table_length"]
 

@@ -29,17 +29,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from . import __version__
+from .. import __version__
+from ..columns import column_name, get_spec, row_indices, signature_table_column
+from ..errors import NAGError
+from ..spec import SignatureSpec, SpecError
+from ..storage.atomic import atomic_dir, read_versioned_json
 from ._arrow import signature_blocks, table_length
-from ._io import atomic_dir, read_versioned_json
-from .columns import column_name, get_spec, row_indices, signature_table_column
-from .errors import NAGError
 from .kernel import SignatureIndexError, counts_dtype, score_blocks
-from .spec import SignatureSpec, SpecError
 
 __all__ = ["NAGProfile", "ProfileError", "ScoreReport", "SimilarityFilter", "SimilarityScorer", "passes_threshold"]
 
-PROFILE_FORMAT = "nag_datasets.profile"
+PROFILE_FORMAT = "nag_datasets.profile"  # a stored format id: kept when the module moved
 PROFILE_FORMAT_VERSION = 1
 COUNTS_FILE = "profile.safetensors"
 META_FILE = "profile.json"
@@ -225,7 +225,7 @@ class NAGProfile:
         """One profile pooling all targets (counts summed).
 
         This is a different method from the paper's multi-target mixture, where each target selects its own share
-        of the pool (see :func:`nag_datasets.select.select_multi_target`): here large target sets dominate.
+        of the pool (see :func:`nag_datasets.selection.budgeted.select_multi_target`): here large target sets dominate.
         """
         profiles = list(profiles)
         if not profiles:
@@ -478,7 +478,7 @@ class NAGProfile:
     @classmethod
     def from_pretrained(cls, folder_or_repo: str | Path, **kw: Any) -> NAGProfile:
         """A profile from a local folder or a Hub repo; see :func:`nag_datasets.hub.load_profile`."""
-        from .hub import load_profile
+        from ..hub.export import load_profile
 
         return load_profile(folder_or_repo, **kw)
 
