@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from helpers import make_signature_dataset, make_spec, random_signatures
 
+from nag_datasets import hub
 from nag_datasets.columns import signature_columns
-from nag_datasets.hub import export as hub
-from nag_datasets.hub.export import (
+from nag_datasets.hub import (
     HubPublishError,
     export_for_hub,
     load_profile,
@@ -25,6 +25,7 @@ from nag_datasets.hub.export import (
     regenerate_card,
     size_category,
 )
+from nag_datasets.hub import card as hub_card
 from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
 from nag_datasets.selection.budgeted import combine_with_quality, select_multi_target, select_top_fraction
 from nag_datasets.selection.recipe import get_recipe
@@ -208,7 +209,7 @@ def test_concurrent_export_refused_and_failure_leaves_nothing(selection, tmp_pat
     def broken(hist):
         raise RuntimeError("figure failed")
 
-    monkeypatch.setattr(hub, "_figure_png", broken)
+    monkeypatch.setattr(hub_card, "_figure_png", broken)
     with pytest.raises(RuntimeError, match="figure failed"):
         export_for_hub(selected, out)
     assert not out.exists()

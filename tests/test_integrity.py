@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from helpers import make_signature_dataset, make_spec, random_signatures
 
-from nag_datasets.hub.export import export_for_hub, regenerate_card
+from nag_datasets.hub import export_for_hub, regenerate_card
 from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
 from nag_datasets.selection.budgeted import (
     combine_with_quality,

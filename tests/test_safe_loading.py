@@ -14,7 +14,7 @@ import pytest
 from helpers import make_signature_dataset, make_spec, random_signatures
 
 import nag_datasets
-from nag_datasets.hub.export import export_for_hub, load_profile, regenerate_card
+from nag_datasets.hub import export_for_hub, load_profile, regenerate_card
 from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
 from nag_datasets.selection.budgeted import select_top_fraction
 from nag_datasets.selection.recipe import SelectionRecipe, get_recipe

@@ -223,9 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     from ..evaluate import cli as evaluate_cli
-    from ..hub import export as hub
+    from . import cmd_hub
 
-    hub.register_cli(sub)
+    cmd_hub.register_cli(sub)
     evaluate_cli.register_cli(sub)
     return parser
 

@@ -478,7 +478,7 @@ class NAGProfile:
     @classmethod
     def from_pretrained(cls, folder_or_repo: str | Path, **kw: Any) -> NAGProfile:
         """A profile from a local folder or a Hub repo; see :func:`nag_datasets.hub.load_profile`."""
-        from ..hub.export import load_profile
+        from ..hub import load_profile
 
         return load_profile(folder_or_repo, **kw)
 
