@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..selection.budgeted import DEFAULT_SAMPLE_SIZE
 from ..selection.recipe import SelectionRecipe
 from ..spec import SignatureSpec
 from ..storage.atomic import atomic_write_bytes, atomic_write_text
@@ -194,7 +195,7 @@ def _reproduce(recipe: SelectionRecipe, token_column: str, license: str) -> tupl
 
     if recipe.kind != "top_fraction" or recipe.quality or not recipe.profiles or not spec:
         return library, ""
-    if recipe.method == "sampled" and method.get("sample_size") != _cli_sample_size():
+    if recipe.method == "sampled" and method.get("sample_size") != DEFAULT_SAMPLE_SIZE:
         return library, ""
     model = spec.get("model_name") or "MODEL"
     featurize = (f"--model {model} --neuron-types {spec['neuron_type']} --top-k {spec['top_k']} "
@@ -212,15 +213,6 @@ def _reproduce(recipe: SelectionRecipe, token_column: str, license: str) -> tupl
         f"nag-datasets export selected EXPORT_DIR --license {license}",
     ])
     return library, cli
-
-
-def _cli_sample_size() -> Any:
-    """The sample size ``nag-datasets select`` uses (it has no option for it)."""
-    import inspect
-
-    from ..selection.budgeted import select_top_fraction
-
-    return inspect.signature(select_top_fraction).parameters["sample_size"].default
 
 
 def _subset_card(meta: dict[str, Any], data: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 from ..scoring.target_profile import COUNTS_FILE, META_FILE, NAGProfile, ProfileError
 from ..storage.atomic import atomic_write_text
 from .templates import CARD_FILE, DEFAULT_TAGS, PROFILE_TEMPLATE, _as_list, _cell, _render, _spec_rows
-from .upload import _hub_errors, _resolve_token, _scrub, _upload
+from .upload import _resolve_token, _upload
 
 __all__ = ["load_profile", "profile_card", "push_profile"]
 
@@ -122,19 +122,8 @@ def load_profile(
     repo_type: str = "dataset",
     token: str | None = None,
 ) -> NAGProfile:
-    """A profile from a local folder (:meth:`NAGProfile.load`) or else a Hub repo (downloaded, cached, then loaded)."""
-    path = Path(folder_or_repo)
-    if path.is_dir():
-        return NAGProfile.load(path)
-    if path.exists() or str(folder_or_repo).startswith((".", "/", "~")):
-        raise ProfileError(f"{folder_or_repo} is not a profile folder")
-    from huggingface_hub import snapshot_download
+    """A profile from a local folder (:meth:`NAGProfile.load`) or else a Hub repo (downloaded, cached, then loaded).
 
-    try:
-        local = snapshot_download(str(folder_or_repo), repo_type=repo_type, revision=revision, token=token,
-                                  allow_patterns=[COUNTS_FILE, META_FILE, CARD_FILE])
-    except _hub_errors() as e:  # offline without a cached copy, unknown repo, no access
-        message = _scrub(f"{type(e).__name__}: {e}", token or "")
-        raise ProfileError(f"{folder_or_repo!r} is not a local folder and the Hub {repo_type} repo could not be "
-                           f"fetched ({message})") from None
-    return NAGProfile.load(local)
+    The same as :meth:`NAGProfile.from_pretrained`.
+    """
+    return NAGProfile.from_pretrained(folder_or_repo, revision, repo_type=repo_type, token=token)

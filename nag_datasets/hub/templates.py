@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..scoring.target_profile import HUB_CARD_FILE
+
 __all__ = ["CARD_FILE", "size_category", "template_path"]
 
 
@@ -28,7 +30,7 @@ RECIPE_FILE = "nag_recipe.json"
 FIGURE_FILE = "score_distribution.png"
 
 
-CARD_FILE = "README.md"
+CARD_FILE = HUB_CARD_FILE
 
 
 DATA_DIR = "data"

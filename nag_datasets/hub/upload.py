@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import NAGError
+from ..storage.remote import hub_errors, scrub_token
 from .export import export_for_hub
 from .templates import CARD_FILE, DATA_DIR
 
@@ -50,17 +51,6 @@ def _resolve_token(token: str | None, folder: Path) -> str:
     return token
 
 
-def _hub_errors() -> tuple[type[BaseException], ...]:
-    """What a Hub call raises when it cannot be done: HTTP and transport errors, offline mode, invalid ids."""
-    from huggingface_hub.errors import HTTPError
-
-    return (HTTPError, OSError, ValueError)
-
-
-def _scrub(text: str, token: str) -> str:
-    return text.replace(token, "***") if token else text
-
-
 def _upload(folder: Path, repo_id: str, *, token: str, private: bool, what: str, data_patterns: list[str]) -> str:
     """Create the repo if needed, upload everything but the card, then the card (so nothing rewrites its body)."""
     from huggingface_hub import HfApi
@@ -73,8 +63,8 @@ def _upload(folder: Path, repo_id: str, *, token: str, private: bool, what: str,
                           commit_message=f"Upload {what} (nag-datasets {__version__})")
         api.upload_file(path_or_fileobj=str(folder / CARD_FILE), path_in_repo=CARD_FILE, repo_id=repo_id,
                         repo_type="dataset", token=token, commit_message="Upload the card")
-    except _hub_errors() as e:
-        message = _scrub(f"{type(e).__name__}: {e}", token)
+    except hub_errors() as e:
+        message = scrub_token(f"{type(e).__name__}: {e}", token)
         raise HubPublishError(f"uploading {what} to {repo_id} failed ({message}). The local export is complete at "
                               f"{folder}.", folder) from None
     return str(getattr(url, "url", url))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +40,7 @@ from .kernel import SignatureIndexError, counts_dtype, score_blocks
 
 __all__ = ["NAGProfile", "ProfileError", "ScoreReport", "SimilarityFilter", "SimilarityScorer", "passes_threshold"]
 
+HUB_CARD_FILE = "README.md"  # the card a Hub repo shows (nag_datasets.hub.templates.CARD_FILE)
 PROFILE_FORMAT = "nag_datasets.profile"  # a stored format id: kept when the module moved
 PROFILE_FORMAT_VERSION = 1
 COUNTS_FILE = "profile.safetensors"
@@ -476,11 +478,36 @@ class NAGProfile:
         return profile
 
     @classmethod
-    def from_pretrained(cls, folder_or_repo: str | Path, **kw: Any) -> NAGProfile:
-        """A profile from a local folder or a Hub repo; see :func:`nag_datasets.hub.load_profile`."""
-        from ..hub import load_profile
+    def from_pretrained(
+        cls,
+        folder_or_repo: str | os.PathLike[str],
+        revision: str | None = None,
+        *,
+        repo_type: str = "dataset",
+        token: str | None = None,
+    ) -> NAGProfile:
+        """A profile from a local folder (:meth:`load`) or else a Hub repo (downloaded, cached, then loaded).
 
-        return load_profile(folder_or_repo, **kw)
+        Cards for profiles are written by :func:`nag_datasets.hub.profile_card`; only the profile's files (and its
+        card) are downloaded.
+        """
+        path = Path(folder_or_repo)
+        if path.is_dir():
+            return cls.load(path)
+        if path.exists() or str(folder_or_repo).startswith((".", "/", "~")):
+            raise ProfileError(f"{folder_or_repo} is not a profile folder")
+        from huggingface_hub import snapshot_download
+
+        from ..storage.remote import hub_errors, scrub_token
+
+        try:
+            local = snapshot_download(str(folder_or_repo), repo_type=repo_type, revision=revision, token=token,
+                                      allow_patterns=[COUNTS_FILE, META_FILE, HUB_CARD_FILE])
+        except hub_errors() as e:  # offline without a cached copy, unknown repo, no access
+            message = scrub_token(f"{type(e).__name__}: {e}", token or "")
+            raise ProfileError(f"{folder_or_repo!r} is not a local folder and the Hub {repo_type} repo could not be "
+                               f"fetched ({message})") from None
+        return cls.load(local)
 
 
 class _CountAccumulator:

@@ -44,6 +44,9 @@ __all__ = [
 
 METHODS = ("exact", "sampled")
 
+#: Pool rows sampled by ``method="sampled"`` (the command line has no option for it).
+DEFAULT_SAMPLE_SIZE = 100_000
+
 
 @dataclasses.dataclass
 class SelectionReport:
@@ -213,7 +216,7 @@ def select_indices(
     *,
     method: str = "exact",
     higher_is_better: bool = True,
-    sample_size: int = 100_000,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
     seed: int = 0,
 ) -> tuple[np.ndarray, SelectionReport]:
     """Row positions to keep, best first, and the report; ``scores`` NaN = not in the pool.
@@ -322,7 +325,7 @@ def select_top_fraction(
     score_column: str = "nag_similarity",
     higher_is_better: bool | None = None,
     method: str = "exact",
-    sample_size: int = 100_000,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
     seed: int = 0,
     attach_recipe: bool = True,
     return_report: bool = False,
