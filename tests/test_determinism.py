@@ -36,13 +36,6 @@ PROPERTY = settings(max_examples=15, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-@pytest.fixture(autouse=True)
-def _quiet_datasets():
-    import datasets
-
-    datasets.disable_progress_bars()
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _one_torch_thread():
     """One intra-op thread: on a shared two-core machine, two spinning threads are many times slower."""

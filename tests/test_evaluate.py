@@ -165,6 +165,7 @@ def test_configs_and_methods():
     assert any("att_o" in n for n in names) and any("fwd_down" in n for n in names)
 
 
+@pytest.mark.slow  # the bundled model's tokenizer
 def test_cut_to_tokens_keeps_the_first_tokens():
     from transformers import AutoTokenizer
 

@@ -33,13 +33,6 @@ CHANGED = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _quiet_datasets():
-    import datasets
-
-    datasets.disable_progress_bars()
-
-
 def test_changed_values_cover_every_compared_field():
     assert set(CHANGED) == set(COMPARED_FIELDS)
 

@@ -30,13 +30,6 @@ from nag_datasets.storage.formats import load_any, save_any
 STARTUP_LIMIT_S = 180
 
 
-@pytest.fixture(autouse=True)
-def _quiet_datasets():
-    import datasets
-
-    datasets.disable_progress_bars()
-
-
 def _cli() -> list[str]:
     script = Path(sys.executable).with_name("nag-datasets")
     return [str(script)] if script.is_file() else [sys.executable, "-m", "nag_datasets.cli"]
@@ -113,9 +106,6 @@ def _same_selection(a, b) -> None:
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """A synthetic featurized pool, a profile and an uninterrupted reference selection (no model needed)."""
-    import datasets
-
-    datasets.disable_progress_bars()
     root = tmp_path_factory.mktemp("interrupt")
     spec = make_spec()
     n = 400

@@ -17,13 +17,6 @@ pytestmark = pytest.mark.fast
 NEURONS = {"fwd_up": 1536, "fwd_down": 576, "att_q": 576, "att_k": 576, "att_v": 576, "att_o": 576}
 
 
-@pytest.fixture(autouse=True)
-def _quiet_datasets():
-    import datasets
-
-    datasets.disable_progress_bars()
-
-
 @pytest.fixture
 def spec():
     return make_spec()

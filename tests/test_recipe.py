@@ -11,13 +11,6 @@ from nag_datasets.selection.recipe import RecipeError, SelectionRecipe, attach_r
 pytestmark = pytest.mark.fast
 
 
-@pytest.fixture(autouse=True)
-def _quiet_datasets():
-    import datasets
-
-    datasets.disable_progress_bars()
-
-
 @pytest.fixture
 def selected(tmp_path):
     spec = make_spec()

@@ -80,13 +80,6 @@ def no_pickle(monkeypatch):
     return True
 
 
-@pytest.fixture(autouse=True)
-def _quiet_datasets():
-    import datasets
-
-    datasets.disable_progress_bars()
-
-
 @pytest.fixture
 def written(tmp_path):
     """One of every kind of file the library writes, plus what each should load back to."""

@@ -22,13 +22,6 @@ from nag_datasets.selection.recipe import get_recipe, get_score_info
 pytestmark = pytest.mark.fast
 
 
-@pytest.fixture(autouse=True)
-def _quiet_datasets():
-    import datasets
-
-    datasets.disable_progress_bars()
-
-
 def greedy_reference(scores, tokens, fraction, higher_is_better=True):
     """The rule as written: rank (ties by position), walk, stop at the first document that would overflow."""
     pool = [i for i in range(len(scores)) if not np.isnan(scores[i])]
