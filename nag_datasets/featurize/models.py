@@ -99,6 +99,7 @@ def converted_bundled_dir() -> tuple[Path, str]:
     with FileLock(str(target) + ".lock"):
         if (target / "nag_complete.json").is_file():
             return target, digest
+        _require_gguf()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
@@ -122,6 +123,15 @@ def converted_bundled_dir() -> tuple[Path, str]:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return target, digest
+
+
+def _require_gguf() -> None:
+    """The one-time conversion of the bundled GGUF file needs the optional ``gguf`` package."""
+    import importlib.util
+
+    if importlib.util.find_spec("gguf") is None:
+        raise ImportError("converting the bundled GGUF model needs the gguf package: "
+                          "pip install 'nag-datasets[gguf]' (or give a model folder or Hub id instead)")
 
 
 def _folder_fingerprint(folder: Path) -> str:

@@ -92,7 +92,7 @@ def _require_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise ImportError("exporting for the Hub draws the score distribution with matplotlib: "
-                          "pip install matplotlib (or nag-datasets[dev])") from None
+                          "pip install 'nag-datasets[plots]'") from None
 
 
 def _figure_png(hist: dict[str, Any]) -> bytes:
