@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 from helpers import make_signature_dataset, make_spec, random_signatures
+from nag_research.analysis.clustering import cluster_scores, evaluate_distance, purity, tfidf_distance_matrix
+from nag_research.analysis.notebook import notebook_params, params_sha256, read_marker
+from nag_research.analysis.retrieval import precision_recall_at, rank_correlation, roc_auc, top_fraction_overlap
 
-from nag_datasets.analysis.clustering import cluster_scores, evaluate_distance, purity, tfidf_distance_matrix
 from nag_datasets.analysis.deactivation import (
     deactivated,
     high_delta_keys,
@@ -20,8 +22,6 @@ from nag_datasets.analysis.deactivation import (
 )
 from nag_datasets.analysis.distances import dice_matrix, multi_hot, nag_distance_matrix, squared_euclidean_to_dice
 from nag_datasets.analysis.measure import document_losses, mmlu_items, multiple_choice_accuracy
-from nag_datasets.analysis.notebook import notebook_params, params_sha256, read_marker
-from nag_datasets.analysis.retrieval import precision_recall_at, rank_correlation, roc_auc, top_fraction_overlap
 from nag_datasets.analysis.subsets import (
     prefix_column,
     prefix_profile,

@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 import pytest
+from nag_research.evaluate import baselines, metrics
+from nag_research.evaluate.harness import CONFIGS, methods_for, params_hash
+from nag_research.evaluate.tasks import cut_to_tokens, strip_gcide_label
 
-from nag_datasets.evaluate import baselines, metrics
-from nag_datasets.evaluate.harness import CONFIGS, methods_for, params_hash
-from nag_datasets.evaluate.tasks import cut_to_tokens, strip_gcide_label
 from nag_datasets.spec import SignatureSpec
 
 fast = pytest.mark.fast
@@ -181,7 +181,7 @@ def test_cut_to_tokens_keeps_the_first_tokens():
 
 @fast
 def test_register_cli_adds_evaluate():
-    from nag_datasets.evaluate import register_cli
+    from nag_research.evaluate import register_cli
 
     parser = argparse.ArgumentParser()
     register_cli(parser.add_subparsers(dest="command"))
@@ -194,7 +194,7 @@ def test_register_cli_adds_evaluate():
 
 @pytest.mark.slow
 def test_small_evaluation_end_to_end(tmp_path):
-    from nag_datasets.evaluate import run_evaluation
+    from nag_research.evaluate import run_evaluation
 
     # a fresh feature cache, so the forward passes really run (about a minute on a quiet 2-core machine)
     results = run_evaluation("small", tmp_path, cache_dir=tmp_path / "cache", log=None)

@@ -20,12 +20,11 @@ LAYERS: list[tuple[str, ...]] = [
     ("nag_datasets", "nag_datasets.errors"),
     ("nag_datasets.spec",),
     ("nag_datasets.columns", "nag_datasets.storage.atomic", "nag_datasets.storage.remote"),
-    ("nag_datasets.storage.formats", "nag_datasets.demo_data", "nag_datasets.corpora"),
+    ("nag_datasets.storage.formats", "nag_datasets.demo_data"),
     ("nag_datasets.featurize",),
     ("nag_datasets.scoring",),
     ("nag_datasets.selection",),
     ("nag_datasets.storage.sharded", "nag_datasets.hub", "nag_datasets.analysis"),
-    ("nag_datasets.evaluate", "nag_datasets.experiments"),
     ("nag_datasets.cli",),
 ]
 

@@ -50,7 +50,7 @@ def _check(tok, text: str, full: list[int] | None = None, max_lengths=MAX_LENGTH
 
 
 def _kjv() -> str:
-    from nag_datasets.corpora import DebianPackageError, kjv_verses
+    from nag_research.corpora import DebianPackageError, kjv_verses
 
     try:
         return "\n".join(v.text for v in kjv_verses())

@@ -19,12 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nag-datasets", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from ..evaluate import cli as evaluate_cli
-    from . import cmd_demo, cmd_featurize, cmd_hub, cmd_profile, cmd_select
+    from . import cmd_demo, cmd_evaluate, cmd_featurize, cmd_hub, cmd_profile, cmd_select
 
-    for command in (cmd_featurize, cmd_profile, cmd_select, cmd_demo, cmd_hub):
+    for command in (cmd_featurize, cmd_profile, cmd_select, cmd_demo, cmd_hub, cmd_evaluate):
         command.register_cli(sub)
-    evaluate_cli.register_cli(sub)
     return parser
 
 

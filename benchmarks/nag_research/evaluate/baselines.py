@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..spec import SignatureSpec
+from nag_datasets.spec import SignatureSpec
 
 __all__ = ["dsir_scores", "embedding_scores", "nag_scores", "random_scores", "slice_signatures", "tfidf_scores"]
 
@@ -50,7 +50,7 @@ def slice_signatures(sigs: np.ndarray, spec: SignatureSpec, *, layers: str | Seq
 
 def nag_scores(pool_sigs: np.ndarray, target_sigs: np.ndarray, spec: SignatureSpec) -> np.ndarray:
     """Similarity of every pool signature to the profile of the target signatures (both computed with ``spec``)."""
-    from ..scoring.target_profile import NAGProfile
+    from nag_datasets.scoring.target_profile import NAGProfile
 
     profile = NAGProfile.from_signatures(target_sigs, spec)
     return np.asarray(profile.score(pool_sigs, num_threads=1), dtype=np.float64)

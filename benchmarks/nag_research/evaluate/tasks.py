@@ -49,7 +49,7 @@ MMLU_DOMAINS: dict[str, tuple[str, ...]] = {
     "psychology_society": ("high_school_psychology", "professional_psychology", "sociology", "human_sexuality"),
 }
 
-#: GCIDE field labels usable as classes (as :func:`nag_datasets.corpora.gcide_entries` reports them).
+#: GCIDE field labels usable as classes (as :func:`nag_research.corpora.gcide_entries` reports them).
 GCIDE_FIELDS = ("Zool.", "Bot.", "Chem.", "Med.", "Anat.", "Law", "Min.", "Naut.", "Mus.", "Arch.")
 
 _PAREN = re.compile(r"\(([^()\n]{1,40})\)")
@@ -143,7 +143,7 @@ def _order(rows: Iterable[tuple[str, str]], seed: int) -> list[tuple[str, str]]:
 
 
 def _mmlu_by_class(classes: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
-    from ..demo_data import load_source
+    from nag_datasets.demo_data import load_source
 
     unknown = [c for c in classes if c not in MMLU_DOMAINS]
     if unknown:

@@ -41,7 +41,7 @@ CACHE_ENV = "NAG_DATASETS_ANALYSIS_CACHE"
 def analysis_cache_dir() -> Path:
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
-    from ..featurize.models import cache_root
+    from nag_datasets.featurize.models import cache_root
 
     return cache_root() / "analysis"
 
@@ -75,7 +75,7 @@ def mmlu_subject_set(subjects: Sequence[str], per_subject: int, *, seed: int = 0
 
     ``offset`` skips the first documents of each subject's order, giving disjoint sets for the same seed.
     """
-    from ..demo_data import iter_source_documents
+    from nag_datasets.demo_data import iter_source_documents
 
     groups: dict[str, list[dict[str, str]]] = defaultdict(list)
     seen: set[str] = set()
@@ -159,7 +159,7 @@ def featurize_cached(ds: Any, featurizer: Any, name: str, *, cache_dir: str | Pa
     """
     from datasets import load_from_disk
 
-    from ..storage.atomic import atomic_dir
+    from nag_datasets.storage.atomic import atomic_dir
 
     key = json.dumps({"featurizer": _featurizer_key(featurizer),
                       "texts": texts_key(list(ds[featurizer.text_column])), "rows": len(ds)}, sort_keys=True)
@@ -186,7 +186,7 @@ def featurize_cached(ds: Any, featurizer: Any, name: str, *, cache_dir: str | Pa
 def cached_array(name: str, key: dict[str, Any], compute: Callable[[], np.ndarray], *,
                  cache_dir: str | Path | None = None) -> np.ndarray:
     """``compute()`` stored as ``.npy`` under a hash of ``key`` (e.g. model fingerprint, texts key, settings)."""
-    from ..storage.atomic import atomic_write_bytes
+    from nag_datasets.storage.atomic import atomic_write_bytes
 
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     folder = Path(cache_dir) if cache_dir is not None else analysis_cache_dir()

@@ -50,8 +50,9 @@ def _order(items: Iterable[tuple[str, str]], source: str, seed: int) -> list[str
 
 
 def _source_items(source: str, scan: int, kjv_verses_per_doc: int) -> Iterator[tuple[str, str]]:
+    from nag_datasets.demo_data import iter_source_documents
+
     from .. import corpora
-    from ..demo_data import iter_source_documents
 
     if source == "wordnet":
         for g in itertools.islice(corpora.wordnet_glosses(), scan):
@@ -74,7 +75,7 @@ def _source_items(source: str, scan: int, kjv_verses_per_doc: int) -> Iterator[t
 def build_corpus(pool_per_source: dict[str, int], *, n_target_select: int, n_target_eval: int,
                  n_general_eval: int, scan: int, kjv_verses_per_doc: int = 5, seed: int = 0) -> Corpus:
     """Build the pool and the evaluation sets (see the module docstring). Deterministic in its arguments."""
-    from ..demo_data import iter_source_documents
+    from nag_datasets.demo_data import iter_source_documents
 
     gsm = list(iter_source_documents("gsm8k"))
     gsm_grams = ngram_index(r["text"] for r in gsm)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..selection.budgeted import select_indices
+from nag_datasets.selection.budgeted import select_indices
 
 __all__ = ["average_precision", "precision_recall_at", "rank_correlation", "retrieval_table", "roc_auc",
            "top_fraction_overlap"]

@@ -37,7 +37,7 @@ class ArmContext:
 
     def _bundled(self) -> tuple[Any, Any]:
         if self._model is None:
-            from ..featurize.models import load_model
+            from nag_datasets.featurize.models import load_model
 
             self._model = load_model()
         return self._model
@@ -71,13 +71,13 @@ class ArmContext:
         return sigs, self._spec
 
     def _featurizer(self) -> Any:
-        from ..featurize.featurizer import NAGFeaturizer
+        from nag_datasets.featurize.featurizer import NAGFeaturizer
 
         model, tok = self._bundled()
         return NAGFeaturizer(model, tokenizer=tok, max_length=self.max_length, batch_size=self.batch_size)
 
     def embeddings(self, which: str) -> np.ndarray:
-        from ..analysis.measure import mean_pooled_embeddings
+        from nag_datasets.analysis.measure import mean_pooled_embeddings
 
         texts = self.pool if which == "pool" else self.targets
 

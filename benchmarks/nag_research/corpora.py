@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 from filelock import FileLock
 
-from .errors import NAGError
+from nag_datasets.errors import NAGError
 
 CACHE_ENV = "NAG_DATASETS_CACHE"
 DICTD_BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"

@@ -23,14 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from ..spec import IMPACT_VERSION, SignatureSpec
-from ..storage.atomic import atomic_write_text
+from nag_datasets.spec import IMPACT_VERSION, SignatureSpec
+from nag_datasets.storage.atomic import atomic_write_text
 
 __all__ = ["CHUNK", "FeatureSet", "featurize_texts"]
 
 CHUNK = 64
 EMBEDDING_LAYERS = ("mid", "last")
-_FORMAT = "nag_datasets.evaluate.features/1"
+_FORMAT = "nag_datasets.evaluate.features/1"  # a stored format id: kept when the code moved
 
 
 @dataclasses.dataclass
@@ -52,15 +52,15 @@ class FeatureSet:
 
 
 def _cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:
-    from ..featurize.models import cache_root
+    from nag_datasets.featurize.models import cache_root
 
     return Path(cache_dir) if cache_dir is not None else cache_root() / "evaluate" / "features"
 
 
 def _embed_hooks(model: Any, store: dict[str, Any]) -> tuple[list[Any], dict[str, int]]:
     """Hooks (run before the recorder's stop hook) storing the mid and last decoder layers' normed outputs."""
-    from ..featurize.impact import base_model
-    from ..featurize.sites import decoder_layers
+    from nag_datasets.featurize.impact import base_model
+    from nag_datasets.featurize.sites import decoder_layers
 
     _, layers = decoder_layers(model)
     norm = getattr(base_model(model), "norm", None)
@@ -88,8 +88,8 @@ def featurize_texts(
     """Signatures, embeddings and token counts of ``texts`` on the bundled model (see the module docstring)."""
     import torch
 
-    from ..featurize.featurizer import NAGFeaturizer
-    from ..featurize.textcut import first_token_ids
+    from nag_datasets.featurize.featurizer import NAGFeaturizer
+    from nag_datasets.featurize.textcut import first_token_ids
 
     featurizer = NAGFeaturizer(neuron_types=tuple(neuron_types), top_k=top_k, max_length=max_length,
                                torch_threads=torch_threads)

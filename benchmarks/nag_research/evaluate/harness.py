@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..storage.atomic import atomic_write_text
+from nag_datasets.storage.atomic import atomic_write_text
+
 from .baselines import dsir_scores, embedding_scores, nag_scores, random_scores, slice_signatures, tfidf_scores
 from .features import FeatureSet, featurize_texts
 from .metrics import at_budget, average_precision, jaccard, roc_auc, selected_at_budget
@@ -28,7 +29,7 @@ from .tasks import RetrievalTask, TaskConfig, build_task
 
 __all__ = ["CONFIGS", "EvalConfig", "MethodSpec", "methods_for", "params_hash", "run_evaluation"]
 
-RESULTS_FORMAT = "nag_datasets.evaluate.results/1"
+RESULTS_FORMAT = "nag_datasets.evaluate.results/1"  # a stored format id: kept when the code moved
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,7 +223,7 @@ def _sensitivity(task: RetrievalTask, tcfg: TaskConfig, feats: FeatureSet, confi
 
 
 def _git_commit() -> str:
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10,
                               check=True).stdout.strip()
@@ -245,7 +246,8 @@ def run_evaluation(
     """Run every task and method of ``config``; write ``results.json``, ``report.md`` and plots to ``out_dir``."""
     from transformers import AutoTokenizer
 
-    from ..featurize.models import converted_bundled_dir
+    from nag_datasets.featurize.models import converted_bundled_dir
+
     from .report import write_report
 
     if isinstance(config, str):

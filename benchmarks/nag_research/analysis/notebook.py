@@ -32,7 +32,7 @@ def params_sha256(params: dict[str, Any]) -> str:
 
 def git_commit() -> str:
     """HEAD of the repository holding this package, with ``+dirty`` when tracked files differ; or ``unknown``."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                               check=True, timeout=10).stdout.strip()
@@ -102,7 +102,7 @@ def run_notebook(path: str | Path, *, size: str = "full", out: str | Path | None
                  timeout: int = 1800) -> Any:
     """Execute a notebook with nbclient in its own folder at ``size``; write it to ``out`` (default: in place).
 
-    Regenerate a committed notebook: ``python -m nag_datasets.analysis.notebook notebooks/01_quickstart.ipynb``.
+    Regenerate a committed notebook: ``python -m nag_research.analysis.notebook notebooks/01_quickstart.ipynb``.
     """
     import nbformat
     from nbclient import NotebookClient

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..storage.atomic import atomic_write_bytes, atomic_write_text
+from nag_datasets.storage.atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = ["summary_lines", "write_report"]
 
@@ -179,7 +179,7 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> Path:
         f"`{results['git_commit']}`, total time {results['timing']['total_seconds']:.0f} s"
         + (f", machine {results['machine'].get('platform')} ({results['machine'].get('cpu_count')} CPUs, load "
            f"{results['machine'].get('load_avg')})" if isinstance(results.get("machine"), dict) else "") + ".",
-        "Written by `nag_datasets.evaluate` (`nag-datasets evaluate --config " + cfg["name"] + "`).",
+        "Written by `nag_research.evaluate` (`nag-datasets evaluate --config " + cfg["name"] + "`).",
         "",
         "## Summary read off the numbers",
         "",

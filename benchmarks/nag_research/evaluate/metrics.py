@@ -86,7 +86,7 @@ class BudgetMetrics:
 
 def selected_at_budget(scores: Any, tokens: Any, fraction: float) -> np.ndarray:
     """Positions kept by the library's selection rule (score descending, ties by position; stop at overflow)."""
-    from ..selection.budgeted import select_indices
+    from nag_datasets.selection.budgeted import select_indices
 
     s = np.asarray(scores, dtype=np.float64)
     selected, _ = select_indices(s, np.asarray(tokens), fraction)

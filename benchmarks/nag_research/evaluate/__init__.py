@@ -1,6 +1,6 @@
 """Evaluation harness: does NAG retrieve target-like documents better than its peers on real, same-format text?
 
->>> from nag_datasets.evaluate import run_evaluation
+>>> from nag_research.evaluate import run_evaluation
 >>> results = run_evaluation("small", "/tmp/nag_eval_small")   # doctest: +SKIP
 
 Modules: :mod:`.tasks` (real retrieval tasks), :mod:`.features` (one cached forward pass per document),

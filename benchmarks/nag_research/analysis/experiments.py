@@ -13,14 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from ..scoring.target_profile import NAGProfile
-from ..spec import SignatureSpec
+from nag_datasets.analysis.deactivation import deactivated, key_count
+from nag_datasets.analysis.distances import nag_distance_matrix
+from nag_datasets.analysis.measure import document_losses, multiple_choice_accuracy
+from nag_datasets.analysis.subsets import prefix_signatures, signature_array, slice_signatures
+from nag_datasets.scoring.target_profile import NAGProfile
+from nag_datasets.spec import SignatureSpec
+
 from .clustering import evaluate_distance
-from .deactivation import deactivated, key_count
-from .distances import nag_distance_matrix
-from .measure import document_losses, multiple_choice_accuracy
 from .retrieval import average_precision, precision_recall_at, roc_auc
-from .subsets import prefix_signatures, signature_array, slice_signatures
 
 __all__ = [
     "deactivation_runs",
@@ -36,14 +37,15 @@ __all__ = [
 def featurize_labelled_set(ds: Any, name: str, *, top_k: int, max_length: int, neuron_types: Sequence[str],
                            tokenizer: Any = None) -> Any:
     """Featurize ``ds`` (cached on disk) and add ``num_tokens``, each document's full token count."""
-    from ..featurize.featurizer import NAGFeaturizer
-    from ..selection.budgeted import count_tokens
+    from nag_datasets.featurize.featurizer import NAGFeaturizer
+    from nag_datasets.selection.budgeted import count_tokens
+
     from .sets import featurize_cached
 
     featurizer = NAGFeaturizer(neuron_types=tuple(neuron_types), top_k=top_k, max_length=max_length)
     out = featurize_cached(ds, featurizer, name)
     if tokenizer is None:
-        from ..featurize.models import load_model
+        from nag_datasets.featurize.models import load_model
 
         tokenizer = load_model()[1]
     return count_tokens(out, tokenizer)
@@ -112,7 +114,7 @@ def label_retrieval(sigs: np.ndarray, spec: SignatureSpec, labels: Sequence[str]
 
 def variant_clusters(sigs: np.ndarray, spec: SignatureSpec, labels: Sequence[str], *, seed: int = 0,
                      perplexity: float = 30.0) -> dict[str, Any]:
-    """:func:`~nag_datasets.analysis.clustering.evaluate_distance` on the NAG distances of the signatures."""
+    """:func:`~nag_research.analysis.clustering.evaluate_distance` on the NAG distances of the signatures."""
     return evaluate_distance(nag_distance_matrix(sigs, None, spec), labels, seed=seed, perplexity=perplexity)
 
 

@@ -19,7 +19,7 @@ on random or embedding/DSIR-selected data. Recipe per (arm, seed) unit:
 
 Configs: ``tiny`` (tests, seconds), ``small`` (notebook 07 under the tests, a few minutes on 2 CPU cores),
 ``full`` (sized for this machine: 98 min on 2 idle cores; its results are committed under
-``benchmarks/results/pretrain/full``). Run: ``python -m nag_datasets.experiments.pretrain --config full
+``benchmarks/results/pretrain/full``). Run: ``python -m nag_research.experiments.pretrain --config full
 --out runs/pretrain-full`` (``--estimate`` prints the expected wall time).
 
 >>> CONFIGS["full"].epochs * CONFIGS["full"].budget_tokens // CONFIGS["full"].seq_len  # sequences per unit
@@ -43,7 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from ..storage.atomic import atomic_write_text
+from nag_datasets.storage.atomic import atomic_write_text
+
 from .arms import ARMS, ArmContext, arm_scores
 from .corpus import Corpus, build_corpus
 from .train import EOS, build_model, encode, mean_loss, pack, train, train_tokenizer
@@ -177,7 +178,7 @@ def run(cfg: PretrainConfig | str, out: str | Path, *, arms: Sequence[str] | Non
     """Run every missing (arm, seed) unit of ``cfg`` into ``out`` and return all units' results (new and old)."""
     import torch
 
-    from ..selection.budgeted import select_indices
+    from nag_datasets.selection.budgeted import select_indices
 
     cfg = CONFIGS[cfg] if isinstance(cfg, str) else cfg
     arms = tuple(arms or cfg.arms)
