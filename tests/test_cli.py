@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from nag_datasets.cli import main
+from nag_datasets.cli.app import main
 from nag_datasets.demo_data import load_demo
-from nag_datasets.io import load_any
-from nag_datasets.profile import NAGProfile
+from nag_datasets.scoring.target_profile import NAGProfile
+from nag_datasets.storage.formats import load_any
 
 
 @pytest.mark.slow
@@ -61,7 +61,7 @@ def test_demo_command_runs(tmp_path):
 def test_select_into_a_folder_being_written_is_refused_cleanly(tmp_path, capsys):
     from helpers import make_signature_dataset, make_spec, random_signatures
 
-    from nag_datasets._io import lock_dir
+    from nag_datasets.storage.atomic import lock_dir
 
     spec = make_spec()
     make_signature_dataset(random_signatures(20, spec), spec, {"num_tokens": list(range(1, 21))},

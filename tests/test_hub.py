@@ -15,7 +15,6 @@ import pytest
 from helpers import make_signature_dataset, make_spec, random_signatures
 
 from nag_datasets import hub
-from nag_datasets._io import FolderLockedError, lock_dir
 from nag_datasets.columns import signature_columns
 from nag_datasets.hub import (
     HubPublishError,
@@ -26,9 +25,11 @@ from nag_datasets.hub import (
     regenerate_card,
     size_category,
 )
-from nag_datasets.profile import NAGProfile, ProfileError
-from nag_datasets.recipe import get_recipe
-from nag_datasets.select import combine_with_quality, select_multi_target, select_top_fraction
+from nag_datasets.hub import card as hub_card
+from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
+from nag_datasets.selection.budgeted import combine_with_quality, select_multi_target, select_top_fraction
+from nag_datasets.selection.recipe import get_recipe
+from nag_datasets.storage.atomic import FolderLockedError, lock_dir
 
 FAKE_TOKEN = "hf_FAKEtokenNeverValid0123456789abcdef"
 REPO = Path(__file__).resolve().parents[1]
@@ -208,7 +209,7 @@ def test_concurrent_export_refused_and_failure_leaves_nothing(selection, tmp_pat
     def broken(hist):
         raise RuntimeError("figure failed")
 
-    monkeypatch.setattr(hub, "_figure_png", broken)
+    monkeypatch.setattr(hub_card, "_figure_png", broken)
     with pytest.raises(RuntimeError, match="figure failed"):
         export_for_hub(selected, out)
     assert not out.exists()
@@ -404,7 +405,7 @@ def test_load_profile_offline_unknown_repo_is_clear(tmp_path, monkeypatch):
 
 @pytest.mark.fast
 def test_cli_export_card_and_push(selection, tmp_path, capsys, monkeypatch):
-    from nag_datasets.cli import main
+    from nag_datasets.cli.app import main
 
     _, _, selected = selection
     selected.save_to_disk(str(tmp_path / "selected"))

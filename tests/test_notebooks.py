@@ -12,8 +12,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-
-from nag_datasets.analysis.notebook import HEADER_MARKER, SIZE_ENV, SUMMARY_MARKER, params_sha256, read_marker
+from nag_research.analysis.notebook import HEADER_MARKER, SIZE_ENV, SUMMARY_MARKER, params_sha256, read_marker
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = [
@@ -49,7 +48,7 @@ def test_committed_outputs_come_from_current_full_parameters(name):
     assert header["size"] == "full", "committed outputs must come from a full-size run"
     assert header["full_params_sha256"] == params_sha256(_full_params(nb)), (
         f"{name}: the FULL parameters changed since the committed run; re-run it with "
-        f"`python -m nag_datasets.analysis.notebook notebooks/{name}.ipynb`")
+        f"`python -m nag_research.analysis.notebook notebooks/{name}.ipynb`")
     assert header["commit"] != "unknown"
     read_marker(nb, SUMMARY_MARKER)
     assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
@@ -57,7 +56,7 @@ def test_committed_outputs_come_from_current_full_parameters(name):
 
 @pytest.fixture(scope="module")
 def small_run():
-    from nag_datasets.analysis.notebook import run_notebook
+    from nag_research.analysis.notebook import run_notebook
 
     cache: dict = {}
 

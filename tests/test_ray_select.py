@@ -11,10 +11,10 @@ ray = pytest.importorskip("ray")
 
 from helpers import make_signature_dataset, make_spec, random_signatures
 
-from nag_datasets.io import load_any
-from nag_datasets.profile import NAGProfile
-from nag_datasets.ray_select import select_top_fraction_ray
-from nag_datasets.select import select_top_fraction
+from nag_datasets.scoring.target_profile import NAGProfile
+from nag_datasets.selection.budgeted import select_top_fraction
+from nag_datasets.selection.ray_select import select_top_fraction_ray
+from nag_datasets.storage.formats import load_any
 
 
 @pytest.fixture(scope="module")

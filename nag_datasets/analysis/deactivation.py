@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..profile import NAGProfile
-from ..sites import resolve_sites
+from ..featurize.sites import resolve_sites
+from ..scoring.target_profile import NAGProfile
 
 __all__ = ["deactivated", "high_delta_keys", "high_mean_keys", "key_count", "nag_keys", "random_keys"]
 
