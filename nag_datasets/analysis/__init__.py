@@ -6,7 +6,8 @@ One module per concept; the notebooks under ``notebooks/`` are built from these 
 - :mod:`.distances`: pairwise Dice / NAG distance matrices through sparse multi-hot products.
 - :mod:`.clustering`: t-SNE on precomputed distances, clustering, purity / NMI / ARI, TF-IDF baseline.
 - :mod:`.retrieval`: precision and recall of a ranking at token shares, AUC, rank correlation.
-- :mod:`.deactivation`: reversible zeroing of MLP neurons and the NAG / random / High-Mean / High-Delta keys.
+- :mod:`.deactivation`: reversible zeroing of MLP neurons and the NAG / random / High-Mean / High-Delta keys
+  and the top contrastive-weight keys.
 - :mod:`.measure`: per-document LM loss, multiple-choice accuracy, mean-pooled embeddings, mean impacts.
 - :mod:`.sets`: format-controlled real text sets (MMLU subjects, GCIDE fields, general text), featurized once
   and cached on disk.
@@ -37,6 +38,7 @@ _EXPORTS = {
     "random_keys": "deactivation",
     "high_mean_keys": "deactivation",
     "high_delta_keys": "deactivation",
+    "weight_keys": "deactivation",
     "document_losses": "measure",
     "multiple_choice_accuracy": "measure",
     "mean_impacts": "measure",
@@ -65,6 +67,7 @@ __all__ = [
     "slice_profile",
     "slice_signatures",
     "tsne_embedding",
+    "weight_keys",
 ]
 
 
