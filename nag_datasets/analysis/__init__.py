@@ -6,7 +6,8 @@ wheel.
 
 - :mod:`.subsets`: signatures and profiles restricted to a layer list or to the first K' neurons of each row.
 - :mod:`.distances`: pairwise Dice / NAG distance matrices through sparse multi-hot products.
-- :mod:`.deactivation`: reversible zeroing of MLP neurons and the NAG / random / High-Mean / High-Delta keys.
+- :mod:`.deactivation`: reversible zeroing of MLP neurons and the NAG / random / High-Mean / High-Delta keys
+  and the top contrastive-weight keys.
 - :mod:`.measure`: per-document LM loss, multiple-choice accuracy, mean-pooled embeddings, mean impacts.
 """
 
@@ -31,6 +32,7 @@ _EXPORTS = {
     "random_keys": "deactivation",
     "high_mean_keys": "deactivation",
     "high_delta_keys": "deactivation",
+    "weight_keys": "deactivation",
     "document_losses": "measure",
     "multiple_choice_accuracy": "measure",
     "mean_impacts": "measure",
@@ -56,6 +58,7 @@ __all__ = [
     "slice_column",
     "slice_profile",
     "slice_signatures",
+    "weight_keys",
 ]
 
 
