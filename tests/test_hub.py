@@ -459,3 +459,33 @@ def test_templates_ship_in_a_non_editable_install(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(target)}, cwd=tmp_path,
                          capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.fast
+def test_contrastive_selection_card_and_profile_card(spec, tmp_path):
+    from huggingface_hub import DatasetCard
+
+    pool = _pool(spec)
+    background = NAGProfile.from_dataset(pool, "nag_fwd_up", sample=150, seed=2, description="pool sample")
+    profile = _profile(spec).contrast(background, "shrinkage", m=50, alpha=0.5)
+    selected = select_top_fraction(pool, 0.3, token_column="num_tokens", profile=profile)
+    recipe = get_recipe(selected)
+    summary = recipe.profiles[0]
+    assert summary["score_kind"] == "contrastive" and summary["weighting"] == {"name": "shrinkage", "m": 50.0,
+                                                                                 "alpha": 0.5}
+    assert summary["background"]["fingerprint"] == background.fingerprint()
+    body = _card(export_for_hub(selected, tmp_path / "out", token_column="num_tokens", license="mit")).text
+    assert "contrastive score against one target profile" in body and "It is not a similarity" in body
+    assert "`shrinkage(alpha=0.5, m=50.0)`" in body and background.fingerprint() in body and "pool sample" in body
+    assert "uniform sample of 150 of 240 rows with a signature, seed 2" in body
+    cli = body.split("```bash\n")[1].split("```")[0]
+    assert ("nag-datasets profile target_nag PROFILE_DIR --background pool_nag --weighting shrinkage --alpha 0.5 "
+            "--m 50.0 --background-sample 150 --background-seed 2") in cli
+
+    folder = tmp_path / "profile"
+    card = DatasetCard.load(profile_card(profile, folder, license="mit"))
+    assert card.data.nag_profile["score_kind"] == "contrastive"
+    assert card.data.nag_profile["background"]["num_documents"] == 150
+    assert "**Contrastive profile.**" in card.text and "largest contrastive weights" in card.text
+    loaded = load_profile(folder)
+    assert loaded == profile and loaded.score(pool).tobytes() == profile.score(pool).tobytes()

@@ -95,11 +95,35 @@ def _recipe_summary(recipe: SelectionRecipe | None, data: dict[str, Any]) -> dic
     return out
 
 
+def _contrastive(recipe: SelectionRecipe) -> bool:
+    return any(p.get("score_kind") == "contrastive" for p in recipe.profiles)
+
+
+def _contrasts(recipe: SelectionRecipe) -> list[dict[str, str]]:
+    """One row per contrastive target profile: its weighting and its background (what, how many, fingerprint)."""
+    rows = []
+    for i, p in enumerate(recipe.profiles):
+        if p.get("score_kind") != "contrastive":
+            continue
+        w = dict(p.get("weighting") or {})
+        name = w.pop("name", "?")
+        bg = p.get("background") or {}
+        sample = bg.get("sample") or {}
+        drawn = (f"uniform sample of {_int(sample.get('sampled'))} of {_int(sample.get('rows_with_signature'))} rows "
+                 f"with a signature, seed {sample.get('seed')}" if sample else "all rows given")
+        rows.append({"index": str(i), "weighting": f"{name}({', '.join(f'{k}={v}' for k, v in w.items())})",
+                     "documents": _int(bg.get("num_documents")), "drawn": drawn,
+                     "description": _cell(bg.get("description") or ""), "fingerprint": _cell(bg.get("fingerprint"))})
+    return rows
+
+
 def _kind_text(recipe: SelectionRecipe) -> str:
     if recipe.kind == "multi_target":
         return f"multi-target mixture: {len(recipe.reports)} targets, each selecting its own share of the pool"
     if recipe.quality:
         return "one target profile, NAG distance combined with a quality signal"
+    if _contrastive(recipe):
+        return "top of the pool by contrastive score against one target profile (target vs a background sample)"
     if recipe.profiles:
         return "top of the pool by similarity to one target profile"
     return f"top of the pool by the precomputed score column `{recipe.score_column}`"
@@ -118,7 +142,12 @@ def _rule_text(recipe: SelectionRecipe) -> str:
     text = (f"The pool was ranked by score ({higher} first, ties by row position), and documents were kept down the "
             "ranking while their cumulative token count stayed within r_f of the pool's tokens, stopping at the first "
             "document that would overflow. Rows without a score were not part of the pool.")
-    if recipe.profiles:
+    if _contrastive(recipe):
+        text += (" The contrastive score of a document is the mean, over layers and over its K most activated "
+                 "neurons, of per-neuron weights that compare how often the targets' NAGs hold each neuron with how "
+                 "often the NAGs of a background sample of the pool do (the weighting and the background are below). "
+                 "It is not a similarity: it can be negative, and only its order matters.")
+    elif recipe.profiles:
         text += (" The similarity of a document to the targets is the mean over layers of the target-frequency "
                  "weights of its K most activated neurons, divided by K (its mean Dice overlap with the targets' NAGs).")
     return text
@@ -205,10 +234,20 @@ def _reproduce(recipe: SelectionRecipe, token_column: str, license: str) -> tupl
     select = f"--fraction {recipe.fraction!r} --token-column {token_column} --method {recipe.method}"
     if recipe.method == "sampled":
         select += f" --seed {method.get('seed')}"
+    profile_line = "nag-datasets profile target_nag PROFILE_DIR  # or download the published profile"
+    contrast = recipe.profiles[0] if recipe.profiles[0].get("score_kind") == "contrastive" else None
+    if contrast is not None:
+        w = dict(contrast.get("weighting") or {})
+        flags = f"--weighting {w.pop('name', 'shrinkage')}" + "".join(f" --{k} {v!r}" for k, v in w.items())
+        sample = (contrast.get("background") or {}).get("sample") or {}
+        if sample:
+            flags += f" --background-sample {sample.get('size')} --background-seed {sample.get('seed')}"
+        profile_line = (f"nag-datasets profile target_nag PROFILE_DIR --background pool_nag {flags}"
+                        "  # or download the published profile")
     cli = "\n".join([
         f"nag-datasets featurize TARGET target_nag {featurize}",
-        "nag-datasets profile target_nag PROFILE_DIR  # or download the published profile",
         f"nag-datasets featurize POOL pool_nag {featurize}",
+        profile_line,
         f"nag-datasets select pool_nag selected --profile PROFILE_DIR {select}",
         f"nag-datasets export selected EXPORT_DIR --license {license}",
     ])
@@ -316,6 +355,7 @@ def _subset_card(meta: dict[str, Any], data: dict[str, Any]) -> str:
             "spec_rows": _spec_rows(spec) if spec else [],
             "spec_fingerprint": SignatureSpec.from_dict(spec).fingerprint() if spec else "",
             "targets": _targets(recipe),
+            "contrasts": _contrasts(recipe),
         })
     return _render(SUBSET_TEMPLATE, card_data, context)
 

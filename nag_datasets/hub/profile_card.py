@@ -20,10 +20,13 @@ __all__ = ["load_profile", "profile_card", "push_profile"]
 
 
 def _top_neurons(profile: NAGProfile, count: int = 10) -> tuple[int, list[dict[str, str]]]:
+    """The last layer's neurons with the largest weights (shares of targets, or contrastive weights)."""
     layer = profile.spec.num_layers - 1
     row = profile.weights[layer]
     order = np.argsort(-row, kind="stable")[:count]
-    return profile.spec.layers[layer], [{"neuron": str(int(k)), "share": f"{row[k]:.3f}"} for k in order if row[k] > 0]
+    fmt = "{:+.3f}" if profile.score_kind == "contrastive" else "{:.3f}"
+    return profile.spec.layers[layer], [{"neuron": str(int(k)), "share": fmt.format(row[k])} for k in order
+                                        if row[k] > 0]
 
 
 def profile_card(
@@ -64,6 +67,7 @@ def profile_card(
             "top_k": spec.top_k,
             "model_name": spec.model_name or None,
             "model_fingerprint": spec.model_fingerprint,
+            **{k: v for k, v in profile.summary().items() if k in ("score_kind", "weighting", "background")},
         },
     )
     top_layer, top = _top_neurons(profile)
@@ -83,6 +87,8 @@ def profile_card(
         "top_layer": top_layer,
         "top_neurons": top,
         "repo_hint": repo_id or "REPO_ID",
+        "contrastive": profile.score_kind == "contrastive",
+        "summary": profile.summary(),
     }
     path = folder / CARD_FILE
     atomic_write_text(path, _render(PROFILE_TEMPLATE, card_data, context))
