@@ -52,7 +52,9 @@ def test_demo_command_runs(tmp_path):
                           check=False, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
-    assert "mean similarity to the target by source" in out and "r_f=0.20" in out
+    assert "r_f=0.20" in out and "mean paper similarity (fwd_up, target frequencies) by source:" in out
+    lead = out.split("mean contrastive score (att_o, shrinkage; pool as background) by source:\n")[1]
+    assert lead.split()[0] == "gsm8k"  # the target's own held-out documents score highest on the contrastive lead
     selected = load_any(tmp_path / "sel")
     assert len(selected) > 0 and set(selected["source"]) <= {"gsm8k", "humaneval", "mmlu"}
 

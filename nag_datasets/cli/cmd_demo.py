@@ -25,24 +25,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     print("NAG demo: target = GSM8K word problems; pool = held-out GSM8K, HumanEval and MMLU.")
     print("(The sources differ in format, so this shows the mechanics, not evidence of selection quality.)\n")
-    featurizer = NAGFeaturizer(top_k=args.top_k)
+    # fwd_up (the paper's type) and att_o (the contrastive profile's) come from the same forward pass (+~5%).
+    featurizer = NAGFeaturizer(neuron_types=("fwd_up", "att_o"), top_k=args.top_k)
     target = featurizer.apply(load_demo("target"))
     pool, report = featurizer.apply(load_demo("pool"), return_report=True)
     tokenizer = featurizer._ensure_loaded()["tokenizer"]
     pool = count_tokens(pool, tokenizer, column="text", out_column="num_tokens")
-    profile = NAGProfile.from_dataset(target, column="nag_fwd_up", description="demo: GSM8K target split")
+    # The lead: a contrastive profile, the targets' att_o neurons weighted against the pool's own (the pool is its
+    # own background). The paper's frequency profile (fwd_up) follows for comparison.
+    background = NAGProfile.from_dataset(pool, column="nag_att_o", sample=args.background_sample,
+                                         description="demo: the pool itself")
+    contrastive = NAGProfile.from_dataset(target, column="nag_att_o",
+                                          description="demo: GSM8K target split").contrast(background)
+    paper = NAGProfile.from_dataset(target, column="nag_fwd_up", description="demo: GSM8K target split")
+    profile = contrastive if args.profile == "contrastive" else paper
     spec = profile.spec
-    print(f"model {spec.model_name} ({spec.model_fingerprint[:24]}...), neuron type {spec.neuron_type}, "
+    print(f"model {spec.model_name} ({spec.model_fingerprint[:24]}...), neuron types fwd_up + att_o, "
           f"K={spec.top_k}, {len(spec.layers)} layers, max_length={spec.max_length}")
     print(f"target: {profile.num_targets} documents; pool: {report.rows} documents, "
-          f"{report.featurized_rows} featurized, {report.null_rows} null\n")
-    scores = profile.score(pool)
-    by_source: dict[str, list[float]] = {}
-    for s, src in zip(scores.tolist(), pool["source"]):
-        by_source.setdefault(src, []).append(s)
-    print("mean similarity to the target by source:")
-    for src, vals in sorted(by_source.items(), key=lambda kv: -np.mean(kv[1])):
-        print(f"  {src:10s} {np.mean(vals):.4f}  (n={len(vals)})")
+          f"{report.featurized_rows} featurized, {report.null_rows} null")
+    print(f"profile: {args.profile} ({profile!r})\n")
+    for name, prof in (("contrastive score (att_o, shrinkage; pool as background)", contrastive),
+                       ("paper similarity (fwd_up, target frequencies)", paper)):
+        scores = prof.score(pool)
+        by_source: dict[str, list[float]] = {}
+        for s, src in zip(scores.tolist(), pool["source"]):
+            by_source.setdefault(src, []).append(s)
+        print(f"mean {name} by source:")
+        for src, vals in sorted(by_source.items(), key=lambda kv: -np.mean(kv[1])):
+            print(f"  {src:10s} {np.mean(vals):+.4f}  (n={len(vals)})")
     pool_share = _shares(list(pool["source"]))
     selections = []
     for fraction in args.fractions:
@@ -74,4 +85,8 @@ def register_cli(subparsers: Any) -> None:
     d.add_argument("--fractions", type=float, nargs="+", default=[0.2, 0.05])
     d.add_argument("--top-k", type=int, default=20)
     d.add_argument("--output", default=None)
+    d.add_argument("--profile", choices=("contrastive", "paper"), default="contrastive",
+                   help="rank with the contrastive profile (default) or the paper's frequency profile")
+    d.add_argument("--background-sample", type=int, default=10_000,
+                   help="rows of the pool sampled as the contrastive background (all when fewer)")
     d.set_defaults(func=cmd_demo)
