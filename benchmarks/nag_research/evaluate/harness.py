@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 from nag_datasets.storage.atomic import atomic_write_text
 
+from ..provenance import git_commit
 from .baselines import dsir_scores, embedding_scores, nag_scores, random_scores, slice_signatures, tfidf_scores
 from .features import FeatureSet, featurize_texts
 from .metrics import at_budget, average_precision, jaccard, roc_auc, selected_at_budget
@@ -222,18 +222,6 @@ def _sensitivity(task: RetrievalTask, tcfg: TaskConfig, feats: FeatureSet, confi
     return out
 
 
-def _git_commit() -> str:
-    root = Path(__file__).resolve().parents[3]
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True,
-                               timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
-
-
 def run_evaluation(
     config: EvalConfig | str,
     out_dir: str | os.PathLike[str],
@@ -262,7 +250,7 @@ def run_evaluation(
     methods = methods_for(config)
     results: dict[str, Any] = {
         "format": RESULTS_FORMAT, "config": config.to_dict(), "params_hash": params_hash(config),
-        "git_commit": _git_commit(), "methods": [m.name for m in methods], "tasks": {}, "timing": {},
+        "git_commit": git_commit(), "methods": [m.name for m in methods], "tasks": {}, "timing": {},
     }
     for tcfg in config.tasks:
         t0 = time.perf_counter()
