@@ -41,6 +41,7 @@ def test_ray_selection_report_is_a_dataclass_read_like_a_dict():
     report = RaySelectionReport(**{name: i for name, i in fields.items()})
     assert RaySelectionReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
     assert report["documents_selected"] == report.documents_selected == fields["documents_selected"]
+    assert report == json.loads(json.dumps(report.to_dict())) and report != {**report.to_dict(), "method": "x"}
     assert set(report.keys()) == set(fields)
     with pytest.raises(KeyError):
         report["nope"]

@@ -66,6 +66,16 @@ class RaySelectionReport:
     def from_dict(cls, d: dict[str, Any]) -> RaySelectionReport:
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
 
+    def __eq__(self, other: object) -> bool:
+        """Equal to another report or to the dict it was (e.g. ``selection.json`` read back) with the same fields."""
+        if isinstance(other, RaySelectionReport):
+            return self.to_dict() == other.to_dict()
+        if isinstance(other, dict):
+            return self.to_dict() == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like any dataclass with eq
+
     def __getitem__(self, key: str) -> Any:
         if key not in self.__dataclass_fields__:
             raise KeyError(key)
