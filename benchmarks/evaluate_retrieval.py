@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _machine import RESULTS_DIR, machine_info
 from nag_research.evaluate.harness import CONFIGS, run_evaluation
 from nag_research.evaluate.report import write_report
+from nag_research.provenance import RESULTS_DIR, machine_info
 
 OUT = RESULTS_DIR / "evaluate"
 

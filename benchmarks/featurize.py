@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 # Run as a script, this folder is sys.path[0]: a sibling named like a stdlib module (e.g. select.py) would
-# shadow it for torch's imports. Move the folder to the end of the path, where only _machine is looked up.
+# shadow it for torch's imports. Move the folder to the end of the path, where only nag_research is looked up.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from _machine import save_results
+from nag_research.provenance import save_results
 
 from nag_datasets.featurize.featurizer import NAGFeaturizer
 from nag_datasets.featurize.impact import ImpactRecorder, base_model

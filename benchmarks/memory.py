@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info, save_results
+from nag_research.provenance import machine_info, save_results
 
 _CHILD_FEATURIZE = r"""
 import json, re, sys, tempfile

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _machine import RESULTS_DIR, machine_info, save_results
+from nag_research.provenance import RESULTS_DIR, machine_info, save_results
 from typing_extensions import Self
 
 L, K, N = 30, 20, 1536

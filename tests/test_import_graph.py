@@ -19,7 +19,7 @@ ROOT = "nag_datasets"
 LAYERS: list[tuple[str, ...]] = [
     ("nag_datasets", "nag_datasets.errors"),
     ("nag_datasets.spec",),
-    ("nag_datasets.columns", "nag_datasets.storage.atomic", "nag_datasets.storage.remote"),
+    ("nag_datasets.columns", "nag_datasets.storage.atomic", "nag_datasets.storage.cache", "nag_datasets.storage.remote"),
     ("nag_datasets.storage.formats", "nag_datasets.demo_data"),
     ("nag_datasets.featurize",),
     ("nag_datasets.scoring",),

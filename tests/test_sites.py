@@ -362,3 +362,28 @@ def test_negative_layers_and_last() -> None:
     model = make_model("gpt2")
     assert [s.layer for s in resolve_sites(model, ["att_k"], [-1, -3])] == [0, 2]
     assert [s.layer for s in resolve_sites(model, ["att_k"], "last")] == [LAYERS - 1]  # type: ignore[arg-type]
+
+
+def test_register_architecture_extends_the_candidate_paths(monkeypatch):
+    from nag_datasets.featurize import sites
+
+    monkeypatch.setattr(sites, "_LAYER_LISTS", list(sites._LAYER_LISTS))
+    monkeypatch.setattr(sites, "_SEPARATE", {k: list(v) for k, v in sites._SEPARATE.items()})
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w_in = torch.nn.Linear(8, 24)
+
+    class Odd(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = torch.nn.ModuleList([Block(), Block()])
+
+    with pytest.raises(sites.UnsupportedArchitectureError):
+        sites.resolve_sites(Odd(), ["fwd_up"])
+    sites.register_architecture(layers="blocks", fwd_up="w_in")
+    found = sites.resolve_sites(Odd(), ["fwd_up"])
+    assert [(s.layer, s.path, s.num_neurons) for s in found] == [(0, "blocks.0.w_in", 24), (1, "blocks.1.w_in", 24)]
+    with pytest.raises(ValueError, match="unknown neuron type"):
+        sites.register_architecture(fwd_sideways="x")

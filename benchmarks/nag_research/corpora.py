@@ -28,7 +28,6 @@ from filelock import FileLock
 
 from nag_datasets.errors import NAGError
 
-CACHE_ENV = "NAG_DATASETS_CACHE"
 DICTD_BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _COMPLETE_MARKER = ".nag_datasets_complete"
 _DICTD_DIGITS = {character: value for value, character in enumerate(DICTD_BASE64)}
@@ -77,11 +76,9 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
     >>> cache_root("/tmp/nag").as_posix()
     '/tmp/nag'
     """
-    if cache_dir is not None:
-        return Path(cache_dir)
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    return Path.home() / ".cache" / "nag_datasets"
+    from nag_datasets.storage.cache import cache_root as package_cache_root
+
+    return Path(cache_dir) if cache_dir is not None else package_cache_root()
 
 
 def fetch_debian_package(name: str, cache_dir: str | Path | None = None) -> Path:

@@ -47,7 +47,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
         return 0
     out, report = featurizer.apply(ds, return_report=True, num_proc=args.num_proc, fresh=args.fresh)
     save_any(out, args.output, overwrite=args.overwrite)
-    print(json.dumps({"output": args.output, "report": report.__dict__}, indent=1))
+    print(json.dumps({"output": args.output, "report": report.to_dict()}, indent=1))
     return 0
 
 

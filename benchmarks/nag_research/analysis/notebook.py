@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
+
+from ..provenance import git_commit
 
 __all__ = ["HEADER_MARKER", "SIZE_ENV", "SUMMARY_MARKER", "git_commit", "notebook_params", "params_sha256",
            "print_summary", "read_marker", "run_notebook"]
@@ -28,19 +29,6 @@ SUMMARY_MARKER = "NAG_NOTEBOOK_SUMMARY "
 
 def params_sha256(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def git_commit() -> str:
-    """HEAD of the repository holding this package, with ``+dirty`` when tracked files differ; or ``unknown``."""
-    root = Path(__file__).resolve().parents[3]
-    try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
 
 
 def notebook_params(full: dict[str, Any], small: dict[str, Any]) -> dict[str, Any]:

@@ -7,8 +7,8 @@ off-target text and as the "generic" side of High-Delta; it never comes from a t
 
 Sampling is deterministic: within each group, documents are ordered by ``sha256(f"{seed}:{id}")``.
 
-Cache: ``$NAG_DATASETS_ANALYSIS_CACHE``, else ``<nag_datasets cache>/analysis`` (see
-:func:`nag_datasets.featurize.models.cache_root`). A featurized set is stored under a key of the featurizer's configuration,
+Cache: ``<nag_datasets cache>/analysis`` (see
+:func:`nag_datasets.storage.cache.cache_root`, the one ``$NAG_DATASETS_CACHE``). A featurized set is stored under a key of the featurizer's configuration,
 its model fingerprint and the texts, so any change featurizes again.
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -35,13 +34,9 @@ __all__ = [
     "texts_key",
 ]
 
-CACHE_ENV = "NAG_DATASETS_ANALYSIS_CACHE"
-
-
 def analysis_cache_dir() -> Path:
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    from nag_datasets.featurize.models import cache_root
+    """``<cache root>/analysis`` (see :func:`nag_datasets.storage.cache.cache_root`)."""
+    from nag_datasets.storage.cache import cache_root
 
     return cache_root() / "analysis"
 

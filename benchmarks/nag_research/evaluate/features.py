@@ -52,7 +52,7 @@ class FeatureSet:
 
 
 def _cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:
-    from nag_datasets.featurize.models import cache_root
+    from nag_datasets.storage.cache import cache_root
 
     return Path(cache_dir) if cache_dir is not None else cache_root() / "evaluate" / "features"
 

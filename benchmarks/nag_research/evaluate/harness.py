@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 from nag_datasets.storage.atomic import atomic_write_text
 
+from ..provenance import git_commit
 from .baselines import (
     contrastive_embedding_scores,
     contrastive_nag_scores,
@@ -478,18 +478,6 @@ def select_default(results: dict[str, Any], config: EvalConfig) -> dict[str, Any
                                     "half B": list(crit[tn][names[0]])[1::2]} for tn in tasks}}
 
 
-def _git_commit() -> str:
-    root = Path(__file__).resolve().parents[3]
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True,
-                               timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
-
-
 def _task_features(config: EvalConfig, cache_dir: str | os.PathLike[str] | None, torch_threads: int | None,
                    say: Callable[[str], None]) -> Callable[[TaskConfig], tuple[RetrievalTask, FeatureSet]]:
     """Build a task from real text and featurize it (cached) on the bundled model."""
@@ -542,7 +530,7 @@ def run_evaluation(
     methods = [m for m in methods_for(config) if method_filter is None or method_filter(m)]
     results: dict[str, Any] = {
         "format": RESULTS_FORMAT, "config": config.to_dict(), "params_hash": params_hash(config),
-        "git_commit": _git_commit(), "methods": [m.name for m in methods], "tasks": {}, "timing": {},
+        "git_commit": git_commit(), "methods": [m.name for m in methods], "tasks": {}, "timing": {},
     }
     for tcfg in config.tasks:
         t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Shared helpers for benchmark scripts: machine description and atomic JSON results.
+"""Provenance, once: the repository's git commit, the machine, and atomic JSON results of benchmark runs.
 
 >>> info = machine_info()
 >>> sorted(k for k in ("platform", "cpu_count", "python", "git_commit", "date") if k in info)
@@ -13,11 +13,12 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
+from nag_datasets.storage.atomic import atomic_write_text
+
+BENCH_DIR = Path(__file__).resolve().parents[1]
 RESULTS_DIR = BENCH_DIR / "results"
 REPO_ROOT = BENCH_DIR.parent
 
@@ -32,16 +33,19 @@ def _version(module: str) -> str | None:
     return str(getattr(mod, "__version__", "unknown"))
 
 
-def git_commit(repo: Path = REPO_ROOT) -> str:
-    """``git rev-parse HEAD`` of the repository (suffixed ``+dirty`` with local changes), else ``"uncommitted"``."""
+def git_commit(repo: Path = REPO_ROOT, *, unknown: str = "unknown") -> str:
+    """``git rev-parse HEAD`` of the repository, suffixed ``+dirty`` when tracked files differ; ``unknown`` without git.
+
+    Untracked files (caches, results being written) do not make a checkout dirty.
+    """
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "uncommitted"
+        return unknown
     try:
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True,
-                               timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         dirty = ""
     return head + ("+dirty" if dirty else "")
@@ -55,7 +59,7 @@ def machine_info() -> dict[str, Any]:
         "processor": platform.processor() or None,
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
-        "git_commit": git_commit(),
+        "git_commit": git_commit(unknown="uncommitted"),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     try:
@@ -84,19 +88,5 @@ def save_results(name: str, payload: dict[str, Any], results_dir: Path | None = 
     data = dict(payload)
     data.setdefault("machine", machine_info())
     target = folder / f"{name}.json"
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be read by others
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=False, default=str)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_text(target, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
     return target
