@@ -22,6 +22,7 @@ import numpy as np
 
 from .columns import column_name, signature_feature
 from .spec import NEURON_TYPES, SignatureSpec
+from .spec_column import SPEC_COLUMN, register_spec, spec_value
 
 #: Per-row outcomes written to ``nag_status``. Only ``ok`` and ``truncated`` rows carry a signature.
 STATUSES = ("ok", "truncated", "empty", "whitespace", "zero_tokens", "none", "not_string")
@@ -236,7 +237,7 @@ class NAGFeaturizer:
             raise ValueError(f"this featurizer computes {self.neuron_types}, not {t!r}")
         st = self._ensure_loaded()
         model, rec = st["model"], st["recorder"]
-        return SignatureSpec(
+        spec = SignatureSpec(
             model_fingerprint=self.source_key(),
             tokenizer_fingerprint=tokenizer_fingerprint(st["tokenizer"]),
             neuron_type=t, top_k=self.top_k, layers=rec.layers, max_length=self.max_length,
@@ -245,6 +246,8 @@ class NAGFeaturizer:
             attn_implementation=str(getattr(model.config, "_attn_implementation", "") or ""),
             library_version=_library_version(),
         )
+        register_spec(spec)  # so a refusal of a plain-map column can name the differing fields
+        return spec
 
     def output_features(self, input_features: Any = None) -> Any:
         """``input_features`` plus the typed output columns (signature specs embedded)."""
@@ -255,6 +258,7 @@ class NAGFeaturizer:
             feats[column_name(t)] = signature_feature(self.spec(t))
         feats["nag_tokens"] = Value("int32")
         feats["nag_status"] = Value("string")
+        feats[SPEC_COLUMN] = Value("string")
         return feats
 
     def apply(self, ds: Any, *, return_report: bool = False, fresh: bool = False, **map_kwargs: Any) -> Any:
@@ -273,6 +277,13 @@ class NAGFeaturizer:
             if self.num_workers is None:
                 self.num_workers = map_kwargs["num_proc"]
         features = self.output_features(ds.features)
+        if len(ds) == 0:
+            # `map` returns a 0-row dataset unchanged; give it the output columns and their features.
+            from datasets import Dataset
+
+            out = Dataset.from_dict({name: [] for name in features}, features=features)
+            return (out, FeaturizeReport.from_dataset(out)) if return_report else out
+        map_kwargs.setdefault("with_indices", True)  # errors then name the dataset row, not the batch position
         if fresh and "new_fingerprint" not in map_kwargs:
             from datasets.fingerprint import Hasher
 
@@ -290,7 +301,13 @@ class NAGFeaturizer:
         indices, rank = _split_args(args)
         if self.text_column not in batch:
             raise KeyError(f"text column {self.text_column!r} not found; columns: {list(batch)}")
-        texts = list(batch[self.text_column])
+        texts = batch[self.text_column]
+        if not isinstance(texts, (list, tuple, np.ndarray)) and not hasattr(texts, "to_pylist"):
+            raise TypeError(
+                f"NAGFeaturizer got one row, not a batch (text column {self.text_column!r} holds a "
+                f"{type(texts).__name__}, not a list of texts): call ds.map(featurizer, batched=True) or "
+                "featurizer.apply(ds)")
+        texts = texts.to_pylist() if hasattr(texts, "to_pylist") else list(texts)
         st = self._ensure_loaded(rank)
         n = len(texts)
         status: list[str] = ["ok"] * n
@@ -299,7 +316,8 @@ class NAGFeaturizer:
             reason = _invalid_reason(text)
             if reason in ("none", "not_string"):
                 if self.on_invalid == "error":
-                    where = f"row {indices[i]}" if indices is not None else f"position {i} of the batch"
+                    where = (f"row {indices[i]}" if indices is not None else
+                             f"position {i} of the batch (map with with_indices=True to get the row number)")
                     raise InvalidTextError(
                         f"text column {self.text_column!r} at {where} is {'None' if text is None else type(text).__name__}"
                         f" ({_preview(text)}); pass on_invalid='null' to record such rows as null signatures")
@@ -325,6 +343,9 @@ class NAGFeaturizer:
                     col[i] = arr[j]
         out["nag_tokens"] = [len(x) if x is not None else 0 for x in ids]
         out["nag_status"] = status
+        if "spec_value" not in st:
+            st["spec_value"] = spec_value({column_name(t): self.spec(t) for t in self.neuron_types})
+        out[SPEC_COLUMN] = [st["spec_value"]] * n
         return out
 
     def _tokenize(self, texts: list[str], tokenizer: Any) -> list[tuple[list[int], bool]]:

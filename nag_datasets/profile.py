@@ -31,10 +31,11 @@ import pyarrow as pa
 
 from . import __version__
 from ._arrow import signature_blocks, table_length
-from ._io import atomic_dir, read_versioned_json
-from .columns import column_name, get_spec, row_indices, signature_table_column
+from ._io import atomic_dir, check_replaceable, lock_dir, read_versioned_json
+from .columns import column_name, row_indices, signature_table_column
 from .kernel import SignatureIndexError, counts_dtype, score_blocks
 from .spec import SignatureSpec, SpecError
+from .spec_column import check_batch, check_dataset_column, dataset_spec
 
 __all__ = ["NAGProfile", "ProfileError", "ScoreReport", "SimilarityFilter", "SimilarityScorer", "passes_threshold"]
 
@@ -110,23 +111,45 @@ def _signature_array(values: Any, L: int, K: int) -> tuple[np.ndarray, np.ndarra
     return arr, valid
 
 
+def _one_row(values: Any) -> bool:
+    """Whether a batch value is one row's signature (``map``/``filter`` called without ``batched=True``)."""
+    if values is None:
+        return True
+    if isinstance(values, np.ndarray):
+        return values.dtype != object and values.ndim == 2
+    if isinstance(values, (list, tuple)) and values:
+        first = next((v for v in values if v is not None), None)
+        return first is not None and np.ndim(first) == 1
+    return False
+
+
 class SimilarityScorer:
     """Picklable ``ds.map(fn, batched=True)`` callable adding ``out_column`` (float32, NaN for null signatures).
 
-    It sees only Python batches, not the column's feature, so it cannot check the signature spec: get it from
-    :meth:`NAGProfile.scorer_for` (or ``scorer(dataset=ds)``), which checks first, or use :meth:`NAGProfile.score`.
+    Every batch's ``nag_spec`` values (written by the featurizer) must name the profile's spec. A batch without that
+    column is refused unless the dataset's typed spec was checked when the callable was made
+    (:meth:`NAGProfile.scorer_for`, ``scorer(dataset=ds)``) or ``check_spec=False`` says the caller vouches for it.
     """
 
-    def __init__(self, profile: NAGProfile, column: str, out_column: str = SCORE_COLUMN) -> None:
+    def __init__(self, profile: NAGProfile, column: str, out_column: str = SCORE_COLUMN, *, check_spec: bool = True,
+                 spec_checked: bool = False) -> None:
         self.counts = profile.counts
         self.num_targets = profile.num_targets
+        self.spec = profile.spec
         self.shape = (profile.spec.num_layers, profile.spec.top_k)
         self.column = column
         self.out_column = out_column
+        self.check_spec = bool(check_spec)
+        self.spec_checked = bool(spec_checked)
 
     def scores(self, batch: dict[str, Any]) -> np.ndarray:
         if self.column not in batch:
             raise KeyError(f"column {self.column!r} not in batch; columns: {list(batch)}")
+        if _one_row(batch[self.column]):
+            raise TypeError(f"got one row instead of a batch: call ds.map / ds.filter with batched=True "
+                            f"(column {self.column!r} holds a single signature)")
+        if self.check_spec:
+            check_batch(batch, self.column, self.spec, required=not self.spec_checked)
         sigs, valid = _signature_array(batch[self.column], *self.shape)
         # One thread: map workers are processes already, and batches are small.
         return score_blocks([(sigs, valid)], self.counts, self.num_targets, num_threads=1)
@@ -207,7 +230,7 @@ class NAGProfile:
     @classmethod
     def from_dataset(cls, ds: Any, column: str = "nag_fwd_up", *, description: str = "") -> NAGProfile:
         """Profile of the target rows of ``ds[column]`` (null rows are skipped and counted in ``skipped_null``)."""
-        spec = get_spec(ds, column)
+        spec = dataset_spec(ds, column)
         acc = _CountAccumulator(spec)
         idx = row_indices(ds)
         multiplicity = None if idx is None else np.bincount(idx, minlength=table_length(ds))
@@ -288,9 +311,12 @@ class NAGProfile:
     # -- scoring -----------------------------------------------------------------------------------------------
 
     def check_column(self, ds: Any, column: str | None = None) -> str:
-        """Refuse a column whose spec differs from the profile's or that carries none; return the column name."""
+        """Refuse a column whose spec differs from the profile's or that carries none; return the column name.
+
+        The spec is the column's typed feature's or, after a plain ``map``, the one its ``nag_spec`` column names.
+        """
         column = column or self.default_column
-        self.spec.check_compatible(get_spec(ds, column), what=f"column {column!r}", against="profile")
+        check_dataset_column(ds, column, self.spec)
         return column
 
     def score(
@@ -340,8 +366,7 @@ class NAGProfile:
         return scores, report
 
     def _score_dataset(self, ds: Any, column: str, num_threads: int | None) -> np.ndarray:
-        spec = get_spec(ds, column)
-        blocks = list(signature_blocks(signature_table_column(ds, column), spec))
+        blocks = list(signature_blocks(signature_table_column(ds, column), self.spec))
         idx = row_indices(ds)
         n_table = table_length(ds)
         if idx is None or len(idx) >= _FULL_TABLE_SHARE * n_table:
@@ -367,24 +392,30 @@ class NAGProfile:
         return out
 
     def scorer(
-        self, column: str | None = None, *, out_column: str = SCORE_COLUMN, dataset: Any = None
+        self, column: str | None = None, *, out_column: str = SCORE_COLUMN, dataset: Any = None,
+        check_spec: bool = True,
     ) -> SimilarityScorer:
-        """A ``ds.map(fn, batched=True)`` callable adding ``out_column``; pass ``dataset`` to check its spec first."""
+        """A ``ds.map(fn, batched=True)`` callable adding ``out_column``; pass ``dataset`` to check its spec first.
+
+        Batches are checked through their ``nag_spec`` column; without ``dataset`` a batch lacking it is refused
+        (``check_spec=False`` skips every check: the caller vouches for the spec).
+        """
         column = column or self.default_column
-        if dataset is not None:
+        if dataset is not None and check_spec:
             self.check_column(dataset, column)
-        return SimilarityScorer(self, column, out_column)
+        return SimilarityScorer(self, column, out_column, check_spec=check_spec, spec_checked=dataset is not None)
 
     def scorer_for(self, ds: Any, column: str | None = None, *, out_column: str = SCORE_COLUMN) -> SimilarityScorer:
         """:meth:`scorer` after checking that ``ds[column]`` was computed with the profile's spec."""
         return self.scorer(column, out_column=out_column, dataset=ds)
 
-    def filter(self, min_similarity: float, column: str | None = None, *, dataset: Any = None) -> SimilarityFilter:
+    def filter(self, min_similarity: float, column: str | None = None, *, dataset: Any = None,
+               check_spec: bool = True) -> SimilarityFilter:
         """A ``ds.filter(fn, batched=True)`` callable keeping rows with similarity >= ``min_similarity``.
 
-        Null signatures never pass. Pass ``dataset`` to check its spec first.
+        Null signatures never pass. The spec is checked as in :meth:`scorer`.
         """
-        return SimilarityFilter(self.scorer(column, dataset=dataset), min_similarity)
+        return SimilarityFilter(self.scorer(column, dataset=dataset, check_spec=check_spec), min_similarity)
 
     # -- persistence -------------------------------------------------------------------------------------------
 
@@ -396,13 +427,6 @@ class NAGProfile:
         from safetensors.numpy import save
 
         folder = Path(folder)
-        if folder.exists():
-            foreign = sorted(p.name for p in folder.iterdir() if p.name not in (COUNTS_FILE, META_FILE)) \
-                if folder.is_dir() else [folder.name]
-            if foreign:
-                raise ProfileError(
-                    f"refusing to replace {folder}: it holds files that are not a profile ({', '.join(foreign[:5])})"
-                )
         payload = save({"counts": np.ascontiguousarray(self.counts)}, metadata={"format": PROFILE_FORMAT})
         meta = {
             "format": PROFILE_FORMAT,
@@ -415,9 +439,15 @@ class NAGProfile:
             "fingerprint": self.fingerprint(),
             "library_version": __version__,
         }
-        with atomic_dir(folder) as tmp:
-            (tmp / COUNTS_FILE).write_bytes(payload)
-            (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        with lock_dir(folder):
+            try:
+                check_replaceable(folder, overwrite=True, marker=META_FILE, ours=(COUNTS_FILE, META_FILE).__contains__,
+                                  what="profile")
+            except FileExistsError as e:
+                raise ProfileError(str(e)) from None
+            with atomic_dir(folder) as tmp:
+                (tmp / COUNTS_FILE).write_bytes(payload)
+                (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         return folder
 
     @classmethod

@@ -25,7 +25,7 @@ import numpy as np
 
 from ._arrow import add_row_column, numeric_column
 from .budget import budget_cut
-from .columns import get_spec
+from .columns import spec_from_feature
 from .profile import NAGProfile
 from .recipe import SelectionRecipe, get_score_info, score_feature
 from .recipe import attach_recipe as _attach_recipe
@@ -297,7 +297,8 @@ def select_indices(
 def _profile_fields(profile: NAGProfile, ds: Any, column: str) -> dict[str, Any]:
     return {
         "signature_column": column,
-        "spec": get_spec(ds, column).to_dict(),
+        # The typed spec when the column has one; after a plain map the (checked) profile's.
+        "spec": (spec_from_feature(ds.features[column]) or profile.spec).to_dict(),
         "profile_fingerprint": profile.fingerprint(),
         "profile_description": profile.description,
         "profile_num_targets": profile.num_targets,
