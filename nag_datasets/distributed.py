@@ -35,7 +35,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_dir, atomic_write_text, lock_dir
+from ._io import atomic_dir, atomic_write_text, check_replaceable, lock_dir
 
 __all__ = [
     "ShardError",
@@ -407,11 +407,12 @@ def featurize_streaming(
     stream = _open_stream(input)
     batch_size = map_batch_size or max(featurizer.batch_size * 8, 64)
     with lock_dir(out):
-        if (out / STREAM_MARKER).exists():
-            if not overwrite:
-                raise FileExistsError(f"{out} holds a complete result; pass overwrite=True (--overwrite) to redo it")
-            shutil.rmtree(out)
-        elif out.exists() and overwrite:
+        if (out / STREAM_MARKER).exists() and not overwrite:
+            raise FileExistsError(f"{out} holds a complete result; pass overwrite=True (--overwrite) to redo it")
+        if out.exists() and overwrite:
+            # Only a folder of our parts is replaced; anything else in it is the user's.
+            check_replaceable(out, overwrite=True, marker=None, what="streaming output",
+                              ours=lambda n: n.startswith(("part-", ".part-")) or n in (SIDECAR, STREAM_MARKER))
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
         stray = [p.name for p in out.iterdir() if not (p.name.startswith("part-") or p.name.startswith(".part-")

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from ._io import atomic_dir, atomic_write_bytes, atomic_write_text, lock_dir, read_versioned_json
+from ._io import atomic_dir, atomic_write_bytes, atomic_write_text, check_replaceable, lock_dir, read_versioned_json
 from .columns import signature_columns
 from .profile import COUNTS_FILE, META_FILE, NAGProfile, ProfileError
 from .recipe import RecipeError, SelectionRecipe, get_recipe
@@ -689,17 +689,10 @@ def export_for_hub(
 
 
 def _check_target(folder: Path, overwrite: bool) -> None:
-    if not folder.exists():
+    if folder.is_dir() and not any(folder.iterdir()):
         return
-    if not folder.is_dir():
-        raise FileExistsError(f"{folder} exists and is not a folder")
-    if not any(folder.iterdir()):
-        return
-    if not overwrite:
-        raise FileExistsError(f"{folder} is not empty; pass overwrite=True (--overwrite) to replace a previous export")
-    if not (folder / RECIPE_FILE).is_file():
-        raise FileExistsError(f"{folder} is not empty and is not a nag_datasets export (no {RECIPE_FILE}); "
-                              "refusing to replace it even with overwrite")
+    check_replaceable(folder, overwrite=overwrite, marker=RECIPE_FILE, what="export",
+                      ours=(DATA_DIR, CARD_FILE, FIGURE_FILE, RECIPE_FILE).__contains__)
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:

@@ -313,7 +313,7 @@ def test_failed_save_any_keeps_old_output_and_no_visible_partial(small, tmp_path
         save_any(small.select(range(10)), tmp_path / name, overwrite=True)
     now = _snapshot(tmp_path / name) if (tmp_path / name).is_dir() else (tmp_path / name).read_bytes()
     assert now == old
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, f"{name}.lock"] + (
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name] + (
         [f"{name}.spec.json"] if name.endswith(".parquet") else []))
 
 
