@@ -33,13 +33,15 @@ def _layers(value: str) -> Any:
 
 def cmd_featurize(args: argparse.Namespace) -> int:
     from .featurizer import NAGFeaturizer
-    from .io import load_any, save_any
+    from .io import check_output, load_any, save_any
 
-    ds = None if args.streaming else load_any(args.input)
+    if not args.streaming:  # a streaming output folder is resumed by rerunning the same command
+        check_output(args.output, overwrite=args.overwrite)
     featurizer = NAGFeaturizer(args.model, neuron_types=_csv(args.neuron_types), top_k=args.top_k,
                                max_length=args.max_length, layers=_layers(args.layers), text_column=args.text_column,
                                batch_size=args.batch_size, dtype=args.dtype, device=args.device,
                                on_invalid=args.on_invalid, num_workers=args.num_proc)
+    ds = None if args.streaming else load_any(args.input)
     if args.streaming:
         from .distributed import featurize_streaming
 
@@ -65,6 +67,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from .io import load_any
     from .profile import NAGProfile
 
+    if os.path.exists(args.output) and not args.overwrite:
+        raise FileExistsError(f"{args.output} exists; pass --overwrite to replace the profile saved there")
     ds = load_any(args.input)
     profile = NAGProfile.from_dataset(ds, column=args.column, description=args.description or str(args.input))
     profile.save(args.output)
@@ -88,12 +92,15 @@ def _ensure_tokens(ds: Any, token_column: str, tokenizer_name: str | None, text_
 
 def cmd_select(args: argparse.Namespace) -> int:
     from ._io import atomic_write_text
-    from .io import load_any, save_any
+    from .io import check_output, load_any, save_any
     from .profile import NAGProfile
     from .select import select_top_fraction
 
-    ds = _ensure_tokens(load_any(args.input), args.token_column, args.tokenizer, args.text_column)
+    if not 0.0 <= args.fraction <= 1.0:
+        raise ValueError(f"--fraction must be within [0, 1], got {args.fraction}")
+    check_output(args.output, overwrite=args.overwrite)
     profile = NAGProfile.load(args.profile)
+    ds = _ensure_tokens(load_any(args.input), args.token_column, args.tokenizer, args.text_column)
     selected, report = select_top_fraction(ds, args.fraction, token_column=args.token_column, profile=profile,
                                            column=args.column, method=args.method, seed=args.seed,
                                            return_report=True)
@@ -199,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output")
     p.add_argument("--column", default="nag_fwd_up")
     p.add_argument("--description", default="")
+    p.add_argument("--overwrite", action="store_true", help="replace a profile saved in OUTPUT before")
     p.set_defaults(func=cmd_profile)
 
     s = sub.add_parser("select", help="keep the pool documents most similar to a target, within a token budget")
@@ -230,16 +238,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; an existing output (without ``--overwrite``) or one that another run is writing is refused
-    with a one-line message and exit status 1."""
-    from ._io import FolderLockedError
+#: Set to 1 to get the traceback of an error instead of its one-line message.
+TRACEBACK_ENV = "NAG_DATASETS_TRACEBACK"
 
+
+def _our_errors() -> tuple[type[BaseException], ...]:
+    """What the library raises for bad input or a refused output (all reported as one line by :func:`main`)."""
+    from ._io import FolderLockedError
+    from .hub import HubPublishError
+    from .models import ModelLoadError
+
+    # ValueError covers SpecError, ProfileError, RecipeError, InvalidTextError and argument checks; KeyError a
+    # missing column; TypeError a column of the wrong kind; OSError a missing or refused path.
+    return (FolderLockedError, HubPublishError, ModelLoadError, ValueError, KeyError, TypeError, OSError)
+
+
+def _one_line(e: BaseException) -> str:
+    text = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+    return " ".join(str(text).split()) or type(e).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Every error of ours (bad argument, input, spec, profile, column, model, an existing or locked
+    output) is one line on stderr and exit status 1, no traceback (``NAG_DATASETS_TRACEBACK=1`` shows it)."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FileExistsError, FolderLockedError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except _our_errors() as e:
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 1
 
 

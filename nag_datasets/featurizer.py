@@ -87,7 +87,7 @@ class NAGFeaturizer:
         model: Any = None,
         *,
         tokenizer: Any = None,
-        neuron_types: Sequence[str] = ("fwd_up",),
+        neuron_types: str | Sequence[str] = ("fwd_up",),
         top_k: int = 20,
         max_length: int = 120,
         layers: Sequence[int] | str | None = None,
@@ -103,6 +103,8 @@ class NAGFeaturizer:
         trust_remote_code: bool = False,
         revision: str | None = None,
     ) -> None:
+        if isinstance(neuron_types, str):
+            neuron_types = (neuron_types,)  # one type, not its characters
         unknown = [t for t in neuron_types if t not in NEURON_TYPES]
         if unknown or not neuron_types:
             raise ValueError(f"unknown neuron type(s) {unknown or list(neuron_types)}; known: {', '.join(NEURON_TYPES)}")
@@ -170,6 +172,12 @@ class NAGFeaturizer:
             else:
                 self._source_key = f"hub:{self.model_source}@{self.revision or 'default'}"
         return self._source_key
+
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer this featurizer uses (loads the model in this process if needed), e.g. for
+        :func:`nag_datasets.count_tokens`. Calling it with padding or truncation does not change the spec."""
+        return self._ensure_loaded()["tokenizer"]
 
     # ----- lazy model -----
     def _pick_device(self, rank: int | None) -> str:
@@ -269,6 +277,11 @@ class NAGFeaturizer:
         cache with the shard count it was written with, whatever ``num_proc`` says now; ``fresh=True`` passes a
         ``new_fingerprint`` derived from the normal inputs plus ``num_proc``, so each worker count has its own cache.
         """
+        from datasets import Dataset
+
+        from .spec_column import refuse_split_dict
+
+        refuse_split_dict(ds, "NAGFeaturizer.apply")
         if self.text_column not in (ds.column_names or []):
             raise KeyError(f"text column {self.text_column!r} not found; columns: {ds.column_names}")
         map_kwargs.setdefault("batch_size", max(self.batch_size * 8, 64))
@@ -277,10 +290,8 @@ class NAGFeaturizer:
             if self.num_workers is None:
                 self.num_workers = map_kwargs["num_proc"]
         features = self.output_features(ds.features)
-        if len(ds) == 0:
+        if isinstance(ds, Dataset) and len(ds) == 0:
             # `map` returns a 0-row dataset unchanged; give it the output columns and their features.
-            from datasets import Dataset
-
             out = Dataset.from_dict({name: [] for name in features}, features=features)
             return (out, FeaturizeReport.from_dataset(out)) if return_report else out
         map_kwargs.setdefault("with_indices", True)  # errors then name the dataset row, not the batch position

@@ -960,6 +960,7 @@ def _fail(message: str) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    _check_target(Path(args.output), args.overwrite)  # before reading anything
     selected = _load_input(args.input)
     profile = NAGProfile.load(args.profile) if args.profile else None
     # An existing or locked output is reported by `cli.main` (one line, exit 1).

@@ -101,6 +101,21 @@ def _reattach(ds: Any, sidecar: Path) -> Any:
     return ds
 
 
+def check_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+    """Refuse now what :func:`save_any` would refuse at the end: an existing output without ``overwrite``, or a folder
+    that is not one of our outputs (see :func:`nag_datasets._io.check_replaceable`). Lets the CLI fail before any
+    expensive work; :func:`save_any` checks again under the output's lock."""
+    p = Path(path)
+    if p.suffix.lower() in (".parquet", ".jsonl", ".json"):
+        if p.exists() and not overwrite:
+            raise FileExistsError(f"{p} exists; pass overwrite=True (--overwrite) to replace it")
+        if p.is_dir():
+            raise IsADirectoryError(f"{p} is a folder; a {p.suffix} output must be a file")
+    else:
+        check_replaceable(p, overwrite=overwrite, marker=OUTPUT_MARKER, ours=_saved_dataset_file,
+                          what="dataset folder")
+
+
 def save_any(ds: Any, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
     """Write ``ds`` atomically: ``.parquet`` (plus a spec sidecar), ``.jsonl``, else a ``save_to_disk`` folder.
 

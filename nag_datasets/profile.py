@@ -35,7 +35,7 @@ from ._io import atomic_dir, check_replaceable, lock_dir, read_versioned_json
 from .columns import column_name, row_indices, signature_table_column
 from .kernel import SignatureIndexError, counts_dtype, score_blocks
 from .spec import SignatureSpec, SpecError
-from .spec_column import check_batch, check_dataset_column, dataset_spec
+from .spec_column import check_batch, check_dataset_column, dataset_spec, refuse_split_dict
 
 __all__ = ["NAGProfile", "ProfileError", "ScoreReport", "SimilarityFilter", "SimilarityScorer", "passes_threshold"]
 
@@ -340,6 +340,7 @@ class NAGProfile:
             column = self.check_column(data, column)
             scores = self._score_dataset(data, column, num_threads)
         elif type(data).__module__.split(".")[0] == "datasets":
+            refuse_split_dict(data, "NAGProfile.score")
             raise TypeError(
                 f"score needs a datasets.Dataset or an (n, L, K) array, got {type(data).__name__}; for a "
                 "streaming dataset use ds.map(profile.scorer_for(ds), batched=True), for a DatasetDict score each split"

@@ -26,7 +26,8 @@ from typing import Any
 from .spec import SignatureSpec, SpecError, SpecMismatchError
 
 __all__ = ["SPEC_COLUMN", "check_batch", "check_dataset_column", "check_spec_values", "dataset_spec", "known_spec",
-           "parse_spec_value", "register_spec", "single_spec", "spec_value", "spec_values_of"]
+           "parse_spec_value", "refuse_split_dict", "register_spec", "require_dataset", "single_spec", "spec_value",
+           "spec_values_of"]
 
 SPEC_COLUMN = "nag_spec"
 
@@ -146,6 +147,30 @@ def single_spec(ds: Any, column: str) -> SignatureSpec:
     return spec
 
 
+def refuse_split_dict(ds: Any, what: str) -> None:
+    """Refuse a ``DatasetDict`` where one split is needed, naming its splits."""
+    from datasets import DatasetDict, IterableDatasetDict
+
+    if isinstance(ds, (DatasetDict, IterableDatasetDict)):
+        splits = list(ds)
+        first = splits[0] if splits else "train"
+        raise TypeError(f"{what} needs one split, got a {type(ds).__name__} with splits {splits}: pass one, e.g. "
+                        f"ds[{first!r}], or call it once per split")
+
+
+def require_dataset(ds: Any, what: str) -> None:
+    """Refuse anything but a ``datasets.Dataset`` (a dict of splits, a stream) with what to do instead."""
+    from datasets import Dataset, IterableDataset
+
+    refuse_split_dict(ds, what)
+    if isinstance(ds, IterableDataset):
+        raise TypeError(f"{what} reads a datasets.Dataset (random access, Arrow columns), got an IterableDataset: "
+                        "take a bounded part with Dataset.from_generator / ds.take(n), or save the stream first; to "
+                        "score a stream use ds.map(profile.scorer(), batched=True)")
+    if not isinstance(ds, Dataset):
+        raise TypeError(f"{what} needs a datasets.Dataset, got {type(ds).__name__}")
+
+
 def dataset_spec(ds: Any, column: str) -> SignatureSpec:
     """The spec of ``ds[column]``: its typed feature's, else the one its ``nag_spec`` column names (registered).
 
@@ -153,6 +178,7 @@ def dataset_spec(ds: Any, column: str) -> SignatureSpec:
     """
     from .columns import spec_from_feature
 
+    require_dataset(ds, "NAGProfile.from_dataset")
     features = ds.features or {}
     if column not in features:
         raise KeyError(f"column {column!r} not in dataset; columns: {list(features)}")
@@ -169,6 +195,7 @@ def check_dataset_column(ds: Any, column: str, expected: SignatureSpec) -> Signa
     """Refuse ``ds[column]`` unless its spec (typed, or named by ``nag_spec``) matches ``expected``; return it."""
     from .columns import get_spec, spec_from_feature
 
+    require_dataset(ds, "scoring")
     features = ds.features or {}
     if column not in features:
         raise KeyError(f"column {column!r} not in dataset; columns: {list(features)}")
