@@ -266,3 +266,51 @@ def test_featurizer_tokenizer_is_public_and_counts_tokens(featurizer):
     counted = count_tokens(Dataset.from_dict({"text": ["Water boils at 100 degrees."]}), featurizer.tokenizer)
     assert counted["num_tokens"][0] == len(featurizer.tokenizer("Water boils at 100 degrees.",
                                                                 add_special_tokens=False)["input_ids"]) > 0
+
+
+@pytest.mark.fast
+def test_card_of_data_never_selected_is_not_titled_a_selection(tmp_path):
+    from datasets import Dataset
+
+    from nag_datasets.hub import export_for_hub
+
+    export_for_hub(Dataset.from_dict({"text": ["a", "b"], "n": [1, 2]}), tmp_path / "export")
+    card = (tmp_path / "export" / "README.md").read_text()
+    title = next(line for line in card.splitlines() if line.startswith("# "))
+    assert "selected" not in title.lower() and "chosen from a larger pool" not in card
+    assert "recipe is unknown" in card
+
+
+@pytest.mark.slow
+def test_card_reproduce_block_runs_as_printed_for_the_bundled_model(featurizer, tmp_path):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from nag_datasets.demo_data import load_demo
+    from nag_datasets.hub import export_for_hub
+    from nag_datasets.profile import NAGProfile
+    from nag_datasets.select import select_top_fraction
+
+    target = featurizer.apply(load_demo("target").select(range(4)))
+    pool = load_demo("pool").shuffle(seed=2).select(range(8))
+    pool = featurizer.apply(pool.add_column("num_tokens", [len(t.split()) for t in pool["text"]]))
+    profile = NAGProfile.from_dataset(target)
+    profile.save(tmp_path / "profile")
+    selected = select_top_fraction(pool, 0.6, token_column="num_tokens", profile=profile)
+    export_for_hub(selected, tmp_path / "export", token_column="num_tokens")
+    card = (tmp_path / "export" / "README.md").read_text()
+    assert "whole pool sorted" not in card and "bisection" in card
+    code = re.search(r"To select again.*?```python\n(.*?)```", card, re.DOTALL).group(1)
+    assert "NAGFeaturizer(neuron_types=" in code and "NAGFeaturizer('SmolLM2" not in code
+    assert "--model" not in card  # the CLI block runs on the bundled model as printed too
+    # The reader fills in the two placeholders: the pool (here the exported folder itself) and the profile.
+    code = code.replace('"POOL"', repr(str(tmp_path / "export"))).replace('"PROFILE_DIR"',
+                                                                          repr(str(tmp_path / "profile")))
+    code += "\nprint(list(selected['id']))"
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    expected = select_top_fraction(selected, 0.6, token_column="num_tokens", profile=profile)["id"]
+    assert proc.stdout.strip().splitlines()[-1] == repr(list(expected))
