@@ -63,6 +63,28 @@ def _file_spec(path: Path, column: str) -> Any:
     return spec
 
 
+def _check_file_spec(path: Path, column: str, expected: Any) -> None:
+    """Refuse a file whose ``column`` was not computed with ``expected``: by its typed spec (or sidecar) and, when the
+    file has the featurizer's ``nag_spec`` column (a plain ``map`` written by any parquet writer), by its values."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from .spec import SpecError
+    from .spec_column import SPEC_COLUMN, check_spec_values
+
+    has_values = SPEC_COLUMN in pq.read_schema(str(path)).names
+    if has_values:
+        values = pc.unique(pq.read_table(str(path), columns=[SPEC_COLUMN]).column(0)).to_pylist()
+        check_spec_values(values, column, expected, against="profile")
+    try:
+        typed = _file_spec(path, column)
+    except SpecError:
+        if has_values:
+            return
+        raise
+    expected.check_compatible(typed, what=f"{path.name}:{column}", against="profile")
+
+
 def _scores(table: Any, counts: np.ndarray, num_targets: int, spec_json: str, column: str,
             token_column: str) -> tuple[np.ndarray, np.ndarray]:
     """Kernel scores (float32, NaN = null signature) and token counts of a parquet table's rows."""
@@ -157,7 +179,7 @@ def select_top_fraction_ray(
     files = _files(source)
     column = column or profile.default_column
     for f in files:
-        profile.spec.check_compatible(_file_spec(f, column), what=f"{f.name}:{column}", against="profile")
+        _check_file_spec(f, column, profile.spec)
     items, file_items, offset = [], [], 0
     for i, f in enumerate(files):
         meta = pq.ParquetFile(str(f)).metadata
