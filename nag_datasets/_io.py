@@ -207,7 +207,9 @@ def check_replaceable(folder: str | os.PathLike[str], *, overwrite: bool, marker
                               f"written by nag_datasets as a {what}; delete it yourself or choose another output")
 
 
-def read_versioned_json(path: Path, *, fmt: str, version: int, error: type[Exception], what: str) -> dict[str, Any]:
+def read_versioned_json(
+    path: Path, *, fmt: str, version: int | tuple[int, ...], error: type[Exception], what: str
+) -> dict[str, Any]:
     """Read one of our JSON description files, checking its ``format`` and ``format_version``.
 
     Corrupt, truncated or foreign files raise ``error`` with a message naming the file (never a bare
@@ -221,6 +223,8 @@ def read_versioned_json(path: Path, *, fmt: str, version: int, error: type[Excep
         raise error(f"{path} is not valid JSON (corrupt or truncated): {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != fmt:
         raise error(f"{path} is not a nag_datasets {what}")
-    if meta.get("format_version") != version:
-        raise error(f"{path} has format_version {meta.get('format_version')!r}; this library reads {version}")
+    versions = (version,) if isinstance(version, int) else tuple(version)
+    if meta.get("format_version") not in versions:
+        readable = " or ".join(str(v) for v in versions)
+        raise error(f"{path} has format_version {meta.get('format_version')!r}; this library reads {readable}")
     return meta

@@ -245,12 +245,13 @@ TRACEBACK_ENV = "NAG_DATASETS_TRACEBACK"
 def _our_errors() -> tuple[type[BaseException], ...]:
     """What the library raises for bad input or a refused output (all reported as one line by :func:`main`)."""
     from ._io import FolderLockedError
+    from .errors import NAGError
     from .hub import HubPublishError
     from .models import ModelLoadError
 
-    # ValueError covers SpecError, ProfileError, RecipeError, InvalidTextError and argument checks; KeyError a
-    # missing column; TypeError a column of the wrong kind; OSError a missing or refused path.
-    return (FolderLockedError, HubPublishError, ModelLoadError, ValueError, KeyError, TypeError, OSError)
+    # NAGError is the package's root; ValueError also covers SpecError, InvalidTextError and argument checks,
+    # KeyError a missing column, TypeError a column of the wrong kind, OSError a missing or refused path.
+    return (NAGError, FolderLockedError, HubPublishError, ModelLoadError, ValueError, KeyError, TypeError, OSError)
 
 
 def _one_line(e: BaseException) -> str:

@@ -1,16 +1,25 @@
-"""The scoring kernel: similarity of signatures to a target profile, as an exact integer sum per row.
+"""The scoring kernel: a row's score is the mean of a per-neuron table at its signature's neurons.
 
-The profile holds integer counts ``c[l, k]`` (how many target documents have neuron ``k`` in their layer-``l``
-NAG). A row's score is ``sum_{l,j} c[l, sig[l, j]] / (L * K * |D|)``: the sum is exact in int64 and divided once
-in float64, then rounded to float32, so every entry point (whole table, chunks, ``map`` batches, numpy) gives
-bit-identical scores. The compiled kernel is serial and releases the GIL; rows are spread over threads here, which
-keeps it safe under ``ds.map(num_proc=...)`` (fork) and concurrent callers.
+Two tables, one loop shape:
+
+- the paper's profile holds integer counts ``c[l, k]`` (how many target documents have neuron ``k`` in their
+  layer-``l`` NAG). A row's score is ``sum_{l,j} c[l, sig[l, j]] / (L * K * |D|)``: the sum is exact in int64 and
+  divided once in float64, then rounded to float32.
+- a contrastive profile holds float32 weights ``w[l, k]``. A row's score is ``sum_{l,j} w[l, sig[l, j]] / (L * K)``,
+  summed in float64 in the fixed order ``l`` then ``j`` (no reassociation), then rounded to float32.
+
+Either way every entry point (whole table, chunks, ``map`` batches, numpy reference) gives bit-identical scores.
+The compiled kernels are serial and release the GIL; rows are spread over threads here, which keeps them safe
+under ``ds.map(num_proc=...)`` (fork) and concurrent callers.
 
 >>> import numpy as np
 >>> counts = np.array([[2, 1, 0, 1], [0, 2, 2, 0]], dtype=np.uint16)   # L=2, N=4, |D|=2, K=2
 >>> sigs = np.array([[[0, 1], [1, 2]], [[2, 3], [0, 3]]], dtype=np.uint16)
 >>> score_signatures(sigs, counts, num_targets=2)
 array([0.875, 0.125], dtype=float32)
+>>> weights = np.array([[1.0, -1.0, 0.0, 0.5], [0.0, 2.0, 0.0, -2.0]], dtype=np.float32)
+>>> score_signatures(sigs, weights)
+array([ 0.5  , -0.375], dtype=float32)
 """
 
 from __future__ import annotations
@@ -83,6 +92,34 @@ def _score_range(sigs, counts, valid, use_valid, denom, out, start, stop, out_st
 
 
 @_jit(nogil=True)
+def _score_range_weights(sigs, weights, valid, use_valid, denom, out, start, stop, out_start):  # type: ignore[no-untyped-def]
+    L = sigs.shape[1]
+    K = sigs.shape[2]
+    N = weights.shape[1]
+    nbad = 0
+    for i in range(start, stop):
+        o = out_start + i - start
+        if use_valid and not valid[i]:
+            out[o] = np.nan
+            continue
+        s = 0.0
+        bad = False
+        for l in range(L):
+            for k in range(K):
+                idx = sigs[i, l, k]
+                if idx < N:
+                    s += np.float64(weights[l, idx])
+                else:
+                    bad = True
+        if bad:
+            out[o] = np.nan
+            nbad += 1
+        else:
+            out[o] = np.float32(s / denom)
+    return nbad
+
+
+@_jit(nogil=True)
 def _first_unset(bitmap, bit_offset, width, row_valid):  # type: ignore[no-untyped-def]
     for i in range(row_valid.shape[0]):
         if not row_valid[i]:
@@ -126,9 +163,19 @@ def counts_dtype(num_targets: int) -> np.dtype:
 def _check_counts(counts: np.ndarray) -> np.ndarray:
     if counts.ndim != 2:
         raise ValueError(f"counts must be an (L, N) array, got shape {counts.shape}")
-    if counts.dtype not in (np.uint16, np.uint32):
-        raise TypeError(f"counts must be uint16 or uint32, got {counts.dtype}")
+    if counts.dtype not in (np.uint16, np.uint32, np.float32):
+        raise TypeError(f"the table must hold uint16 or uint32 counts or float32 weights, got {counts.dtype}")
     return np.ascontiguousarray(counts)
+
+
+def _denominator(table: np.ndarray, K: int, num_targets: int | None) -> float:
+    """What a row's sum is divided by: ``L * K * |D|`` for counts, ``L * K`` for weights."""
+    L = table.shape[0]
+    if table.dtype == np.float32:
+        return float(L * K)
+    if num_targets is None or int(num_targets) < 1:
+        raise ValueError(f"scoring with a count table needs num_targets >= 1, got {num_targets}")
+    return float(L * K * int(num_targets))
 
 
 def _as_index_array(sigs: np.ndarray, valid: np.ndarray | None, num_neurons: int) -> np.ndarray:
@@ -178,14 +225,16 @@ def _num_threads(requested: int | None) -> int:
 def score_blocks(
     blocks: list[tuple[np.ndarray, np.ndarray | None]],
     counts: np.ndarray,
-    num_targets: int,
+    num_targets: int | None = None,
     *,
     num_threads: int | None = None,
     row_offsets: list[int] | None = None,
 ) -> np.ndarray:
     """Scores of several ``(signatures (n, L, K), valid (n,) or None)`` blocks, concatenated (float32, NaN = invalid).
 
-    Blocks are typically the zero-copy Arrow chunks of one column. ``row_offsets`` only serve error messages.
+    ``counts`` is an integer count table (then ``num_targets`` is required) or a float32 weight table (then
+    ``num_targets`` is ignored); see the module docstring. Blocks are typically the zero-copy Arrow chunks of one
+    column. ``row_offsets`` only serve error messages.
 
     >>> counts = np.array([[1, 1, 0]], dtype=np.uint16)
     >>> a = np.array([[[0]], [[2]]], dtype=np.uint16)
@@ -209,7 +258,8 @@ def score_blocks(
     K = prepared[0][0].shape[2]
     if any(s.shape[2] != K for s, _ in prepared):
         raise ValueError("signature blocks have different top_k")
-    denom = float(L * K * num_targets)
+    denom = _denominator(counts, K, num_targets)
+    kernel = _score_range_weights if counts.dtype == np.float32 else _score_range
     starts = np.cumsum([0] + [len(s) for s, _ in prepared])
     total = int(starts[-1])
     out = np.empty(total, np.float32)
@@ -228,7 +278,7 @@ def score_blocks(
         for b, lo, hi in group:
             sigs, valid = prepared[b]
             use = valid is not None
-            bad += _score_range(sigs, counts, valid if use else no_mask, use, denom, out, lo, hi, int(starts[b]) + lo)
+            bad += kernel(sigs, counts, valid if use else no_mask, use, denom, out, lo, hi, int(starts[b]) + lo)
         return bad
 
     if threads == 1:
@@ -253,7 +303,7 @@ def score_blocks(
 def score_signatures(
     sigs: np.ndarray,
     counts: np.ndarray,
-    num_targets: int,
+    num_targets: int | None = None,
     valid: np.ndarray | None = None,
     *,
     num_threads: int | None = None,
@@ -263,9 +313,9 @@ def score_signatures(
 
 
 def score_signatures_numpy(
-    sigs: np.ndarray, counts: np.ndarray, num_targets: int, valid: np.ndarray | None = None
+    sigs: np.ndarray, counts: np.ndarray, num_targets: int | None = None, valid: np.ndarray | None = None
 ) -> np.ndarray:
-    """Plain numpy version of :func:`score_signatures` (same integer sum, same rounding), kept for checking.
+    """Plain numpy version of :func:`score_signatures` (same sums in the same order, same rounding), for checking.
 
     >>> counts = np.array([[1, 1, 0]], dtype=np.uint16)
     >>> score_signatures_numpy(np.array([[[0]], [[2]]]), counts, num_targets=1)
@@ -281,11 +331,20 @@ def score_signatures_numpy(
     if checked.size and checked.max() >= N:
         _raise_index_error(sigs, valid, N, 0)
     safe = sigs if valid is None else np.where(valid[:, None, None], sigs, 0)
-    sums = np.zeros(n, np.int64)
-    for lo in range(0, n, 65536):
-        part = safe[lo : lo + 65536].astype(np.intp)
-        sums[lo : lo + 65536] = counts[np.arange(L)[None, :, None], part].sum(axis=(1, 2), dtype=np.int64)
-    out = (sums.astype(np.float64) / float(L * K * num_targets)).astype(np.float32)
+    denom = _denominator(counts, K, num_targets)
+    if counts.dtype == np.float32:
+        # Column by column in the kernel's order, so the float64 sums round exactly as the kernel's do.
+        sums = np.zeros(n, np.float64)
+        for layer in range(L):
+            for j in range(K):
+                sums += counts[layer, safe[:, layer, j].astype(np.intp)].astype(np.float64)
+        out = (sums / denom).astype(np.float32)
+    else:
+        isums = np.zeros(n, np.int64)
+        for lo in range(0, n, 65536):
+            part = safe[lo : lo + 65536].astype(np.intp)
+            isums[lo : lo + 65536] = counts[np.arange(L)[None, :, None], part].sum(axis=(1, 2), dtype=np.int64)
+        out = (isums.astype(np.float64) / denom).astype(np.float32)
     if valid is not None:
         out[~valid] = np.nan
     return out

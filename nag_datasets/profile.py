@@ -32,15 +32,23 @@ import pyarrow as pa
 from . import __version__
 from ._arrow import signature_blocks, table_length
 from ._io import atomic_dir, check_replaceable, lock_dir, read_versioned_json
-from .columns import column_name, row_indices, signature_table_column
+from .columns import column_name, get_spec, row_indices, signature_table_column
+from .errors import NAGError
 from .kernel import SignatureIndexError, counts_dtype, score_blocks
+from .sampling import sample_keys, smallest_keys
 from .spec import SignatureSpec, SpecError
 from .spec_column import check_batch, check_dataset_column, dataset_spec, refuse_split_dict
 
 __all__ = ["NAGProfile", "ProfileError", "ScoreReport", "SimilarityFilter", "SimilarityScorer", "passes_threshold"]
 
+#: Default size of a background sample (the whole pool when it is smaller); see the contrastive profile.
+DEFAULT_BACKGROUND_SAMPLE = 10_000
+
 PROFILE_FORMAT = "nag_datasets.profile"
 PROFILE_FORMAT_VERSION = 1
+#: Contrastive profiles are written as format version 2 (two count tables and a weighting), so that a library that
+#: only knows version 1 refuses them by version instead of misreading them.
+CONTRASTIVE_FORMAT_VERSION = 2
 COUNTS_FILE = "profile.safetensors"
 META_FILE = "profile.json"
 SCORE_COLUMN = "nag_similarity"
@@ -50,7 +58,7 @@ SCORE_COLUMN = "nag_similarity"
 _FULL_TABLE_SHARE = 0.25
 
 
-class ProfileError(ValueError):
+class ProfileError(NAGError, ValueError):
     """A profile is inconsistent, or its files are missing, corrupt or were changed."""
 
 
@@ -65,6 +73,7 @@ class ScoreReport:
     rows_per_second: float
     profile_fingerprint: str
     spec_fingerprint: str
+    score_kind: str = "similarity"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -129,12 +138,12 @@ class SimilarityScorer:
     Every batch's ``nag_spec`` values (written by the featurizer) must name the profile's spec. A batch without that
     column is refused unless the dataset's typed spec was checked when the callable was made
     (:meth:`NAGProfile.scorer_for`, ``scorer(dataset=ds)``) or ``check_spec=False`` says the caller vouches for it.
+    It scores with the profile's table: counts for the paper's profile, float weights for a contrastive one.
     """
 
     def __init__(self, profile: NAGProfile, column: str, out_column: str = SCORE_COLUMN, *, check_spec: bool = True,
                  spec_checked: bool = False) -> None:
-        self.counts = profile.counts
-        self.num_targets = profile.num_targets
+        self.table, self.num_targets = profile.scoring_table()
         self.spec = profile.spec
         self.shape = (profile.spec.num_layers, profile.spec.top_k)
         self.column = column
@@ -152,7 +161,7 @@ class SimilarityScorer:
             check_batch(batch, self.column, self.spec, required=not self.spec_checked)
         sigs, valid = _signature_array(batch[self.column], *self.shape)
         # One thread: map workers are processes already, and batches are small.
-        return score_blocks([(sigs, valid)], self.counts, self.num_targets, num_threads=1)
+        return score_blocks([(sigs, valid)], self.table, self.num_targets, num_threads=1)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
         return {self.out_column: self.scores(batch)}
@@ -180,6 +189,7 @@ class NAGProfile:
         description: str = "",
         *,
         skipped_null: int = 0,
+        sample_info: dict[str, Any] | None = None,
     ) -> None:
         counts = np.asarray(counts)
         num_targets = int(num_targets)
@@ -205,6 +215,7 @@ class NAGProfile:
         self.spec = spec
         self.description = str(description)
         self.skipped_null = int(skipped_null)
+        self.sample_info = None if sample_info is None else dict(sample_info)
 
     # -- construction ------------------------------------------------------------------------------------------
 
@@ -228,19 +239,48 @@ class NAGProfile:
         return acc.profile(description)
 
     @classmethod
-    def from_dataset(cls, ds: Any, column: str = "nag_fwd_up", *, description: str = "") -> NAGProfile:
-        """Profile of the target rows of ``ds[column]`` (null rows are skipped and counted in ``skipped_null``)."""
-        spec = dataset_spec(ds, column)
-        acc = _CountAccumulator(spec)
-        idx = row_indices(ds)
-        multiplicity = None if idx is None else np.bincount(idx, minlength=table_length(ds))
-        start = 0
-        for sigs, valid in signature_blocks(signature_table_column(ds, column), spec):
-            n = len(sigs)
-            weight = None if multiplicity is None else multiplicity[start : start + n]
-            acc.add(sigs, valid, weight)
-            start += n
-        return acc.profile(description)
+    def from_dataset(
+        cls,
+        ds: Any,
+        column: str = "nag_fwd_up",
+        *,
+        description: str = "",
+        sample: int | None = None,
+        seed: int = 0,
+        batch_size: int = 8192,
+    ) -> NAGProfile:
+        """Profile of the rows of ``ds[column]`` (null rows are skipped and counted in ``skipped_null``).
+
+        ``ds`` is a `datasets.Dataset` (read zero-copy from Arrow) or an ``IterableDataset`` (one streamed pass in
+        batches of ``batch_size``; memory bounded by the batch and the sample). With ``sample=n`` the profile is
+        of a uniform random sample of ``n`` rows with a signature (all of them when there are fewer), drawn with
+        ``seed`` in a way that does not depend on batching: a streamed pool and the same pool in memory give the
+        same profile. That is how a contrastive profile's background is made (see :meth:`contrast`).
+        """
+        from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+
+        if isinstance(ds, (DatasetDict, IterableDatasetDict)):
+            raise TypeError(f"from_dataset needs one split, got a {type(ds).__name__} with splits {list(ds)}: "
+                            "pass e.g. ds['train']")
+        if sample is not None and int(sample) < 1:
+            raise ProfileError(f"sample must be >= 1, got {sample}")
+        # A Dataset's spec may also come from its nag_spec column (plain map); a stream needs typed features.
+        spec = dataset_spec(ds, column) if isinstance(ds, Dataset) else get_spec(ds, column)
+        if isinstance(ds, IterableDataset):
+            blocks = _stream_blocks(ds, column, spec, batch_size)
+        elif isinstance(ds, Dataset):
+            blocks = _dataset_blocks(ds, column, spec)
+        else:
+            raise TypeError(f"from_dataset needs a datasets.Dataset or IterableDataset, got {type(ds).__name__}")
+        if sample is None:
+            acc = _CountAccumulator(spec)
+            for _, sigs, valid in blocks:
+                acc.add(sigs, valid)
+            return acc.profile(description)
+        reservoir = _Reservoir(int(sample), int(seed), spec)
+        for positions, sigs, valid in blocks:
+            reservoir.add(positions, sigs, valid)
+        return reservoir.profile(description)
 
     @classmethod
     def merge(cls, profiles: Sequence[NAGProfile], *, description: str | None = None) -> NAGProfile:
@@ -279,6 +319,54 @@ class NAGProfile:
     @property
     def default_column(self) -> str:
         return column_name(self.spec.neuron_type)
+
+    #: What the score is: the paper's mean Dice similarity to the targets, in [0, 1].
+    score_kind = "similarity"
+    #: The column :meth:`scorer` adds by default.
+    score_column = SCORE_COLUMN
+    _format_version = PROFILE_FORMAT_VERSION
+
+    def scoring_table(self) -> tuple[np.ndarray, int | None]:
+        """``(table, num_targets)`` for :func:`nag_datasets.kernel.score_blocks`: the counts and their divisor."""
+        return self.counts, self.num_targets
+
+    def summary(self) -> dict[str, Any]:
+        """What a selection records about the profile (report, recipe, card)."""
+        out: dict[str, Any] = {"fingerprint": self.fingerprint(), "description": self.description,
+                               "num_targets": self.num_targets, "score_kind": self.score_kind}
+        if self.sample_info is not None:
+            out["sample"] = dict(self.sample_info)
+        return out
+
+    def contrast(self, background: NAGProfile, weighting: Any = "log_odds", **params: Any) -> NAGProfile:
+        """A contrastive profile: this (target) profile weighted against ``background`` (see
+        :class:`nag_datasets.contrastive.ContrastiveProfile`).
+
+        ``background`` is the plain profile of a uniform sample of the pool
+        (``NAGProfile.from_dataset(pool, column, sample=n)``); its spec must match. ``weighting`` is a name
+        from :data:`nag_datasets.weighting.WEIGHTINGS` with its parameters (``alpha=``, ``m=``, ``eps=``), a
+        :class:`~nag_datasets.weighting.Weighting`, or ``"frequency"``: the paper's profile, returned unchanged
+        (the background is then not used).
+
+        >>> import numpy as np
+        >>> from nag_datasets.spec import SignatureSpec
+        >>> spec = SignatureSpec(model_fingerprint="m", tokenizer_fingerprint="t", neuron_type="fwd_up", top_k=1,
+        ...                      layers=(0,), max_length=8, add_special_tokens=False, neurons_per_layer=3)
+        >>> target = NAGProfile.from_signatures(np.array([[[0]], [[1]]]), spec)
+        >>> background = NAGProfile.from_signatures(np.array([[[0]], [[0]], [[0]], [[2]]]), spec)
+        >>> profile = target.contrast(background, "log_odds", alpha=0.5)
+        >>> profile.score(np.array([[[0]], [[1]], [[2]]])).round(3)   # neuron 1: target-specific
+        array([-0.336,  1.609, -0.588], dtype=float32)
+        >>> target.contrast(background, "frequency") is target
+        True
+        """
+        if weighting == "frequency":
+            if params:
+                raise ProfileError(f"the frequency weighting takes no parameters, got {sorted(params)}")
+            return self
+        from .contrastive import ContrastiveProfile
+
+        return ContrastiveProfile(self, background, weighting, **params)
 
     def fingerprint(self) -> str:
         """Short hash of counts, spec (compared fields) and number of targets; the description is not part of it."""
@@ -351,7 +439,8 @@ class NAGProfile:
             if sigs.ndim != 3 or sigs.shape[1:] != shape:
                 raise ValueError(f"signatures have shape {sigs.shape}, the profile expects (n, {shape[0]}, {shape[1]})")
             column = None
-            scores = score_blocks([(sigs, None)], self.counts, self.num_targets, num_threads=num_threads)
+            table, norm = self.scoring_table()
+            scores = score_blocks([(sigs, None)], table, norm, num_threads=num_threads)
         if not return_report:
             return scores
         seconds = time.perf_counter() - t0
@@ -363,16 +452,19 @@ class NAGProfile:
             rows_per_second=len(scores) / seconds if seconds > 0 else float("inf"),
             profile_fingerprint=self.fingerprint(),
             spec_fingerprint=self.spec.fingerprint(),
+            score_kind=self.score_kind,
         )
         return scores, report
 
     def _score_dataset(self, ds: Any, column: str, num_threads: int | None) -> np.ndarray:
-        blocks = list(signature_blocks(signature_table_column(ds, column), self.spec))
+        spec = self.spec  # checked against the column by check_column (typed or nag_spec)
+        blocks = list(signature_blocks(signature_table_column(ds, column), spec))
+        table, norm = self.scoring_table()
         idx = row_indices(ds)
         n_table = table_length(ds)
         if idx is None or len(idx) >= _FULL_TABLE_SHARE * n_table:
             starts = list(np.cumsum([0] + [len(s) for s, _ in blocks])[:-1])
-            full = score_blocks(blocks, self.counts, self.num_targets, num_threads=num_threads, row_offsets=starts)
+            full = score_blocks(blocks, table, norm, num_threads=num_threads, row_offsets=starts)
             return full if idx is None else full[idx]
         # A small selection of a large table: copy just the referenced rows, block by block.
         order = np.argsort(idx, kind="stable")
@@ -386,17 +478,18 @@ class NAGProfile:
                 gathered.append((sigs[local], None if valid is None else valid[local]))
                 offsets.append(int(lo))
             start += len(sigs)
-        sorted_scores = score_blocks(gathered, self.counts, self.num_targets, num_threads=num_threads,
-                                     row_offsets=offsets)
+        sorted_scores = score_blocks(gathered, table, norm, num_threads=num_threads, row_offsets=offsets)
         out = np.empty(len(idx), np.float32)
         out[order] = sorted_scores
         return out
 
     def scorer(
-        self, column: str | None = None, *, out_column: str = SCORE_COLUMN, dataset: Any = None,
+        self, column: str | None = None, *, out_column: str | None = None, dataset: Any = None,
         check_spec: bool = True,
     ) -> SimilarityScorer:
-        """A ``ds.map(fn, batched=True)`` callable adding ``out_column``; pass ``dataset`` to check its spec first.
+        """A ``ds.map(fn, batched=True)`` callable adding ``out_column`` (default :attr:`score_column`:
+        ``nag_similarity``, or ``nag_contrast_score`` for a contrastive profile); pass ``dataset`` to check its
+        spec first.
 
         Batches are checked through their ``nag_spec`` column; without ``dataset`` a batch lacking it is refused
         (``check_spec=False`` skips every check: the caller vouches for the spec).
@@ -404,9 +497,10 @@ class NAGProfile:
         column = column or self.default_column
         if dataset is not None and check_spec:
             self.check_column(dataset, column)
-        return SimilarityScorer(self, column, out_column, check_spec=check_spec, spec_checked=dataset is not None)
+        return SimilarityScorer(self, column, out_column or self.score_column, check_spec=check_spec,
+                                spec_checked=dataset is not None)
 
-    def scorer_for(self, ds: Any, column: str | None = None, *, out_column: str = SCORE_COLUMN) -> SimilarityScorer:
+    def scorer_for(self, ds: Any, column: str | None = None, *, out_column: str | None = None) -> SimilarityScorer:
         """:meth:`scorer` after checking that ``ds[column]`` was computed with the profile's spec."""
         return self.scorer(column, out_column=out_column, dataset=ds)
 
@@ -420,6 +514,18 @@ class NAGProfile:
 
     # -- persistence -------------------------------------------------------------------------------------------
 
+    def _tensors(self) -> dict[str, np.ndarray]:
+        """The arrays :meth:`save` writes (a contrastive profile adds the background's counts)."""
+        return {"counts": np.ascontiguousarray(self.counts)}
+
+    def _meta(self) -> dict[str, Any]:
+        """The JSON fields :meth:`save` writes besides format, hash and fingerprint."""
+        meta: dict[str, Any] = {"spec": self.spec.to_dict(), "num_targets": self.num_targets,
+                                "description": self.description, "skipped_null": self.skipped_null}
+        if self.sample_info is not None:
+            meta["sample"] = dict(self.sample_info)
+        return meta
+
     def save(self, folder: str | Path) -> Path:
         """Write ``profile.safetensors`` (counts) and ``profile.json`` (spec, hash) into ``folder``, atomically.
 
@@ -428,14 +534,11 @@ class NAGProfile:
         from safetensors.numpy import save
 
         folder = Path(folder)
-        payload = save({"counts": np.ascontiguousarray(self.counts)}, metadata={"format": PROFILE_FORMAT})
+        payload = save(self._tensors(), metadata={"format": PROFILE_FORMAT})
         meta = {
             "format": PROFILE_FORMAT,
-            "format_version": PROFILE_FORMAT_VERSION,
-            "spec": self.spec.to_dict(),
-            "num_targets": self.num_targets,
-            "description": self.description,
-            "skipped_null": self.skipped_null,
+            "format_version": self._format_version,
+            **self._meta(),
             "counts_sha256": hashlib.sha256(payload).hexdigest(),
             "fingerprint": self.fingerprint(),
             "library_version": __version__,
@@ -453,7 +556,8 @@ class NAGProfile:
 
     @classmethod
     def load(cls, folder: str | Path) -> NAGProfile:
-        """Read a profile written by :meth:`save`; any missing, corrupt or altered file raises :class:`ProfileError`."""
+        """Read a profile written by :meth:`save` (a contrastive one comes back as a contrastive profile); any
+        missing, corrupt or altered file raises :class:`ProfileError`."""
         from safetensors import SafetensorError
         from safetensors.numpy import load
 
@@ -462,7 +566,7 @@ class NAGProfile:
         for p in (meta_path, counts_path):
             if not p.is_file():
                 raise ProfileError(f"not a saved profile: {p} is missing")
-        meta = read_versioned_json(meta_path, fmt=PROFILE_FORMAT, version=PROFILE_FORMAT_VERSION,
+        meta = read_versioned_json(meta_path, fmt=PROFILE_FORMAT, version=(1, CONTRASTIVE_FORMAT_VERSION),
                                    error=ProfileError, what="profile description")
         missing = [k for k in ("spec", "num_targets", "counts_sha256") if k not in meta]
         if missing:
@@ -482,25 +586,29 @@ class NAGProfile:
             tensors = load(payload)
         except (SafetensorError, ValueError, TypeError) as e:
             raise ProfileError(f"{counts_path} is not a readable safetensors file: {e}") from None
-        if set(tensors) != {"counts"}:
-            raise ProfileError(f"{counts_path} must hold exactly one tensor 'counts', found {sorted(tensors)}")
+        kind = meta.get("kind", "frequency")
+        expected = {"counts", "background_counts"} if kind == "contrastive" else {"counts"}
+        if set(tensors) != expected:
+            raise ProfileError(f"{counts_path} must hold exactly the tensors {sorted(expected)}, found "
+                               f"{sorted(tensors)}")
         try:
-            profile = cls(
-                tensors["counts"],
-                meta["num_targets"],
-                spec,
-                meta.get("description", ""),
-                skipped_null=meta.get("skipped_null", 0),
-            )
+            profile = NAGProfile(tensors["counts"], meta["num_targets"], spec, meta.get("description", ""),
+                                 skipped_null=meta.get("skipped_null", 0), sample_info=meta.get("sample"))
+            if kind == "contrastive":
+                from .contrastive import ContrastiveProfile
+
+                profile = ContrastiveProfile.from_saved(profile, tensors["background_counts"], meta)
+            elif kind != "frequency":
+                raise ProfileError(f"{meta_path} has an unknown profile kind {kind!r}")
         except ProfileError as e:
             raise ProfileError(f"{folder}: {e}") from None
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, KeyError) as e:
             raise ProfileError(f"{meta_path} holds a malformed value: {e}") from None
-        # The counts are covered by their sha256; the spec and num_targets by the stored fingerprint.
+        # The counts are covered by their sha256; the spec, num_targets and weighting by the stored fingerprint.
         stored = meta.get("fingerprint")
         if stored is not None and stored != profile.fingerprint():
             raise ProfileError(
-                f"{meta_path} was changed after saving: its spec or num_targets give fingerprint "
+                f"{meta_path} was changed after saving: its spec, num_targets or weighting give fingerprint "
                 f"{profile.fingerprint()}, not the recorded {stored!r}"
             )
         return profile
@@ -568,3 +676,70 @@ class _CountAccumulator:
             )
         counts = self.flat.reshape(self.spec.num_layers, self.spec.neurons_per_layer)
         return NAGProfile(counts, self.num_targets, self.spec, description, skipped_null=self.skipped_null)
+
+
+def _dataset_blocks(ds: Any, column: str, spec: SignatureSpec) -> Any:
+    """``(positions, signatures, valid)`` blocks of a Dataset's column in its row order (zero-copy when direct)."""
+    idx = row_indices(ds)
+    blocks = signature_blocks(signature_table_column(ds, column), spec)
+    if idx is None:
+        start = 0
+        for sigs, valid in blocks:
+            yield np.arange(start, start + len(sigs), dtype=np.int64), sigs, valid
+            start += len(sigs)
+        return
+    # An indices mapping: gather each block's referenced rows (a row referenced twice counts twice).
+    order = np.argsort(idx, kind="stable")
+    sorted_idx = idx[order]
+    start = 0
+    for sigs, valid in blocks:
+        lo, hi = np.searchsorted(sorted_idx, [start, start + len(sigs)])
+        if hi > lo:
+            local = sorted_idx[lo:hi] - start
+            yield order[lo:hi].astype(np.int64), sigs[local], None if valid is None else valid[local]
+        start += len(sigs)
+
+
+def _stream_blocks(ds: Any, column: str, spec: SignatureSpec, batch_size: int) -> Any:
+    """``(positions, signatures, valid)`` blocks of an IterableDataset's column, one streamed pass."""
+    from .columns import signature_feature
+
+    want = signature_feature(spec)
+    stream = ds.select_columns([column]).cast_column(column, want).with_format("arrow")
+    start = 0
+    for table in stream.iter(batch_size=batch_size):
+        for sigs, valid in signature_blocks(table.column(column), spec):
+            yield np.arange(start, start + len(sigs), dtype=np.int64), sigs, valid
+            start += len(sigs)
+
+
+class _Reservoir:
+    """A seeded uniform sample of ``size`` rows with a signature, over one pass of any batching (bottom-k keys)."""
+
+    def __init__(self, size: int, seed: int, spec: SignatureSpec) -> None:
+        self.size, self.seed, self.spec = size, seed, spec
+        self.keys = np.empty(0, np.uint64)
+        self.positions = np.empty(0, np.int64)
+        self.sigs = np.empty((0, spec.num_layers, spec.top_k), np.dtype(spec.index_dtype))
+        self.rows = 0
+        self.null_rows = 0
+
+    def add(self, positions: np.ndarray, sigs: np.ndarray, valid: np.ndarray | None) -> None:
+        if valid is not None:
+            self.null_rows += int((~valid).sum())
+            positions, sigs = positions[valid], sigs[valid]
+        self.rows += len(positions)
+        keys = np.concatenate([self.keys, sample_keys(positions, self.seed)])
+        pos = np.concatenate([self.positions, positions])
+        keep = smallest_keys(keys, pos, self.size)
+        self.keys, self.positions = keys[keep], pos[keep]
+        self.sigs = np.concatenate([self.sigs, np.asarray(sigs)])[keep]
+
+    def profile(self, description: str) -> NAGProfile:
+        acc = _CountAccumulator(self.spec)
+        acc.add(self.sigs)
+        profile = acc.profile(description)
+        profile.skipped_null = self.null_rows
+        profile.sample_info = {"size": self.size, "seed": self.seed, "rows_with_signature": self.rows,
+                               "sampled": len(self.sigs)}
+        return profile

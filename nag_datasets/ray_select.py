@@ -85,7 +85,7 @@ def _check_file_spec(path: Path, column: str, expected: Any) -> None:
     expected.check_compatible(typed, what=f"{path.name}:{column}", against="profile")
 
 
-def _scores(table: Any, counts: np.ndarray, num_targets: int, spec_json: str, column: str,
+def _scores(table: Any, counts: np.ndarray, num_targets: int | None, spec_json: str, column: str,
             token_column: str) -> tuple[np.ndarray, np.ndarray]:
     """Kernel scores (float32, NaN = null signature) and token counts of a parquet table's rows."""
     from ._arrow import signature_blocks
@@ -193,7 +193,8 @@ def select_top_fraction_ray(
     ctx = ray.data.DataContext.get_current()
     previous_order = ctx.execution_options.preserve_order
     ctx.execution_options.preserve_order = True
-    kw = {"counts": profile.counts, "num_targets": profile.num_targets, "spec_json": profile.spec.to_json(),
+    table, norm = profile.scoring_table()
+    kw = {"counts": table, "num_targets": norm, "spec_json": profile.spec.to_json(),
           "column": column, "token_column": token_column}
     try:
         with lock_dir(out):
@@ -239,7 +240,8 @@ def select_top_fraction_ray(
                 "last_position": cut_pos if kept else None, "null_rows_skipped": null_rows,
                 "null_tokens_skipped": null_tokens, "signature_column": column, "spec": profile.spec.to_dict(),
                 "profile_fingerprint": profile.fingerprint(), "profile_description": profile.description,
-                "profile_num_targets": profile.num_targets, "input_files": len(files), "score_blocks": len(items),
+                "profile_num_targets": profile.num_targets, "score_kind": profile.score_kind,
+                "profile": profile.summary(), "input_files": len(files), "score_blocks": len(items),
                 "score_worker_processes": len(pids),
             }
             atomic_write_text(tmp / "selection.json", json.dumps(report, indent=1))

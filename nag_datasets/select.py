@@ -66,6 +66,10 @@ class SelectionReport:
     profile_fingerprint: str | None = None
     profile_description: str | None = None
     profile_num_targets: int | None = None
+    #: ``"similarity"`` (the paper's profile, in [0, 1]) or ``"contrastive"`` (weights, any sign); None without one.
+    score_kind: str | None = None
+    #: The profile's :meth:`~nag_datasets.profile.NAGProfile.summary` (weighting and background when contrastive).
+    profile: dict[str, Any] | None = None
     seed: int | None = None
     sample_size: int | None = None
     sample_documents: int | None = None
@@ -333,10 +337,14 @@ def _profile_fields(profile: NAGProfile, ds: Any, column: str) -> dict[str, Any]
         "profile_fingerprint": profile.fingerprint(),
         "profile_description": profile.description,
         "profile_num_targets": profile.num_targets,
+        "score_kind": profile.score_kind,
+        "profile": profile.summary(),
     }
 
 
 def _profile_summary(report: SelectionReport) -> dict[str, Any]:
+    if report.profile is not None:
+        return dict(report.profile)
     return {
         "fingerprint": report.profile_fingerprint,
         "description": report.profile_description,
@@ -403,7 +411,7 @@ def select_top_fraction(
         scores = numeric_column(ds, score_column)
         quality = info.get("quality")
         for key in ("spec", "profile_fingerprint", "profile_description", "profile_num_targets",
-                    "signature_column"):
+                    "signature_column", "score_kind", "profile"):
             if key in info:
                 extra[key] = info[key]
         used_score_column = score_column
@@ -529,7 +537,8 @@ def combined_scores(
     """Min-max-normalised NAG distance plus ``weight`` x min-max-normalised (1 - quality); lower is better.
 
     Min and max are taken over the rows having both a signature and a quality value (the first pass); rows lacking
-    either are NaN (not in the pool).
+    either are NaN (not in the pool). For a contrastive profile the "distance" is ``1 - score`` too: after min-max
+    normalisation that is the score's order reversed, whatever its range.
     """
     if weight < 0:
         raise ValueError(f"weight must be >= 0, got {weight}")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..impact import ImpactRecorder, base_model
+from ..impact import ImpactRecorder, base_model, top_k_indices
 from ..textcut import first_token_ids
 
 __all__ = [
@@ -168,6 +168,47 @@ def mean_pooled_embeddings(model: nn.Module, tokenizer: Any, texts: Sequence[str
             out = np.zeros((len(ids), pooled.shape[1]), np.float32)
         out[chunk] = pooled
     return out if out is not None else np.zeros((0, 0), np.float32)
+
+
+@torch.inference_mode()
+def signatures_and_embeddings(model: nn.Module, tokenizer: Any, texts: Sequence[str], *,
+                              neuron_types: Sequence[str] = ("fwd_up",), top_k: int = 20, max_length: int = 120,
+                              batch_size: int = 16) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """NAG signatures per neuron type ``{type: (n, L, top_k)}`` (all layers) and :func:`mean_pooled_embeddings`
+    ``(n, hidden)`` from ONE forward pass per batch: the last layer's output is captured before the recorder stops
+    the pass, and the model's final norm is applied to it here, exactly as the base model would."""
+    ids = token_ids(texts, tokenizer, max_length)
+    if any(len(x) == 0 for x in ids):
+        raise ValueError("a text has no tokens; filter empty texts first")
+    device = next(model.parameters()).device
+    base = base_model(model)
+    sigs: dict[str, np.ndarray] = {}
+    emb: np.ndarray | None = None
+    captured: list[torch.Tensor] = []
+    with ImpactRecorder(model, list(neuron_types)) as rec:
+        last = base.layers[rec.layers[-1]]
+        handle = last.register_forward_hook(
+            lambda m, i, o: captured.append(o[0] if isinstance(o, tuple) else o), prepend=True)
+        try:
+            for chunk, batch, mask in _batches(ids, batch_size, _pad_id(tokenizer)):
+                captured.clear()
+                impacts = rec.impacts(batch.to(device), mask.to(device))
+                for t, imp in impacts.items():
+                    top = top_k_indices(imp, top_k).cpu().numpy()
+                    if t not in sigs:
+                        sigs[t] = np.zeros((len(ids), *top.shape[1:]), np.int32)
+                    sigs[t][chunk] = top
+                hidden = base.norm(captured[-1]).float()
+                m = mask.to(device, torch.float32)[..., None]
+                pooled = ((hidden * m).sum(1) / m.sum(1)).cpu().numpy()
+                if emb is None:
+                    emb = np.zeros((len(ids), pooled.shape[1]), np.float32)
+                emb[chunk] = pooled
+        finally:
+            handle.remove()
+    if emb is None:
+        raise ValueError("no texts")
+    return sigs, emb
 
 
 def mean_impacts(model: nn.Module, tokenizer: Any, texts: Sequence[str], *, neuron_type: str = "fwd_up",

@@ -63,14 +63,22 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
 
 
 def embedding_scores(pool_emb: np.ndarray, target_emb: np.ndarray, mode: str = "centroid") -> np.ndarray:
-    """Cosine similarity to the mean of the unit-normalised target vectors, or to the most similar target."""
+    """Cosine similarity to the mean of the unit-normalised target vectors (``centroid``), to that mean minus the
+    pool's mean (``contrast``: the embedding's counterpart of a contrastive profile), or to the most similar target.
+
+    >>> pool = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    >>> embedding_scores(pool, np.array([[1.0, 0.0]]), mode="contrast").round(3)
+    array([ 0.604, -0.797, -0.137])
+    """
     p, t = _unit_rows(pool_emb), _unit_rows(target_emb)
-    if mode == "centroid":
+    if mode in ("centroid", "contrast"):
         c = t.mean(axis=0)
+        if mode == "contrast":
+            c = c - p.mean(axis=0)
         return p @ (c / (np.linalg.norm(c) or 1.0))
     if mode == "max":
         return (p @ t.T).max(axis=1)
-    raise ValueError(f"mode must be 'centroid' or 'max', got {mode!r}")
+    raise ValueError(f"mode must be 'centroid', 'contrast' or 'max', got {mode!r}")
 
 
 def tfidf_scores(pool_texts: Sequence[str], target_texts: Sequence[str], mode: str = "centroid") -> np.ndarray:
@@ -86,7 +94,7 @@ def tfidf_scores(pool_texts: Sequence[str], target_texts: Sequence[str], mode: s
         return np.asarray(p @ (c / (norm or 1.0))).ravel()
     if mode == "max":
         return np.asarray((p @ t.T).max(axis=1).todense()).ravel()
-    raise ValueError(f"mode must be 'centroid' or 'max', got {mode!r}")
+    raise ValueError(f"mode must be 'centroid', 'contrast' or 'max', got {mode!r}")
 
 
 def dsir_scores(pool_texts: Sequence[str], target_texts: Sequence[str], *, ngrams: int = 2,

@@ -7,8 +7,12 @@
 - ``embedding``: BETR-style cosine of mean-pooled final hidden states of the same model to the target centroid.
 - ``dsir``: DSIR log importance weight (``data-selection``, hashed uni+bigrams), the package's own length-summed
   weight.
+- ``nag_contrast``: the contrastive NAG profile (``CONTRAST``: target counts against the whole pool's counts).
+- ``embedding_contrast``: cosine of mean-pooled final hidden states to the target centroid minus the pool's mean
+  (both of unit vectors): the contrastive counterpart of ``embedding``.
 
-Model features are cached as ``.npy`` under ``<out>/features`` so that a resumed run does not featurize again.
+Model features are cached as ``.npy`` under ``<out>/features`` so that a resumed run does not featurize again; NAG
+signatures and embeddings come from one forward pass (`analysis.measure.signatures_and_embeddings`).
 """
 
 from __future__ import annotations
@@ -19,8 +23,12 @@ from typing import Any
 
 import numpy as np
 
-ARMS = ("random", "nag_all", "nag_last", "embedding", "dsir")
-MODEL_ARMS = ("nag_all", "nag_last", "embedding")
+ARMS = ("random", "nag_all", "nag_last", "embedding", "dsir", "nag_contrast", "embedding_contrast")
+MODEL_ARMS = ("nag_all", "nag_last", "embedding", "nag_contrast", "embedding_contrast")
+
+#: The contrastive NAG arm: the library's default contrastive profile (chosen in the retrieval harness), the
+#: target profile of the selection targets against the pool itself as background.
+CONTRAST = {"neuron_type": "fwd_up", "weighting": "log_odds", "params": {"alpha": 0.25}}
 
 
 class ArmContext:
@@ -33,7 +41,6 @@ class ArmContext:
         self.max_length = max_length
         self.batch_size = batch_size
         self._model: tuple[Any, Any] | None = None
-        self._spec: Any = None
 
     def _bundled(self) -> tuple[Any, Any]:
         if self._model is None:
@@ -53,38 +60,46 @@ class ArmContext:
         tmp.replace(path)
         return arr
 
-    def signatures(self, which: str) -> tuple[np.ndarray, Any]:
-        """``(signatures (n, L, K), spec)`` of ``pool`` or ``targets``, all layers."""
-        def compute(texts: list[str]) -> Callable[[], np.ndarray]:
-            def run() -> np.ndarray:
-                from datasets import Dataset
+    #: Neuron types recorded in the one model pass (att_o costs ~5% more and serves the contrastive arms).
+    NEURON_TYPES = ("fwd_up", "att_o")
 
-                feat = self._featurizer()
-                ds = feat.apply(Dataset.from_dict({"text": texts}), fresh=True)
-                col = ds["nag_fwd_up"]
-                return np.stack([np.asarray(col[i], dtype=np.int32) for i in range(len(texts))])
-            return run
+    def _paths(self, which: str) -> dict[str, Path]:
+        ml = self.max_length
+        paths = {t: self.cache / f"nag{'' if t == 'fwd_up' else '_' + t}_{which}_ml{ml}.npy" for t in self.NEURON_TYPES}
+        paths["embedding"] = self.cache / f"emb_{which}_ml{ml}.npy"
+        return paths
+
+    def _model_features(self, which: str) -> dict[str, Path]:
+        """NAG signatures (``NEURON_TYPES``) and embeddings of ``pool`` or ``targets`` in one forward pass, cached."""
+        from ..analysis.measure import signatures_and_embeddings
+
+        paths = self._paths(which)
+        if all(p.exists() for p in paths.values()):
+            return paths
+        model, tok = self._bundled()
         texts = self.pool if which == "pool" else self.targets
-        sigs = self._cached(f"nag_{which}_ml{self.max_length}", compute(texts))
-        if self._spec is None:
-            self._spec = self._featurizer().spec()
-        return sigs, self._spec
+        sigs, emb = signatures_and_embeddings(model, tok, texts, neuron_types=self.NEURON_TYPES,
+                                              max_length=self.max_length, batch_size=self.batch_size)
+        for key, arr in {**sigs, "embedding": emb}.items():
+            if not paths[key].exists():
+                self._cached(paths[key].stem, lambda arr=arr: arr)
+        return paths
 
-    def _featurizer(self) -> Any:
+    def signatures(self, which: str, neuron_type: str = "fwd_up") -> tuple[np.ndarray, Any]:
+        """``(signatures (n, L, K), spec)`` of ``pool`` or ``targets``, all layers."""
+        sigs = np.load(self._model_features(which)[neuron_type], allow_pickle=False)
+        return sigs, self._featurizer(neuron_type).spec()
+
+    def _featurizer(self, neuron_type: str = "fwd_up") -> Any:
         from ..featurizer import NAGFeaturizer
 
         model, tok = self._bundled()
-        return NAGFeaturizer(model, tokenizer=tok, max_length=self.max_length, batch_size=self.batch_size)
+        return NAGFeaturizer(model, tokenizer=tok, neuron_types=(neuron_type,), max_length=self.max_length,
+                             batch_size=self.batch_size)
 
     def embeddings(self, which: str) -> np.ndarray:
-        from ..analysis.measure import mean_pooled_embeddings
-
-        texts = self.pool if which == "pool" else self.targets
-
-        def run() -> np.ndarray:
-            model, tok = self._bundled()
-            return mean_pooled_embeddings(model, tok, texts, max_length=self.max_length, batch_size=self.batch_size)
-        return self._cached(f"emb_{which}_ml{self.max_length}", run)
+        """Mean-pooled final hidden states ``(n, hidden)`` of ``pool`` or ``targets``."""
+        return np.load(self._model_features(which)["embedding"], allow_pickle=False)
 
 
 def arm_scores(arm: str, ctx: ArmContext, seed: int) -> np.ndarray:
@@ -102,6 +117,17 @@ def arm_scores(arm: str, ctx: ArmContext, seed: int) -> np.ndarray:
         return baselines.nag_scores(p, t, s)
     if arm == "embedding":
         return baselines.embedding_scores(ctx.embeddings("pool"), ctx.embeddings("targets"))
+    if arm == "nag_contrast":
+        from ..profile import NAGProfile
+
+        pool, spec = ctx.signatures("pool", CONTRAST["neuron_type"])
+        tgt, _ = ctx.signatures("targets", CONTRAST["neuron_type"])
+        target = NAGProfile.from_signatures(tgt, spec)
+        background = NAGProfile.from_signatures(pool, spec)
+        profile = target.contrast(background, CONTRAST["weighting"], **CONTRAST["params"])
+        return np.asarray(profile.score(pool, num_threads=1), dtype=np.float64)
+    if arm == "embedding_contrast":
+        return baselines.embedding_scores(ctx.embeddings("pool"), ctx.embeddings("targets"), mode="contrast")
     if arm == "dsir":
         return ctx._cached("dsir", lambda: baselines.dsir_scores(ctx.pool, ctx.targets))
     raise ValueError(f"unknown arm {arm!r}; choose from {ARMS}")
