@@ -227,7 +227,7 @@ def featurize_sharded(
     go to ``featurizer.apply`` (e.g. ``num_proc``). Returns a summary (``report`` holds the counts of this rank,
     or of the whole output on rank 0).
     """
-    from .featurizer import FeaturizeReport
+    from .featurizer import FeaturizeReport, InvalidTextError
     from .io import load_any, save_any
 
     env_rank, env_world, env_local = world_from_env()
@@ -265,8 +265,14 @@ def featurize_sharded(
                     marker_path.unlink()
                 with atomic_dir(folder) as tmp:
                     sub = ds.select(range(a, b))
-                    out = featurizer.apply(sub, cache_file_name=str(tmp / "data.arrow"), load_from_cache_file=False,
-                                           **map_kwargs)
+                    try:
+                        out = featurizer.apply(sub, cache_file_name=str(tmp / "data.arrow"),
+                                               load_from_cache_file=False, **map_kwargs)
+                    except InvalidTextError as e:  # name the row of the whole input, not of this shard
+                        if e.row is None:
+                            raise
+                        raise InvalidTextError(str(e).replace(f"at row {e.row} ", f"at row {a + e.row} ", 1),
+                                               row=a + e.row) from None
                     report = FeaturizeReport.from_dataset(out).__dict__
                     del out, sub
                     files = {p.name: _sha256(p) for p in sorted(tmp.glob("*.arrow"))}

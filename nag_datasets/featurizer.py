@@ -30,7 +30,11 @@ NULL_STATUSES = ("empty", "whitespace", "zero_tokens", "none", "not_string")
 
 
 class InvalidTextError(ValueError):
-    """A row's text is None or not a string (with ``on_invalid="error"``)."""
+    """A row's text is None or not a string (with ``on_invalid="error"``); ``row`` is its row number when known."""
+
+    def __init__(self, message: str, row: int | None = None) -> None:
+        super().__init__(message)
+        self.row = row
 
 
 @dataclasses.dataclass
@@ -331,7 +335,8 @@ class NAGFeaturizer:
                              f"position {i} of the batch (map with with_indices=True to get the row number)")
                     raise InvalidTextError(
                         f"text column {self.text_column!r} at {where} is {'None' if text is None else type(text).__name__}"
-                        f" ({_preview(text)}); pass on_invalid='null' to record such rows as null signatures")
+                        f" ({_preview(text)}); pass on_invalid='null' to record such rows as null signatures",
+                        row=None if indices is None else int(indices[i]))
                 status[i] = reason
             elif reason is not None:
                 status[i] = reason

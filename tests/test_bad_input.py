@@ -314,3 +314,17 @@ def test_card_reproduce_block_runs_as_printed_for_the_bundled_model(featurizer, 
     assert proc.returncode == 0, proc.stderr[-3000:]
     expected = select_top_fraction(selected, 0.6, token_column="num_tokens", profile=profile)["id"]
     assert proc.stdout.strip().splitlines()[-1] == repr(list(expected))
+
+
+@pytest.mark.slow
+def test_invalid_text_error_in_a_sharded_run_names_the_row_of_the_whole_input(featurizer, tmp_path):
+    from datasets import Dataset
+
+    from nag_datasets.distributed import featurize_sharded
+    from nag_datasets.featurizer import InvalidTextError
+
+    texts = ["fine text"] * 12
+    texts[9] = None
+    with pytest.raises(InvalidTextError, match="at row 9 is None") as info:
+        featurize_sharded(Dataset.from_dict({"text": texts}), tmp_path / "out", featurizer, shard_rows=4)
+    assert info.value.row == 9
