@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_write_text, lock_dir
+from ._io import atomic_write_text, check_replaceable, lock_dir
 
 __all__ = ["select_top_fraction_ray"]
 
@@ -199,8 +199,9 @@ def select_top_fraction_ray(
     try:
         with lock_dir(out):
             if out.exists():
-                if not overwrite:
-                    raise FileExistsError(f"{out} exists; pass overwrite=True to replace it")
+                # Only an earlier Ray selection (parts, nag_spec.json, selection.json) is replaced.
+                check_replaceable(out, overwrite=overwrite, marker="selection.json", what="Ray selection",
+                                  ours=lambda n: n.startswith("part-") or n == "nag_spec.json")
                 shutil.rmtree(out)
             scored = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
                 _score_items, fn_kwargs=kw, batch_size=1).materialize()

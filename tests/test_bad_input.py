@@ -10,7 +10,7 @@ import pytest
 @pytest.mark.slow
 def test_tokenizer_padding_and_truncation_state_do_not_change_the_spec(featurizer):
     before = featurizer.spec()
-    tokenizer = featurizer._ensure_loaded()["tokenizer"]
+    tokenizer = featurizer.tokenizer
     tokenizer(["a short text", "and a somewhat longer one"], padding=True, truncation=True, max_length=4)
     assert tokenizer.backend_tokenizer.truncation is not None  # the runtime state really changed
     assert featurizer.spec() == before

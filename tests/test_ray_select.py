@@ -86,6 +86,14 @@ def test_ray_selection_accepts_plain_map_parquet_and_refuses_another_spec(local_
     expected = select_top_fraction(ds, 0.5, token_column="num_tokens", profile=profile)
     assert report["documents_selected"] == len(expected) > 0
     assert load_any(tmp_path / "out")["row"][:] == sorted(expected["row"][:])
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match=r"notes\.txt"):  # --overwrite replaces only an earlier selection
+        select_top_fraction_ray(tmp_path / "plain", mine, profile, 0.5, token_column="num_tokens", overwrite=True)
+    assert (mine / "notes.txt").read_text() == "keep me"
+    select_top_fraction_ray(tmp_path / "plain", tmp_path / "out", profile, 0.2, token_column="num_tokens",
+                            overwrite=True)
     other = spec.replace(max_length=8)
     register_spec(other)
     with pytest.raises(SpecMismatchError, match="max_length"):
