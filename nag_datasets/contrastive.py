@@ -9,7 +9,8 @@ a *background*, the plain profile of a uniform sample of the pool, through a :mo
 
 It is not a Dice similarity: it can be negative, and only its order means anything. It is scored by the same
 kernel and through the same entry points as the paper's profile (``score``, ``scorer``, ``filter``, selection,
-quality mixing, Ray), with the float32 weights as the table.
+quality mixing, Ray), with the float32 weights as the table; the weights are rounded to multiples of ``2**-20``
+(:func:`~nag_datasets.kernel.quantize_weights`) so that the kernel sums them exactly.
 
 >>> import numpy as np
 >>> from nag_datasets.profile import NAGProfile
@@ -22,7 +23,7 @@ quality mixing, Ray), with the float32 weights as the table.
 >>> profile.weights.round(2)
 array([[-0.05,  0.29,  1.39, -1.32]], dtype=float32)
 >>> profile.score(np.array([[[0, 2]], [[0, 3]]]))                  # the target-specific neuron 2 wins
-array([ 0.6687521 , -0.68527305], dtype=float32)
+array([ 0.6687522, -0.6852727], dtype=float32)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from .kernel import quantize_weights
 from .profile import CONTRASTIVE_FORMAT_VERSION, NAGProfile, ProfileError
 from .weighting import Weighting, WeightingError, get_weighting
 
@@ -47,7 +49,7 @@ class ContrastiveProfile(NAGProfile):
 
     Build it with :meth:`NAGProfile.contrast`. ``counts``/``num_targets`` are the target's, ``background`` is the
     background profile, ``weighting`` the :class:`~nag_datasets.weighting.Weighting`, and ``weights`` the float32
-    ``(L, N)`` table that scores documents.
+    ``(L, N)`` table that scores documents (multiples of ``2**-20``).
     """
 
     score_kind = "contrastive"
@@ -64,11 +66,15 @@ class ContrastiveProfile(NAGProfile):
         self.background = background
         self.weighting = get_weighting(weighting, **params)
         table = self.weighting.table(self.counts, self.num_targets, background.counts, background.num_targets)
-        weights = np.ascontiguousarray(table, dtype=np.float32)
-        if weights.shape != self.counts.shape or not np.isfinite(weights).all():
-            bad = np.argwhere(~np.isfinite(weights))
+        table = np.asarray(table, dtype=np.float64)
+        if table.shape != self.counts.shape or not np.isfinite(table).all():
+            bad = np.argwhere(~np.isfinite(table))
             where = f" (first at layer {bad[0][0]}, neuron {bad[0][1]})" if len(bad) else ""
             raise WeightingError(f"weighting {self.weighting.describe()} gave non-finite weights{where}")
+        try:
+            weights = np.ascontiguousarray(quantize_weights(table))
+        except ValueError as e:
+            raise WeightingError(f"weighting {self.weighting.describe()}: {e}") from None
         weights.flags.writeable = False
         self._weights = weights
 

@@ -5,12 +5,13 @@ Two tables, one loop shape:
 - the paper's profile holds integer counts ``c[l, k]`` (how many target documents have neuron ``k`` in their
   layer-``l`` NAG). A row's score is ``sum_{l,j} c[l, sig[l, j]] / (L * K * |D|)``: the sum is exact in int64 and
   divided once in float64, then rounded to float32.
-- a contrastive profile holds float32 weights ``w[l, k]``. A row's score is ``sum_{l,j} w[l, sig[l, j]] / (L * K)``,
-  summed in float64 in the fixed order ``l`` then ``j`` (no reassociation), then rounded to float32.
+- a contrastive profile holds float32 weights ``w[l, k]`` that are multiples of ``2**-20`` (see
+  :func:`quantize_weights`). A row's score is ``sum_{l,j} w[l, sig[l, j]] / (L * K)``; the kernel sums the weights
+  as the integers ``w * 2**20`` in int64, which is exact, so it runs the very loop of the count table.
 
-Either way every entry point (whole table, chunks, ``map`` batches, numpy reference) gives bit-identical scores.
-The compiled kernels are serial and release the GIL; rows are spread over threads here, which keeps them safe
-under ``ds.map(num_proc=...)`` (fork) and concurrent callers.
+Either way the sum is exact, so every entry point (whole table, chunks, ``map`` batches, numpy reference) gives
+bit-identical scores whatever the order of the additions. The compiled kernel is serial and releases the GIL; rows
+are spread over threads here, which keeps it safe under ``ds.map(num_proc=...)`` (fork) and concurrent callers.
 
 >>> import numpy as np
 >>> counts = np.array([[2, 1, 0, 1], [0, 2, 2, 0]], dtype=np.uint16)   # L=2, N=4, |D|=2, K=2
@@ -31,13 +32,20 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "WEIGHT_SCALE",
     "SignatureIndexError",
     "counts_dtype",
     "first_row_with_unset_bits",
+    "quantize_weights",
     "score_blocks",
     "score_signatures",
     "score_signatures_numpy",
 ]
+
+#: Weights are multiples of ``1 / WEIGHT_SCALE``: the kernel sums them exactly as integers.
+WEIGHT_SCALE = 2**20
+#: Largest weight magnitude a table may hold (its integers must fit int32).
+MAX_WEIGHT = (2**31 - 1) / WEIGHT_SCALE
 
 #: Below this many rows, threads cost more than they save.
 _MIN_ROWS_PER_THREAD = 16_384
@@ -92,34 +100,6 @@ def _score_range(sigs, counts, valid, use_valid, denom, out, start, stop, out_st
 
 
 @_jit(nogil=True)
-def _score_range_weights(sigs, weights, valid, use_valid, denom, out, start, stop, out_start):  # type: ignore[no-untyped-def]
-    L = sigs.shape[1]
-    K = sigs.shape[2]
-    N = weights.shape[1]
-    nbad = 0
-    for i in range(start, stop):
-        o = out_start + i - start
-        if use_valid and not valid[i]:
-            out[o] = np.nan
-            continue
-        s = 0.0
-        bad = False
-        for l in range(L):
-            for k in range(K):
-                idx = sigs[i, l, k]
-                if idx < N:
-                    s += np.float64(weights[l, idx])
-                else:
-                    bad = True
-        if bad:
-            out[o] = np.nan
-            nbad += 1
-        else:
-            out[o] = np.float32(s / denom)
-    return nbad
-
-
-@_jit(nogil=True)
 def _first_unset(bitmap, bit_offset, width, row_valid):  # type: ignore[no-untyped-def]
     for i in range(row_valid.shape[0]):
         if not row_valid[i]:
@@ -160,19 +140,42 @@ def counts_dtype(num_targets: int) -> np.dtype:
     return np.dtype(np.uint16) if num_targets < 65536 else np.dtype(np.uint32)
 
 
+def quantize_weights(weights: np.ndarray) -> np.ndarray:
+    """Float weights rounded to a multiple of ``2**-20`` and stored as float32 (a float32 of magnitude 8 or more
+    is such a multiple anyway; below 8 the multiple is exact). Scoring with them is then an exact integer sum.
+
+    >>> quantize_weights(np.array([0.1, -1 / 3])).tolist()
+    [0.10000038146972656, -0.33333301544189453]
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if not np.isfinite(w).all():
+        raise ValueError("weights must be finite")
+    if w.size and np.abs(w).max() > MAX_WEIGHT:
+        raise ValueError(f"weights must lie within +-{MAX_WEIGHT:.0f}, got {np.abs(w).max():.3g}")
+    return (np.round(w * WEIGHT_SCALE) / WEIGHT_SCALE).astype(np.float32)
+
+
 def _check_counts(counts: np.ndarray) -> np.ndarray:
+    """The table as the kernel sums it: uint16/uint32 counts as they are, float32 weights as int32 ``w * 2**20``."""
     if counts.ndim != 2:
         raise ValueError(f"counts must be an (L, N) array, got shape {counts.shape}")
-    if counts.dtype not in (np.uint16, np.uint32, np.float32):
+    if counts.dtype == np.float32:
+        scaled = counts.astype(np.float64) * WEIGHT_SCALE
+        if not (np.isfinite(scaled).all() and np.array_equal(scaled, np.round(scaled))) or \
+                (scaled.size and np.abs(scaled).max() > 2**31 - 1):
+            raise ValueError("float32 weights must be multiples of 2**-20 within +-2047: pass them through "
+                             "nag_datasets.kernel.quantize_weights")
+        return np.ascontiguousarray(scaled.astype(np.int32))
+    if counts.dtype not in (np.uint16, np.uint32):
         raise TypeError(f"the table must hold uint16 or uint32 counts or float32 weights, got {counts.dtype}")
     return np.ascontiguousarray(counts)
 
 
 def _denominator(table: np.ndarray, K: int, num_targets: int | None) -> float:
-    """What a row's sum is divided by: ``L * K * |D|`` for counts, ``L * K`` for weights."""
+    """What a row's integer sum is divided by: ``L * K * |D|`` for counts, ``L * K * 2**20`` for weights."""
     L = table.shape[0]
-    if table.dtype == np.float32:
-        return float(L * K)
+    if table.dtype == np.int32:
+        return float(L * K * WEIGHT_SCALE)
     if num_targets is None or int(num_targets) < 1:
         raise ValueError(f"scoring with a count table needs num_targets >= 1, got {num_targets}")
     return float(L * K * int(num_targets))
@@ -259,7 +262,6 @@ def score_blocks(
     if any(s.shape[2] != K for s, _ in prepared):
         raise ValueError("signature blocks have different top_k")
     denom = _denominator(counts, K, num_targets)
-    kernel = _score_range_weights if counts.dtype == np.float32 else _score_range
     starts = np.cumsum([0] + [len(s) for s, _ in prepared])
     total = int(starts[-1])
     out = np.empty(total, np.float32)
@@ -278,7 +280,7 @@ def score_blocks(
         for b, lo, hi in group:
             sigs, valid = prepared[b]
             use = valid is not None
-            bad += kernel(sigs, counts, valid if use else no_mask, use, denom, out, lo, hi, int(starts[b]) + lo)
+            bad += _score_range(sigs, counts, valid if use else no_mask, use, denom, out, lo, hi, int(starts[b]) + lo)
         return bad
 
     if threads == 1:
@@ -315,7 +317,7 @@ def score_signatures(
 def score_signatures_numpy(
     sigs: np.ndarray, counts: np.ndarray, num_targets: int | None = None, valid: np.ndarray | None = None
 ) -> np.ndarray:
-    """Plain numpy version of :func:`score_signatures` (same sums in the same order, same rounding), for checking.
+    """Plain numpy version of :func:`score_signatures` (same exact integer sum, same rounding), for checking.
 
     >>> counts = np.array([[1, 1, 0]], dtype=np.uint16)
     >>> score_signatures_numpy(np.array([[[0]], [[2]]]), counts, num_targets=1)
@@ -331,20 +333,11 @@ def score_signatures_numpy(
     if checked.size and checked.max() >= N:
         _raise_index_error(sigs, valid, N, 0)
     safe = sigs if valid is None else np.where(valid[:, None, None], sigs, 0)
-    denom = _denominator(counts, K, num_targets)
-    if counts.dtype == np.float32:
-        # Column by column in the kernel's order, so the float64 sums round exactly as the kernel's do.
-        sums = np.zeros(n, np.float64)
-        for layer in range(L):
-            for j in range(K):
-                sums += counts[layer, safe[:, layer, j].astype(np.intp)].astype(np.float64)
-        out = (sums / denom).astype(np.float32)
-    else:
-        isums = np.zeros(n, np.int64)
-        for lo in range(0, n, 65536):
-            part = safe[lo : lo + 65536].astype(np.intp)
-            isums[lo : lo + 65536] = counts[np.arange(L)[None, :, None], part].sum(axis=(1, 2), dtype=np.int64)
-        out = (isums.astype(np.float64) / denom).astype(np.float32)
+    isums = np.zeros(n, np.int64)
+    for lo in range(0, n, 65536):
+        part = safe[lo : lo + 65536].astype(np.intp)
+        isums[lo : lo + 65536] = counts[np.arange(L)[None, :, None], part].sum(axis=(1, 2), dtype=np.int64)
+    out = (isums.astype(np.float64) / _denominator(counts, K, num_targets)).astype(np.float32)
     if valid is not None:
         out[~valid] = np.nan
     return out
