@@ -120,10 +120,15 @@ def test_empty_selection_reloads_as_an_empty_dataset_and_export_refuses_it(tmp_p
 
 @pytest.mark.fast
 def test_cli_errors_are_one_line_and_checked_before_loading(tmp_path, capsys, monkeypatch):
+    from helpers import make_spec, random_signatures
+
     import nag_datasets.io
     from nag_datasets.cli import main
+    from nag_datasets.profile import NAGProfile
 
     _pool_and_profile(tmp_path)
+    other = make_spec(top_k=3)
+    NAGProfile.from_signatures(random_signatures(3, other), other).save(tmp_path / "other_profile")
     (tmp_path / "done").mkdir()
     pool, profile = str(tmp_path / "pool"), str(tmp_path / "profile")
 
@@ -151,6 +156,9 @@ def test_cli_errors_are_one_line_and_checked_before_loading(tmp_path, capsys, mo
          "'sig' not in dataset"),
         (["select", pool, str(tmp_path / "o5"), "--profile", profile, "--fraction", "0.2", "--token-column",
           "text"], "must be numeric"),
+        (["select", pool, str(tmp_path / "o6"), "--profile", str(tmp_path / "other_profile"), "--fraction", "0.2"],
+         "signature specs differ in top_k"),
+        (["featurize", pool, str(tmp_path / "o7"), "--model", str(tmp_path / "no-such-model")], "no-such-model"),
     ]:
         capsys.readouterr()
         assert main(argv) == 1
