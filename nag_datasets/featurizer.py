@@ -331,11 +331,11 @@ class NAGFeaturizer:
             reason = _invalid_reason(text)
             if reason in ("none", "not_string"):
                 if self.on_invalid == "error":
-                    where = (f"row {indices[i]}" if indices is not None else
-                             f"position {i} of the batch (map with with_indices=True to get the row number)")
+                    where = f"row {indices[i]}" if indices is not None else f"position {i} of the batch"
+                    hint = "" if indices is not None else " (map with with_indices=True to get the row number)"
                     raise InvalidTextError(
                         f"text column {self.text_column!r} at {where} is {'None' if text is None else type(text).__name__}"
-                        f" ({_preview(text)}); pass on_invalid='null' to record such rows as null signatures",
+                        f" ({_preview(text)}){hint}; pass on_invalid='null' to record such rows as null signatures",
                         row=None if indices is None else int(indices[i]))
                 status[i] = reason
             elif reason is not None:
