@@ -3,7 +3,8 @@
 The paper's profile counts how often a neuron appears in the target NAGs, whatever its frequency elsewhere, so
 neurons that almost every document activates dominate it. A contrastive profile compares the target counts with
 a *background*, the plain profile of a uniform sample of the pool, through a :mod:`~nag_datasets.weighting`
-(smoothed log-odds by default). A document's score is the mean of the weights at its signature's neurons:
+(shrinkage toward the background by default). A document's score is the mean of the weights at its signature's
+neurons:
 
     score(doc) = (1 / (L K)) * sum_{l, k} w[l, doc[l, k]]
 
@@ -56,7 +57,7 @@ class ContrastiveProfile(NAGProfile):
     score_column = CONTRAST_SCORE_COLUMN
     _format_version = CONTRASTIVE_FORMAT_VERSION
 
-    def __init__(self, target: NAGProfile, background: NAGProfile, weighting: str | Weighting = "log_odds",
+    def __init__(self, target: NAGProfile, background: NAGProfile, weighting: str | Weighting = "shrinkage",
                  **params: Any) -> None:
         if isinstance(target, ContrastiveProfile) or isinstance(background, ContrastiveProfile):
             raise ProfileError("contrast the plain (frequency) profiles of the target and of the background")
@@ -128,7 +129,7 @@ class ContrastiveProfile(NAGProfile):
     def merge(cls, profiles: Any, *, description: str | None = None) -> NAGProfile:
         raise ProfileError("merge the targets' plain profiles, then contrast the merged profile with the background")
 
-    def contrast(self, background: NAGProfile, weighting: Any = "log_odds", **params: Any) -> NAGProfile:
+    def contrast(self, background: NAGProfile, weighting: Any = "shrinkage", **params: Any) -> NAGProfile:
         raise ProfileError("this profile is already contrastive; contrast the plain target profile instead")
 
     # -- persistence -------------------------------------------------------------------------------------------

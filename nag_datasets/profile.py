@@ -338,13 +338,14 @@ class NAGProfile:
             out["sample"] = dict(self.sample_info)
         return out
 
-    def contrast(self, background: NAGProfile, weighting: Any = "log_odds", **params: Any) -> NAGProfile:
+    def contrast(self, background: NAGProfile, weighting: Any = "shrinkage", **params: Any) -> NAGProfile:
         """A contrastive profile: this (target) profile weighted against ``background`` (see
         :class:`nag_datasets.contrastive.ContrastiveProfile`).
 
         ``background`` is the plain profile of a uniform sample of the pool
         (``NAGProfile.from_dataset(pool, column, sample=n)``); its spec must match. ``weighting`` is a name
-        from :data:`nag_datasets.weighting.WEIGHTINGS` with its parameters (``alpha=``, ``m=``, ``eps=``), a
+        from :data:`nag_datasets.weighting.WEIGHTINGS` with its parameters (``alpha=``, ``m=``, ``eps=``; the
+        default is shrinkage with m=50, alpha=0.5, chosen in the retrieval harness), a
         :class:`~nag_datasets.weighting.Weighting`, or ``"frequency"``: the paper's profile, returned unchanged
         (the background is then not used).
 

@@ -84,11 +84,13 @@ class Shrinkage(Weighting):
     """``log((c_t + m p_b) / (n_t + m)) - log(p_b)`` with ``p_b = (c_b + a) / (n_b + 2a)``.
 
     The target frequency is shrunk toward the background by ``m`` pseudo-documents, so a neuron a few targets
-    happen to share does not get a large weight when the target set is small.
+    happen to share does not get a large weight when the target set is small. The library's default weighting
+    (m=50, a=0.5): chosen in the retrieval harness, where it held up best with 10 targets per class and with small
+    backgrounds (``benchmarks/results/evaluate/report.md``).
     """
 
     name: ClassVar[str] = "shrinkage"
-    m: float = 20.0
+    m: float = 50.0
     alpha: float = 0.5
 
     def table(self, c_t: np.ndarray, n_t: int, c_b: np.ndarray, n_b: int) -> np.ndarray:

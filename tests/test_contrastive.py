@@ -194,9 +194,9 @@ def test_round_trip_and_fingerprint(profile, target, background, tmp_path):
     assert other.fingerprint() != profile.fingerprint()
     # The background's counts are part of the fingerprint (its description and sample record are not).
     same_counts = NAGProfile(background.counts, background.num_targets, background.spec)
-    assert target.contrast(same_counts).fingerprint() == profile.fingerprint()
+    assert target.contrast(same_counts, "log_odds", alpha=0.25).fingerprint() == profile.fingerprint()
     moved = NAGProfile.from_signatures(random_signatures(120, background.spec, seed=9), background.spec)
-    assert target.contrast(moved).fingerprint() != profile.fingerprint()
+    assert target.contrast(moved, "log_odds", alpha=0.25).fingerprint() != profile.fingerprint()
     assert target.fingerprint() != profile.fingerprint()
 
 

@@ -28,7 +28,7 @@ MODEL_ARMS = ("nag_all", "nag_last", "embedding", "nag_contrast", "embedding_con
 
 #: The contrastive NAG arm: the library's default contrastive profile (chosen in the retrieval harness), the
 #: target profile of the selection targets against the pool itself as background.
-CONTRAST = {"neuron_type": "fwd_up", "weighting": "log_odds", "params": {"alpha": 0.25}}
+CONTRAST = {"neuron_type": "att_o", "weighting": "shrinkage", "params": {"m": 50.0, "alpha": 0.5}}
 
 
 class ArmContext:
