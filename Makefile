@@ -26,4 +26,4 @@ test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m fast
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m fast

@@ -19,9 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import RESULTS_DIR, machine_info
-
-from nag_datasets.evaluate.harness import CONFIGS, run_evaluation
-from nag_datasets.evaluate.report import write_report
+from nag_research.evaluate.harness import CONFIGS, run_evaluation
+from nag_research.evaluate.report import write_report
 
 OUT = RESULTS_DIR / "evaluate"
 

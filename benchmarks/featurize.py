@@ -33,11 +33,11 @@ from typing import Any
 import torch
 from _machine import save_results
 
-from nag_datasets.featurizer import NAGFeaturizer
-from nag_datasets.impact import ImpactRecorder, base_model
-from nag_datasets.models import load_model
+from nag_datasets.featurize.featurizer import NAGFeaturizer
+from nag_datasets.featurize.impact import ImpactRecorder, base_model
+from nag_datasets.featurize.models import load_model
+from nag_datasets.featurize.textcut import first_token_ids
 from nag_datasets.spec import NEURON_TYPES
-from nag_datasets.textcut import first_token_ids
 
 TOP_K = 20
 GOAL_VS_LM = 1.15

@@ -2,7 +2,7 @@
 
 Runs on a machine with torch and transformers only (no datasets, gguf or network): models are random-init from
 configs of the shapes that matter (speed does not depend on weight values), and
-``nag_datasets.impact.ImpactRecorder`` is driven directly on synthetic batches of ``--tokens`` (120) valid tokens
+``nag_datasets.featurize.impact.ImpactRecorder`` is driven directly on synthetic batches of ``--tokens`` (120) valid tokens
 each, in bf16 with SDPA attention:
 
 * ``smollm2-135m``: LlamaConfig, hidden 576, intermediate 1536, 30 layers, 9 heads, 3 KV heads, vocab 49152, tied;
@@ -38,7 +38,7 @@ if str(REPO) not in sys.path:
 import torch
 import transformers
 
-from nag_datasets.impact import ImpactRecorder, base_model
+from nag_datasets.featurize.impact import ImpactRecorder, base_model
 
 PAPER_TOKENS = 150e9
 PAPER_H100_HOURS = 192

@@ -23,7 +23,7 @@ _CHILD_FEATURIZE = r"""
 import json, re, sys, tempfile
 from datasets import Dataset, load_from_disk
 from nag_datasets.demo_data import load_demo
-from nag_datasets.featurizer import NAGFeaturizer
+from nag_datasets.featurize.featurizer import NAGFeaturizer
 
 n, max_length, folder = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 texts = list(load_demo()["text"])
@@ -38,7 +38,7 @@ print(json.dumps({"rows": len(out), "VmHWM_MiB": kib("VmHWM") / 1024, "RssAnon_M
 _CHILD_SELECT = r"""
 import json, re, sys
 import numpy as np
-from nag_datasets.select import select_indices
+from nag_datasets.selection.budgeted import select_indices
 
 n = int(sys.argv[1])
 rng = np.random.default_rng(0)

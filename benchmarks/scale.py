@@ -104,8 +104,8 @@ def measure(path: str) -> dict[str, Any]:
     import datasets
     from datasets import Dataset
 
-    from nag_datasets.profile import NAGProfile
-    from nag_datasets.select import select_top_fraction
+    from nag_datasets.scoring.target_profile import NAGProfile
+    from nag_datasets.selection.budgeted import select_top_fraction
 
     datasets.disable_progress_bars()
     ds = Dataset.from_file(path)
@@ -177,7 +177,7 @@ def featurize_case(docs: int, workdir: Path) -> dict[str, Any]:
     import datasets
 
     from nag_datasets.demo_data import load_demo
-    from nag_datasets.featurizer import NAGFeaturizer
+    from nag_datasets.featurize.featurizer import NAGFeaturizer
 
     datasets.disable_progress_bars()
     pool = load_demo("pool").shuffle(seed=0).select(range(docs))

@@ -80,10 +80,10 @@ def _timed(fn: Any, repeats: int) -> tuple[list[float], Any]:
 def run(n: int, repeats: int) -> dict[str, Any]:
     import datasets
 
-    from nag_datasets._arrow import signature_blocks
     from nag_datasets.columns import signature_table_column
-    from nag_datasets.profile import NAGProfile
-    from nag_datasets.select import select_indices, select_top_fraction
+    from nag_datasets.scoring._arrow import signature_blocks
+    from nag_datasets.scoring.target_profile import NAGProfile
+    from nag_datasets.selection.budgeted import select_indices, select_top_fraction
 
     datasets.disable_progress_bars()
     tmp_root = RESULTS_DIR / "tmp"

@@ -1,6 +1,7 @@
 """nag_datasets: Neuron-Activated Graph ranking for HuggingFace `datasets`.
 
-Public names are imported lazily, so the featurizer core (``nag_datasets.sites``, ``nag_datasets.impact``)
+Public names are imported lazily, so the featurizer core (``nag_datasets.featurize.sites``,
+``nag_datasets.featurize.impact``)
 imports with torch and transformers alone (no datasets, pyarrow or numba), e.g. on a bare GPU machine.
 
 >>> import nag_datasets
@@ -16,23 +17,27 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "FeaturizeReport": "featurizer",
-    "NAGFeaturizer": "featurizer",
-    "NAGProfile": "profile",
+    "FeaturizeReport": "featurize.featurizer",
+    "NAGFeaturizer": "featurize.featurizer",
+    "NAGProfile": "scoring.target_profile",
+    "ContrastiveProfile": "scoring.contrastive",
+    "NAGError": "errors",
     "SignatureSpec": "spec",
     "SpecError": "spec",
     "SpecMismatchError": "spec",
     "attach_spec": "columns",
-    "combine_with_quality": "select",
-    "count_tokens": "select",
-    "get_recipe": "recipe",
+    "combine_with_quality": "selection.budgeted",
+    "count_tokens": "selection.budgeted",
+    "get_recipe": "selection.recipe",
     "get_spec": "columns",
-    "load_model": "models",
-    "select_multi_target": "select",
-    "select_top_fraction": "select",
+    "load_model": "featurize.models",
+    "select_multi_target": "selection.budgeted",
+    "select_top_fraction": "selection.budgeted",
 }
 __all__ = [
+    "ContrastiveProfile",
     "FeaturizeReport",
+    "NAGError",
     "NAGFeaturizer",
     "NAGProfile",
     "SignatureSpec",

@@ -73,7 +73,7 @@ def get_spec(ds: Any, column: str) -> SignatureSpec:
             f"column {column!r} carries no NAG signature spec (it was lost, e.g. by a parquet writer other than "
             "ours, or the column was produced by a plain `map` without the featurizer's features). Reattach it "
             "with `nag_datasets.attach_spec(ds, spec, column)` using the spec saved with the data "
-            "(`*.spec.json`), or read the files with `nag_datasets.io.load_signatures`; featurize with "
+            "(`*.spec.json`), or read the files with `nag_datasets.storage.formats.load_signatures`; featurize with "
             "`featurizer.apply(ds)` to keep it."
         )
     return spec

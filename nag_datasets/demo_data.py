@@ -41,7 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_write_text
+from .errors import NAGError
+from .storage.atomic import atomic_write_text
 
 COLUMNS = ("id", "source", "subject", "split", "text")
 SAMPLE_FILE = "demo_sample.jsonl"
@@ -53,7 +54,7 @@ _CALCULATOR_ANNOTATION = re.compile(r"<<[^<>]*>>")
 _MMLU_LETTERS = ("A", "B", "C", "D")
 
 
-class SourceNotInstalledError(ImportError):
+class SourceNotInstalledError(NAGError, ImportError):
     """The wheel holding a source's data file is missing (or lacks the file); the message has the install command."""
 
 

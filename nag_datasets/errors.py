@@ -1,7 +1,14 @@
-"""The library's one root exception: every error of ours is a :class:`NAGError` (and keeps its built-in parent).
+"""The package's one exception root: every error raised by ``nag_datasets`` on purpose is a :class:`NAGError`.
 
->>> issubclass(NAGError, Exception)
+Each concrete error also keeps its built-in parent (``ValueError``, ``RuntimeError``, ``ImportError``), so code
+that already catches those keeps working, and ``except NAGError`` catches all of ours at once (the CLI does, and
+turns it into one ``error: ...`` line with exit status 1).
+
+>>> from nag_datasets.spec import SpecError
+>>> issubclass(SpecError, NAGError) and issubclass(SpecError, ValueError)
 True
+
+This module is the lowest layer of the package: it imports nothing.
 """
 
 from __future__ import annotations
@@ -10,4 +17,4 @@ __all__ = ["NAGError"]
 
 
 class NAGError(Exception):
-    """Root of every exception raised by nag_datasets; the CLI turns it into one line and a non-zero exit."""
+    """Root of every exception defined by ``nag_datasets``."""

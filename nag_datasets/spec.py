@@ -18,6 +18,8 @@ import hashlib
 import json
 from typing import Any
 
+from .errors import NAGError
+
 #: Bumped whenever the definition of impact (and so of every signature) changes.
 IMPACT_VERSION = "1"
 
@@ -39,7 +41,7 @@ COMPARED_FIELDS = (
 RECORDED_FIELDS = ("model_name", "dtype", "attn_implementation", "library_version")
 
 
-class SpecError(ValueError):
+class SpecError(NAGError, ValueError):
     """A signature spec is missing, malformed or incompatible."""
 
 

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 from helpers import make_signature_dataset, make_spec, random_signatures
+from nag_research.analysis.clustering import cluster_scores, evaluate_distance, purity, tfidf_distance_matrix
+from nag_research.analysis.notebook import notebook_params, params_sha256, read_marker
+from nag_research.analysis.retrieval import precision_recall_at, rank_correlation, roc_auc, top_fraction_overlap
 
-from nag_datasets.analysis.clustering import cluster_scores, evaluate_distance, purity, tfidf_distance_matrix
 from nag_datasets.analysis.deactivation import (
     deactivated,
     high_delta_keys,
@@ -20,8 +22,6 @@ from nag_datasets.analysis.deactivation import (
 )
 from nag_datasets.analysis.distances import dice_matrix, multi_hot, nag_distance_matrix, squared_euclidean_to_dice
 from nag_datasets.analysis.measure import document_losses, mmlu_items, multiple_choice_accuracy
-from nag_datasets.analysis.notebook import notebook_params, params_sha256, read_marker
-from nag_datasets.analysis.retrieval import precision_recall_at, rank_correlation, roc_auc, top_fraction_overlap
 from nag_datasets.analysis.subsets import (
     prefix_column,
     prefix_profile,
@@ -33,7 +33,7 @@ from nag_datasets.analysis.subsets import (
 )
 from nag_datasets.columns import get_spec
 from nag_datasets.demo_data import render_mmlu
-from nag_datasets.profile import NAGProfile, ProfileError
+from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
 from nag_datasets.spec import SpecError, SpecMismatchError
 
 fast = pytest.mark.fast
@@ -329,7 +329,7 @@ def test_empty_selection_from_a_multi_block_table():
     """Regression (found by notebook 01): a selection keeping no row failed to attach its recipe column."""
     from datasets import Dataset
 
-    from nag_datasets.select import select_top_fraction
+    from nag_datasets.selection.budgeted import select_top_fraction
 
     ds = Dataset.from_dict({"s": [0.1, 0.7, 0.4], "n": [50, 50, 50]}).add_column("q", [1.0, 2.0, 3.0])
     out = select_top_fraction(ds, 0.1, token_column="n", score_column="s")

@@ -20,7 +20,7 @@ def test_tokenizer_padding_and_truncation_state_do_not_change_the_spec(featurize
 def test_tokenizer_fingerprint_of_an_untouched_tokenizer_keeps_its_old_value():
     from transformers import AutoTokenizer
 
-    from nag_datasets.models import converted_bundled_dir, tokenizer_fingerprint
+    from nag_datasets.featurize.models import converted_bundled_dir, tokenizer_fingerprint
 
     fresh = AutoTokenizer.from_pretrained(str(converted_bundled_dir()[0]))
     old = "tok-sha256:" + hashlib.sha256(fresh.backend_tokenizer.to_str().encode()).hexdigest()[:32]
@@ -33,7 +33,7 @@ def test_tokenizer_fingerprint_of_an_untouched_tokenizer_keeps_its_old_value():
 def _pool_and_profile(tmp_path, n=20):
     from helpers import make_signature_dataset, make_spec, random_signatures
 
-    from nag_datasets.profile import NAGProfile
+    from nag_datasets.scoring.target_profile import NAGProfile
 
     spec = make_spec()
     make_signature_dataset(random_signatures(n, spec), spec, {"num_tokens": list(range(1, n + 1)),
@@ -47,9 +47,9 @@ def _pool_and_profile(tmp_path, n=20):
 def test_short_forms_check_the_spec_of_every_batch(tmp_path, monkeypatch):
     from helpers import make_signature_dataset, make_spec, random_signatures
 
-    from nag_datasets.profile import NAGProfile
+    from nag_datasets.featurize.spec_column import register_spec, spec_value
+    from nag_datasets.scoring.target_profile import NAGProfile
     from nag_datasets.spec import SpecError, SpecMismatchError
-    from nag_datasets.spec_column import register_spec, spec_value
 
     monkeypatch.setenv("NAG_DATASETS_CACHE", str(tmp_path / "cache"))
     spec, other = make_spec(), make_spec(max_length=8)
@@ -75,7 +75,7 @@ def test_overwrite_never_replaces_a_folder_we_did_not_write(tmp_path, capsys):
     from helpers import make_signature_dataset, make_spec, random_signatures
 
     from nag_datasets.cli import main
-    from nag_datasets.io import load_any, save_any
+    from nag_datasets.storage.formats import load_any, save_any
 
     _pool_and_profile(tmp_path)
     spec = make_spec()
@@ -102,7 +102,7 @@ def test_overwrite_never_replaces_a_folder_we_did_not_write(tmp_path, capsys):
 def test_empty_selection_reloads_as_an_empty_dataset_and_export_refuses_it(tmp_path, capsys):
     from nag_datasets.cli import main
     from nag_datasets.columns import get_spec
-    from nag_datasets.io import load_any
+    from nag_datasets.storage.formats import load_any
 
     spec = _pool_and_profile(tmp_path)
     for out in ("selected", "selected.parquet"):
@@ -122,9 +122,9 @@ def test_empty_selection_reloads_as_an_empty_dataset_and_export_refuses_it(tmp_p
 def test_cli_errors_are_one_line_and_checked_before_loading(tmp_path, capsys, monkeypatch):
     from helpers import make_spec, random_signatures
 
-    import nag_datasets.io
+    import nag_datasets.storage.formats
     from nag_datasets.cli import main
-    from nag_datasets.profile import NAGProfile
+    from nag_datasets.scoring.target_profile import NAGProfile
 
     _pool_and_profile(tmp_path)
     other = make_spec(top_k=3)
@@ -144,7 +144,7 @@ def test_cli_errors_are_one_line_and_checked_before_loading(tmp_path, capsys, mo
         (["profile", pool, profile], "exists"),
     ]
     with monkeypatch.context() as m:
-        m.setattr(nag_datasets.io, "load_any", no_loading)
+        m.setattr(nag_datasets.storage.formats, "load_any", no_loading)
         for argv, needle in cases:
             capsys.readouterr()
             assert main(argv) == 1, argv
@@ -168,7 +168,7 @@ def test_cli_errors_are_one_line_and_checked_before_loading(tmp_path, capsys, mo
 
 @pytest.mark.fast
 def test_neuron_types_as_a_string_is_one_type():
-    from nag_datasets.featurizer import NAGFeaturizer
+    from nag_datasets.featurize.featurizer import NAGFeaturizer
 
     assert NAGFeaturizer(neuron_types="att_o").neuron_types == ("att_o",)
 
@@ -178,9 +178,9 @@ def test_dataset_dict_is_refused_naming_the_splits_and_a_stream_is_profiled(tmp_
     from datasets import DatasetDict
     from helpers import make_signature_dataset, make_spec, random_signatures
 
-    from nag_datasets.featurizer import NAGFeaturizer
-    from nag_datasets.profile import NAGProfile
-    from nag_datasets.select import select_top_fraction
+    from nag_datasets.featurize.featurizer import NAGFeaturizer
+    from nag_datasets.scoring.target_profile import NAGProfile
+    from nag_datasets.selection.budgeted import select_top_fraction
 
     spec = make_spec()
     ds = make_signature_dataset(random_signatures(6, spec), spec, {"num_tokens": [1] * 6, "text": ["x"] * 6})
@@ -198,7 +198,7 @@ def test_dataset_dict_is_refused_naming_the_splits_and_a_stream_is_profiled(tmp_
 def test_token_counts_that_overflow_int64_are_refused():
     import numpy as np
 
-    from nag_datasets.select import select_indices
+    from nag_datasets.selection.budgeted import select_indices
 
     tokens = np.array([2**62, 2**62, 2**62], np.int64)
     with pytest.raises(ValueError, match="overflow"):
@@ -210,8 +210,8 @@ def test_truncated_token_column_warns_and_duplicates_are_counted(tmp_path):
     from datasets import concatenate_datasets
     from helpers import make_signature_dataset, make_spec, random_signatures
 
-    from nag_datasets.profile import NAGProfile
-    from nag_datasets.select import select_top_fraction
+    from nag_datasets.scoring.target_profile import NAGProfile
+    from nag_datasets.selection.budgeted import select_top_fraction
 
     spec = make_spec()
     ds = make_signature_dataset(random_signatures(6, spec), spec,
@@ -227,7 +227,7 @@ def test_truncated_token_column_warns_and_duplicates_are_counted(tmp_path):
 def test_no_lock_file_is_left_after_a_finished_or_refused_run(tmp_path):
     from helpers import make_signature_dataset, make_spec, random_signatures
 
-    from nag_datasets.io import save_any
+    from nag_datasets.storage.formats import save_any
 
     spec = make_spec()
     ds = make_signature_dataset(random_signatures(4, spec), spec)
@@ -257,7 +257,7 @@ def test_apply_on_zero_rows_returns_the_typed_output_columns(featurizer):
 def test_invalid_text_error_names_the_dataset_row(featurizer):
     from datasets import Dataset
 
-    from nag_datasets.featurizer import InvalidTextError
+    from nag_datasets.featurize.featurizer import InvalidTextError
 
     texts = ["fine text"] * 70
     texts[67] = None
@@ -269,7 +269,7 @@ def test_invalid_text_error_names_the_dataset_row(featurizer):
 def test_featurizer_tokenizer_is_public_and_counts_tokens(featurizer):
     from datasets import Dataset
 
-    from nag_datasets.select import count_tokens
+    from nag_datasets.selection.budgeted import count_tokens
 
     counted = count_tokens(Dataset.from_dict({"text": ["Water boils at 100 degrees."]}), featurizer.tokenizer)
     assert counted["num_tokens"][0] == len(featurizer.tokenizer("Water boils at 100 degrees.",
@@ -298,8 +298,8 @@ def test_card_reproduce_block_runs_as_printed_for_the_bundled_model(featurizer, 
 
     from nag_datasets.demo_data import load_demo
     from nag_datasets.hub import export_for_hub
-    from nag_datasets.profile import NAGProfile
-    from nag_datasets.select import select_top_fraction
+    from nag_datasets.scoring.target_profile import NAGProfile
+    from nag_datasets.selection.budgeted import select_top_fraction
 
     target = featurizer.apply(load_demo("target").select(range(4)))
     pool = load_demo("pool").shuffle(seed=2).select(range(8))
@@ -328,8 +328,8 @@ def test_card_reproduce_block_runs_as_printed_for_the_bundled_model(featurizer, 
 def test_invalid_text_error_in_a_sharded_run_names_the_row_of_the_whole_input(featurizer, tmp_path):
     from datasets import Dataset
 
-    from nag_datasets.distributed import featurize_sharded
-    from nag_datasets.featurizer import InvalidTextError
+    from nag_datasets.featurize.featurizer import InvalidTextError
+    from nag_datasets.storage.sharded import featurize_sharded
 
     texts = ["fine text"] * 12
     texts[9] = None

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nag_datasets.budget import budget_cut, goodness_keys
+from nag_datasets.selection.budget import budget_cut, goodness_keys
 
 
 def _greedy_by_sort(scores, tokens, budget, higher_is_better=True):

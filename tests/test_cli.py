@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from nag_datasets.cli import main
+from nag_datasets.cli.app import main
 from nag_datasets.demo_data import load_demo
-from nag_datasets.io import load_any
-from nag_datasets.profile import NAGProfile
+from nag_datasets.scoring.target_profile import NAGProfile
+from nag_datasets.storage.formats import load_any
 
 
 @pytest.mark.slow
@@ -61,7 +61,7 @@ def test_demo_command_runs(tmp_path):
 def test_select_into_a_folder_being_written_is_refused_cleanly(tmp_path, capsys):
     from helpers import make_signature_dataset, make_spec, random_signatures
 
-    from nag_datasets._io import lock_dir
+    from nag_datasets.storage.atomic import lock_dir
 
     spec = make_spec()
     make_signature_dataset(random_signatures(20, spec), spec, {"num_tokens": list(range(1, 21))},
@@ -77,3 +77,58 @@ def test_select_into_a_folder_being_written_is_refused_cleanly(tmp_path, capsys)
     assert not (tmp_path / "out").exists()
     assert main(argv) == 0  # the lock is gone with its holder
     assert len(load_any(tmp_path / "out")) > 0
+
+
+@pytest.mark.fast
+def test_contrastive_profile_command_equals_the_python_api(tmp_path, capsys):
+    from helpers import make_signature_dataset, make_spec, random_signatures
+
+    from nag_datasets.scoring.contrastive import ContrastiveProfile
+
+    spec = make_spec()
+    target = make_signature_dataset(random_signatures(30, spec, seed=1), spec, path=tmp_path / "target")
+    pool = make_signature_dataset(random_signatures(200, spec, seed=2), spec, {"num_tokens": [9] * 200},
+                                  null_rows=[4], path=tmp_path / "pool")
+    pool.to_parquet(str(tmp_path / "pool.parquet"))
+    (tmp_path / "pool.parquet.spec.json").write_text(json.dumps({"nag_fwd_up": spec.to_dict()}))
+    argv = ["profile", str(tmp_path / "target"), str(tmp_path / "profile"), "--background", str(tmp_path / "pool"),
+            "--background-sample", "120", "--background-seed", "3"]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    loaded = NAGProfile.load(tmp_path / "profile")
+    expected = NAGProfile.from_dataset(target, "nag_fwd_up").contrast(
+        NAGProfile.from_dataset(pool, "nag_fwd_up", sample=120, seed=3))
+    assert isinstance(loaded, ContrastiveProfile) and loaded.fingerprint() == expected.fingerprint()
+    assert printed["kind"] == "contrastive" and printed["weighting"] == {"name": "shrinkage", "m": 50.0, "alpha": 0.5}
+    assert printed["background"]["documents"] == 120
+    # A streamed parquet background gives the same profile as the saved folder.
+    assert main(["profile", str(tmp_path / "target"), str(tmp_path / "profile2"), "--background",
+                 str(tmp_path / "pool.parquet"), "--background-sample", "120", "--background-seed", "3"]) == 0
+    assert NAGProfile.load(tmp_path / "profile2").fingerprint() == expected.fingerprint()
+    assert main(["profile", str(tmp_path / "target"), str(tmp_path / "p3"), "--background", str(tmp_path / "pool"),
+                 "--weighting", "log_odds", "--alpha", "0.25"]) == 0
+    assert NAGProfile.load(tmp_path / "p3").weighting.to_dict() == {"name": "log_odds", "alpha": 0.25}
+    capsys.readouterr()
+    assert main(["select", str(tmp_path / "pool"), str(tmp_path / "selected"), "--profile", str(tmp_path / "profile"),
+                 "--fraction", "0.2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["score_kind"] == "contrastive" and report["profile"]["fingerprint"] == expected.fingerprint()
+    from nag_datasets.selection.budgeted import select_top_fraction
+
+    kept = load_any(tmp_path / "selected")
+    in_python = select_top_fraction(pool, 0.2, token_column="num_tokens", profile=expected)
+    assert len(kept) == report["documents_selected"] > 0
+    assert kept["nag_fwd_up"][:] == in_python["nag_fwd_up"][:]
+
+
+@pytest.mark.fast
+def test_profile_command_refuses_bad_contrastive_arguments_before_reading(tmp_path, capsys):
+    missing = str(tmp_path / "nothing-here")
+    assert main(["profile", missing, str(tmp_path / "p"), "--alpha", "0.5"]) == 1
+    assert "--alpha need --background" in capsys.readouterr().err
+    assert main(["profile", missing, str(tmp_path / "p"), "--background", missing]) == 1
+    assert "no background dataset" in capsys.readouterr().err
+    (tmp_path / "bg").mkdir()
+    assert main(["profile", missing, str(tmp_path / "p"), "--background", str(tmp_path / "bg"),
+                 "--weighting", "difference", "--alpha", "1"]) == 1
+    assert "weighting 'difference' takes" in capsys.readouterr().err

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from helpers import make_signature_dataset, make_spec, random_signatures
 
-from nag_datasets import contrastive, kernel, sampling, weighting
-from nag_datasets.contrastive import CONTRAST_SCORE_COLUMN, ContrastiveProfile
 from nag_datasets.errors import NAGError
-from nag_datasets.kernel import score_signatures, score_signatures_numpy
-from nag_datasets.profile import NAGProfile, ProfileError
-from nag_datasets.select import combine_with_quality, select_multi_target, select_top_fraction
+from nag_datasets.scoring import contrastive, kernel, sampling, weighting
+from nag_datasets.scoring.contrastive import CONTRAST_SCORE_COLUMN, ContrastiveProfile
+from nag_datasets.scoring.kernel import score_signatures, score_signatures_numpy
+from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
+from nag_datasets.scoring.weighting import WEIGHTINGS, LogOdds, Shrinkage, WeightingError, get_weighting
+from nag_datasets.selection.budgeted import combine_with_quality, select_multi_target, select_top_fraction
 from nag_datasets.spec import SpecMismatchError
-from nag_datasets.weighting import WEIGHTINGS, LogOdds, Shrinkage, WeightingError, get_weighting
 
 pytestmark = pytest.mark.fast
 

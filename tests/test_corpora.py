@@ -5,9 +5,8 @@ import subprocess
 from collections import Counter
 
 import pytest
-
-from nag_datasets import corpora
-from nag_datasets.corpora import (
+from nag_research import corpora
+from nag_research.corpora import (
     DebianPackageError,
     cache_root,
     decode_dictd_number,

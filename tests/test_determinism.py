@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nag_datasets.columns import get_spec
-from nag_datasets.featurizer import NULL_STATUSES, STATUSES, InvalidTextError, NAGFeaturizer
-from nag_datasets.impact import near_tie_report, top_k_indices
-from nag_datasets.profile import NAGProfile
-from nag_datasets.select import select_top_fraction
+from nag_datasets.featurize.featurizer import NULL_STATUSES, STATUSES, InvalidTextError, NAGFeaturizer
+from nag_datasets.featurize.impact import near_tie_report, top_k_indices
+from nag_datasets.scoring.target_profile import NAGProfile
+from nag_datasets.selection.budgeted import select_top_fraction
 
 MAX_LENGTH = 32
 TEXTS = [
@@ -34,13 +34,6 @@ TEXTS = [
 ]
 PROPERTY = settings(max_examples=15, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-
-
-@pytest.fixture(autouse=True)
-def _quiet_datasets():
-    import datasets
-
-    datasets.disable_progress_bars()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -245,7 +238,7 @@ def test_zero_tokens_and_lone_surrogates(feat, monkeypatch):
                                                                                         state["tokenizer"])
     # No text of this byte-level tokenizer has zero tokens; another tokenizer's may (e.g. one that drops
     # unknown characters): such rows are null, not an arbitrary top-K.
-    from nag_datasets import textcut
+    from nag_datasets.featurize import textcut
 
     real = textcut.first_token_ids
 

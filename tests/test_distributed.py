@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 from datasets import Dataset, Features, Value, load_from_disk
 
-from nag_datasets.distributed import (
+from nag_datasets.featurize.featurizer import NAGFeaturizer
+from nag_datasets.storage.formats import load_any
+from nag_datasets.storage.sharded import (
     SLEEP_ENV,
     contiguous_range,
     featurize_sharded,
@@ -24,8 +26,6 @@ from nag_datasets.distributed import (
     shards_dir,
     world_from_env,
 )
-from nag_datasets.featurizer import NAGFeaturizer
-from nag_datasets.io import load_any
 
 #: Small and quick on two cores: the bundled model's first two layers, 32 tokens.
 SMALL = {"layers": [0, 1], "max_length": 32, "batch_size": 4}
@@ -270,7 +270,7 @@ def test_streaming_parts_equal_in_memory_and_resume(small, pool_dir, reference, 
 
 @pytest.mark.slow
 def test_streaming_cli_from_jsonl_keeps_spec(pool_dir, reference, tmp_path):
-    from nag_datasets.cli import main
+    from nag_datasets.cli.app import main
     from nag_datasets.columns import get_spec
 
     load_from_disk(str(pool_dir)).to_json(str(tmp_path / "pool.jsonl"))

@@ -7,10 +7,9 @@ import json
 
 import numpy as np
 import pytest
-
-from nag_datasets.evaluate import baselines, metrics
-from nag_datasets.evaluate.features import FeatureSet
-from nag_datasets.evaluate.harness import (
+from nag_research.evaluate import baselines, metrics
+from nag_research.evaluate.features import FeatureSet
+from nag_research.evaluate.harness import (
     CONFIGS,
     CONTRASTIVE_DEFAULT,
     CONTRASTIVE_GRID,
@@ -21,8 +20,9 @@ from nag_datasets.evaluate.harness import (
     params_hash,
     run_evaluation,
 )
-from nag_datasets.evaluate.report import write_report
-from nag_datasets.evaluate.tasks import RetrievalTask, TaskConfig, cut_to_tokens, strip_gcide_label
+from nag_research.evaluate.report import write_report
+from nag_research.evaluate.tasks import RetrievalTask, TaskConfig, cut_to_tokens, strip_gcide_label
+
 from nag_datasets.spec import SignatureSpec
 
 fast = pytest.mark.fast
@@ -34,7 +34,7 @@ def test_doctests(module):
     import doctest
     import importlib
 
-    result = doctest.testmod(importlib.import_module(f"nag_datasets.evaluate.{module}"))
+    result = doctest.testmod(importlib.import_module(f"nag_research.evaluate.{module}"))
     assert result.attempted > 0 and result.failed == 0
 
 
@@ -285,10 +285,11 @@ def test_configs_and_methods():
         "Contrastive NAG fwd_up+att_o shrinkage m=20 a=0.5"
 
 
+@pytest.mark.slow  # the bundled model's tokenizer
 def test_cut_to_tokens_keeps_the_first_tokens():
     from transformers import AutoTokenizer
 
-    from nag_datasets.models import converted_bundled_dir
+    from nag_datasets.featurize.models import converted_bundled_dir
 
     tok = AutoTokenizer.from_pretrained(str(converted_bundled_dir()[0]))
     text = "Photosynthesis converts light energy into chemical energy in plants. " * 10
@@ -300,7 +301,7 @@ def test_cut_to_tokens_keeps_the_first_tokens():
 
 @fast
 def test_register_cli_adds_evaluate():
-    from nag_datasets.evaluate import register_cli
+    from nag_research.evaluate import register_cli
 
     parser = argparse.ArgumentParser()
     register_cli(parser.add_subparsers(dest="command"))
@@ -413,7 +414,7 @@ def test_synthetic_run_tables_rows_and_json_round_trip(tmp_path):
 
 @pytest.mark.slow
 def test_small_evaluation_end_to_end(tmp_path):
-    from nag_datasets.evaluate import run_evaluation
+    from nag_research.evaluate import run_evaluation
 
     # a fresh feature cache, so the forward passes really run (about a minute on a quiet 2-core machine)
     results = run_evaluation("small", tmp_path, cache_dir=tmp_path / "cache", log=None)

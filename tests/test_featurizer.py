@@ -9,7 +9,7 @@ import pytest
 from datasets import Dataset, load_from_disk
 
 from nag_datasets.columns import get_spec, spec_from_feature
-from nag_datasets.featurizer import FeaturizeReport, InvalidTextError, NAGFeaturizer
+from nag_datasets.featurize.featurizer import FeaturizeReport, InvalidTextError, NAGFeaturizer
 
 TEXTS = ["Water boils at 100 degrees Celsius at sea level.", "", "   \n\t", "def f(x):\n    return x * 2",
          "The quick brown fox jumps over the lazy dog. " * 40, "a"]
@@ -44,7 +44,7 @@ def test_columns_types_and_statuses(featurizer, disk_ds):
 @pytest.mark.slow
 def test_signature_is_same_through_map_as_direct(featurizer, bundled):
     model, tok = bundled
-    from nag_datasets.impact import ImpactRecorder
+    from nag_datasets.featurize.impact import ImpactRecorder
 
     text = TEXTS[0]
     enc = tok([text], add_special_tokens=False, return_tensors="pt")

@@ -15,7 +15,6 @@ import pytest
 from helpers import make_signature_dataset, make_spec, random_signatures
 
 from nag_datasets import hub
-from nag_datasets._io import FolderLockedError, lock_dir
 from nag_datasets.columns import signature_columns
 from nag_datasets.hub import (
     HubPublishError,
@@ -26,9 +25,11 @@ from nag_datasets.hub import (
     regenerate_card,
     size_category,
 )
-from nag_datasets.profile import NAGProfile, ProfileError
-from nag_datasets.recipe import get_recipe
-from nag_datasets.select import combine_with_quality, select_multi_target, select_top_fraction
+from nag_datasets.hub import card as hub_card
+from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
+from nag_datasets.selection.budgeted import combine_with_quality, select_multi_target, select_top_fraction
+from nag_datasets.selection.recipe import get_recipe
+from nag_datasets.storage.atomic import FolderLockedError, lock_dir
 
 FAKE_TOKEN = "hf_FAKEtokenNeverValid0123456789abcdef"
 REPO = Path(__file__).resolve().parents[1]
@@ -208,7 +209,7 @@ def test_concurrent_export_refused_and_failure_leaves_nothing(selection, tmp_pat
     def broken(hist):
         raise RuntimeError("figure failed")
 
-    monkeypatch.setattr(hub, "_figure_png", broken)
+    monkeypatch.setattr(hub_card, "_figure_png", broken)
     with pytest.raises(RuntimeError, match="figure failed"):
         export_for_hub(selected, out)
     assert not out.exists()
@@ -404,7 +405,7 @@ def test_load_profile_offline_unknown_repo_is_clear(tmp_path, monkeypatch):
 
 @pytest.mark.fast
 def test_cli_export_card_and_push(selection, tmp_path, capsys, monkeypatch):
-    from nag_datasets.cli import main
+    from nag_datasets.cli.app import main
 
     _, _, selected = selection
     selected.save_to_disk(str(tmp_path / "selected"))
@@ -458,3 +459,33 @@ def test_templates_ship_in_a_non_editable_install(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(target)}, cwd=tmp_path,
                          capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.fast
+def test_contrastive_selection_card_and_profile_card(spec, tmp_path):
+    from huggingface_hub import DatasetCard
+
+    pool = _pool(spec)
+    background = NAGProfile.from_dataset(pool, "nag_fwd_up", sample=150, seed=2, description="pool sample")
+    profile = _profile(spec).contrast(background, "shrinkage", m=50, alpha=0.5)
+    selected = select_top_fraction(pool, 0.3, token_column="num_tokens", profile=profile)
+    recipe = get_recipe(selected)
+    summary = recipe.profiles[0]
+    assert summary["score_kind"] == "contrastive" and summary["weighting"] == {"name": "shrinkage", "m": 50.0,
+                                                                                 "alpha": 0.5}
+    assert summary["background"]["fingerprint"] == background.fingerprint()
+    body = _card(export_for_hub(selected, tmp_path / "out", token_column="num_tokens", license="mit")).text
+    assert "contrastive score against one target profile" in body and "It is not a similarity" in body
+    assert "`shrinkage(alpha=0.5, m=50.0)`" in body and background.fingerprint() in body and "pool sample" in body
+    assert "uniform sample of 150 of 240 rows with a signature, seed 2" in body
+    cli = body.split("```bash\n")[1].split("```")[0]
+    assert ("nag-datasets profile target_nag PROFILE_DIR --background pool_nag --weighting shrinkage --alpha 0.5 "
+            "--m 50.0 --background-sample 150 --background-seed 2") in cli
+
+    folder = tmp_path / "profile"
+    card = DatasetCard.load(profile_card(profile, folder, license="mit"))
+    assert card.data.nag_profile["score_kind"] == "contrastive"
+    assert card.data.nag_profile["background"]["num_documents"] == 150
+    assert "**Contrastive profile.**" in card.text and "largest contrastive weights" in card.text
+    loaded = load_profile(folder)
+    assert loaded == profile and loaded.score(pool).tobytes() == profile.score(pool).tobytes()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nag_datasets.impact import ImpactRecorder, near_tie_report, top_k_indices
+from nag_datasets.featurize.impact import ImpactRecorder, near_tie_report, top_k_indices
 
 DOCS = [
     "Photosynthesis converts light energy into chemical energy stored in glucose.",
@@ -91,7 +91,7 @@ def test_core_imports_without_datasets_pyarrow_or_numba():
     import subprocess
     import sys
 
-    code = ("import sys, nag_datasets.impact, nag_datasets.sites, nag_datasets.spec; "
+    code = ("import sys, nag_datasets.featurize.impact, nag_datasets.featurize.sites, nag_datasets.spec; "
             "print(sorted(m for m in ('datasets', 'pyarrow', 'numba') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -10,8 +10,8 @@ import torch
 from test_sites import ARCHS, LAYERS, ToyNet, layer_list, make_model, padded_batch, split_part
 from torch import nn
 
-from nag_datasets.impact import ImpactRecorder, top_k_indices
-from nag_datasets.sites import UnsupportedArchitectureError
+from nag_datasets.featurize.impact import ImpactRecorder, top_k_indices
+from nag_datasets.featurize.sites import UnsupportedArchitectureError
 from nag_datasets.spec import NEURON_TYPES
 
 pytestmark = pytest.mark.fast

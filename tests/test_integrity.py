@@ -13,9 +13,14 @@ import pytest
 from helpers import make_signature_dataset, make_spec, random_signatures
 
 from nag_datasets.hub import export_for_hub, regenerate_card
-from nag_datasets.profile import NAGProfile, ProfileError
-from nag_datasets.recipe import RecipeError, SelectionRecipe, attach_recipe, get_recipe
-from nag_datasets.select import combine_with_quality, combined_scores, select_multi_target, select_top_fraction
+from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
+from nag_datasets.selection.budgeted import (
+    combine_with_quality,
+    combined_scores,
+    select_multi_target,
+    select_top_fraction,
+)
+from nag_datasets.selection.recipe import RecipeError, SelectionRecipe, attach_recipe, get_recipe
 from nag_datasets.spec import COMPARED_FIELDS, RECORDED_FIELDS, SpecError, SpecMismatchError
 
 pytestmark = pytest.mark.fast
@@ -26,13 +31,6 @@ CHANGED = {
     "layers": (0, 1, 5), "max_length": 32, "add_special_tokens": True, "neurons_per_layer": 64,
     "impact_version": "999",
 }
-
-
-@pytest.fixture(autouse=True)
-def _quiet_datasets():
-    import datasets
-
-    datasets.disable_progress_bars()
 
 
 def test_changed_values_cover_every_compared_field():
@@ -248,7 +246,7 @@ def export(tmp_path):
 
 
 def test_truncated_hub_recipe_file_is_a_clear_error(export, capsys):
-    from nag_datasets.cli import main
+    from nag_datasets.cli.app import main
 
     _, folder = export
     path = folder / "nag_recipe.json"

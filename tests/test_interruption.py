@@ -1,7 +1,7 @@
 """Interruption beyond featurization: a SIGKILLed ``nag-datasets select`` or ``export`` leaves the old output (or
 none), never a complete-looking partial one; a rerun completes it; concurrent writers of one output are refused.
 
-The kill tests use the test hook of :mod:`nag_datasets._io`: ``NAG_DATASETS_TEST_PAUSE_AT=<stage>`` makes the real
+The kill tests use the test hook of :mod:`nag_datasets.storage.atomic`: ``NAG_DATASETS_TEST_PAUSE_AT=<stage>`` makes the real
 subprocess write a marker file and sleep at that stage of the atomic write, so the kill provably lands mid-way.
 """
 
@@ -19,22 +19,15 @@ import numpy as np
 import pytest
 from helpers import make_signature_dataset, make_spec, random_signatures
 
-from nag_datasets._io import PAUSE_ENV, PAUSE_MARKER_ENV, FolderLockedError, lock_dir
 from nag_datasets.columns import signature_columns
-from nag_datasets.io import load_any, save_any
-from nag_datasets.profile import NAGProfile
-from nag_datasets.recipe import get_recipe
-from nag_datasets.select import select_top_fraction
+from nag_datasets.scoring.target_profile import NAGProfile
+from nag_datasets.selection.budgeted import select_top_fraction
+from nag_datasets.selection.recipe import get_recipe
+from nag_datasets.storage.atomic import PAUSE_ENV, PAUSE_MARKER_ENV, FolderLockedError, lock_dir
+from nag_datasets.storage.formats import load_any, save_any
 
 #: Generous bound for a subprocess to reach its pause point (a safety net against hangs, not a timing assert).
 STARTUP_LIMIT_S = 180
-
-
-@pytest.fixture(autouse=True)
-def _quiet_datasets():
-    import datasets
-
-    datasets.disable_progress_bars()
 
 
 def _cli() -> list[str]:
@@ -113,9 +106,6 @@ def _same_selection(a, b) -> None:
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """A synthetic featurized pool, a profile and an uninterrupted reference selection (no model needed)."""
-    import datasets
-
-    datasets.disable_progress_bars()
     root = tmp_path_factory.mktemp("interrupt")
     spec = make_spec()
     n = 400

@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
-from nag_datasets import _io
-from nag_datasets._io import FolderLockedError, atomic_dir, atomic_write_bytes, atomic_write_text, lock_dir
+from nag_datasets.storage import atomic as _io
+from nag_datasets.storage.atomic import FolderLockedError, atomic_dir, atomic_write_bytes, atomic_write_text, lock_dir
 
 pytestmark = pytest.mark.fast
 
@@ -81,7 +81,7 @@ def test_lock_dir_refuses_second_process(tmp_path):
     code = textwrap.dedent(
         f"""
         import sys, time
-        from nag_datasets._io import lock_dir
+        from nag_datasets.storage.atomic import lock_dir
         with lock_dir({str(folder)!r}):
             print("locked", flush=True)
             sys.stdin.readline()

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from nag_datasets.kernel import (
+from nag_datasets.scoring.kernel import (
     SignatureIndexError,
     counts_dtype,
     first_row_with_unset_bits,
@@ -116,7 +116,7 @@ def test_unwritable_cache_falls_back_to_no_cache():
     # No cache locator accepts the file: numba would raise at decoration; the kernel must still work.
     code = (
         "import numpy as np\n"
-        "from nag_datasets.kernel import score_signatures\n"
+        "from nag_datasets.scoring.kernel import score_signatures\n"
         "c = np.array([[1, 1, 0]], np.uint16)\n"
         "print(score_signatures(np.array([[[0]], [[2]]], np.uint16), c, 1).tolist())\n"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nag_datasets import models
+from nag_datasets.featurize import models
 
 
 @pytest.mark.fast

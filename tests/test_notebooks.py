@@ -12,8 +12,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-
-from nag_datasets.analysis.notebook import HEADER_MARKER, SIZE_ENV, SUMMARY_MARKER, params_sha256, read_marker
+from nag_research.analysis.notebook import HEADER_MARKER, SIZE_ENV, SUMMARY_MARKER, params_sha256, read_marker
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = [
@@ -24,6 +23,7 @@ NAMES = [
     "05_width_and_neuron_types",
     "06_tsne",
     "07_small_scale_pretraining",
+    "08_contrastive_profile",
 ]
 
 
@@ -49,7 +49,7 @@ def test_committed_outputs_come_from_current_full_parameters(name):
     assert header["size"] == "full", "committed outputs must come from a full-size run"
     assert header["full_params_sha256"] == params_sha256(_full_params(nb)), (
         f"{name}: the FULL parameters changed since the committed run; re-run it with "
-        f"`python -m nag_datasets.analysis.notebook notebooks/{name}.ipynb`")
+        f"`python -m nag_research.analysis.notebook notebooks/{name}.ipynb`")
     assert header["commit"] != "unknown"
     read_marker(nb, SUMMARY_MARKER)
     assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
@@ -57,7 +57,7 @@ def test_committed_outputs_come_from_current_full_parameters(name):
 
 @pytest.fixture(scope="module")
 def small_run():
-    from nag_datasets.analysis.notebook import run_notebook
+    from nag_research.analysis.notebook import run_notebook
 
     cache: dict = {}
 
@@ -130,3 +130,15 @@ def test_pretraining_small_config_nag_beats_random_on_target_loss_with_equal_tok
     assert len(s["train_tokens"]) == 1  # every arm and seed trained on the same number of tokens
     assert s["target_vs_random"]["nag_all"]["diff"] < 0
     assert s["target_loss"]["nag_all"] < s["target_loss"]["random"]
+
+
+@pytest.mark.slow
+def test_contrastive_profile_retrieves_better_and_its_top_neurons_are_more_target_specific(small_run):
+    s = small_run("08_contrastive_profile")
+    for task in ("mmlu_domains", "gcide_fields"):
+        assert s["retrieval"][task]["contrastive"]["ap"] > s["retrieval"][task]["paper"]["ap"]
+    # Deactivation: the paper profile's top neurons hurt target and off-target text about equally; the top
+    # contrastive neurons hurt the target relatively more, and still more than random neurons.
+    assert s["contrastive_ratio"] > s["paper_ratio"]
+    assert s["contrastive_offtarget_delta"] < s["paper_offtarget_delta"]
+    assert s["contrastive_target_delta"] > max(s["random_target_deltas"])

@@ -29,7 +29,7 @@ def _collapse_kv(indices: np.ndarray) -> set[int]:
 def test_signatures_match_official_demo(bundled):
     import pandas as pd
 
-    from nag_datasets.impact import ImpactRecorder
+    from nag_datasets.featurize.impact import ImpactRecorder
 
     folder = shared_dir() / "reference" / "official_demo"
     model, tok = bundled

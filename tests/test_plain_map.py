@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from datasets import Dataset, load_dataset
 
-from nag_datasets.featurizer import NAGFeaturizer
-from nag_datasets.profile import NAGProfile
-from nag_datasets.select import select_top_fraction
+from nag_datasets.featurize.featurizer import NAGFeaturizer
+from nag_datasets.scoring.target_profile import NAGProfile
+from nag_datasets.selection.budgeted import select_top_fraction
 from nag_datasets.spec import SpecError, SpecMismatchError
 
 pytestmark = pytest.mark.slow

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from nag_datasets.experiments import pretrain
-from nag_datasets.experiments.corpus import build_corpus, shared_ngrams
-from nag_datasets.experiments.train import build_model, mean_loss, pack, train
+from nag_research.experiments import pretrain
+from nag_research.experiments.corpus import build_corpus, shared_ngrams
+from nag_research.experiments.train import build_model, mean_loss, pack, train
 
 pytestmark = pytest.mark.fast
 
@@ -153,8 +152,7 @@ def test_rerun_skips_finished_units(tiny_run, monkeypatch):
 def test_model_arms_run_on_tiny_with_equal_budgets(tmp_path):
     """nag_all, nag_last (sliced from the all-layer signatures) and embedding on the bundled model."""
     import numpy as np
-
-    from nag_datasets.experiments.arms import ArmContext, arm_scores
+    from nag_research.experiments.arms import ArmContext, arm_scores
 
     results = pretrain.run(TINY, tmp_path, arms=["nag_all", "nag_last", "embedding"], seeds=[0], log=lambda _: None)
     expected = (TINY.budget_tokens // TINY.seq_len) * TINY.seq_len

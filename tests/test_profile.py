@@ -8,20 +8,13 @@ import numpy as np
 import pytest
 from helpers import make_signature_dataset, make_spec, random_signatures, shared_dir
 
-from nag_datasets.kernel import SignatureIndexError
-from nag_datasets.profile import NAGProfile, ProfileError, passes_threshold
+from nag_datasets.scoring.kernel import SignatureIndexError
+from nag_datasets.scoring.target_profile import NAGProfile, ProfileError, passes_threshold
 from nag_datasets.spec import COMPARED_FIELDS, SignatureSpec, SpecError, SpecMismatchError
 
 pytestmark = pytest.mark.fast
 
 NEURONS = {"fwd_up": 1536, "fwd_down": 576, "att_q": 576, "att_k": 576, "att_v": 576, "att_o": 576}
-
-
-@pytest.fixture(autouse=True)
-def _quiet_datasets():
-    import datasets
-
-    datasets.disable_progress_bars()
 
 
 @pytest.fixture

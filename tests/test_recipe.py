@@ -4,18 +4,11 @@ import numpy as np
 import pytest
 from helpers import make_signature_dataset, make_spec, random_signatures
 
-from nag_datasets.profile import NAGProfile
-from nag_datasets.recipe import RecipeError, SelectionRecipe, attach_recipe, get_recipe
-from nag_datasets.select import select_top_fraction
+from nag_datasets.scoring.target_profile import NAGProfile
+from nag_datasets.selection.budgeted import select_top_fraction
+from nag_datasets.selection.recipe import RecipeError, SelectionRecipe, attach_recipe, get_recipe
 
 pytestmark = pytest.mark.fast
-
-
-@pytest.fixture(autouse=True)
-def _quiet_datasets():
-    import datasets
-
-    datasets.disable_progress_bars()
 
 
 @pytest.fixture

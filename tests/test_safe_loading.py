@@ -15,10 +15,10 @@ from helpers import make_signature_dataset, make_spec, random_signatures
 
 import nag_datasets
 from nag_datasets.hub import export_for_hub, load_profile, regenerate_card
-from nag_datasets.io import load_any, save_any
-from nag_datasets.profile import NAGProfile, ProfileError
-from nag_datasets.recipe import SelectionRecipe, get_recipe
-from nag_datasets.select import select_top_fraction
+from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
+from nag_datasets.selection.budgeted import select_top_fraction
+from nag_datasets.selection.recipe import SelectionRecipe, get_recipe
+from nag_datasets.storage.formats import load_any, save_any
 
 pytestmark = pytest.mark.fast
 
@@ -78,13 +78,6 @@ def no_pickle(monkeypatch):
     with pytest.raises(PickleUsed):
         np.load("anything.npy", allow_pickle=True)
     return True
-
-
-@pytest.fixture(autouse=True)
-def _quiet_datasets():
-    import datasets
-
-    datasets.disable_progress_bars()
 
 
 @pytest.fixture
@@ -198,8 +191,8 @@ def test_source_writes_files_only_atomically():
 def test_remote_code_is_off_unless_passed(monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from nag_datasets import models
-    from nag_datasets.featurizer import NAGFeaturizer
+    from nag_datasets.featurize import models
+    from nag_datasets.featurize.featurizer import NAGFeaturizer
 
     calls = []
 
@@ -232,7 +225,7 @@ def test_remote_code_is_off_unless_passed(monkeypatch):
         with pytest.raises(models.ModelLoadError):
             featurizer._ensure_loaded()
         assert seen.pop() is expected
-    from nag_datasets.cli import build_parser
+    from nag_datasets.cli.app import build_parser
 
     assert "trust" not in build_parser().format_help()
 

@@ -6,9 +6,8 @@ from helpers import make_signature_dataset, make_spec, random_signatures
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nag_datasets.profile import NAGProfile
-from nag_datasets.recipe import get_recipe, get_score_info
-from nag_datasets.select import (
+from nag_datasets.scoring.target_profile import NAGProfile
+from nag_datasets.selection.budgeted import (
     MultiTargetReport,
     SelectionReport,
     combine_with_quality,
@@ -18,15 +17,9 @@ from nag_datasets.select import (
     select_multi_target,
     select_top_fraction,
 )
+from nag_datasets.selection.recipe import get_recipe, get_score_info
 
 pytestmark = pytest.mark.fast
-
-
-@pytest.fixture(autouse=True)
-def _quiet_datasets():
-    import datasets
-
-    datasets.disable_progress_bars()
 
 
 def greedy_reference(scores, tokens, fraction, higher_is_better=True):

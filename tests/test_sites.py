@@ -1,7 +1,7 @@
 """Wiring of neuron sites on tiny random-init models of many architectures.
 
 The expected module paths, neuron counts and fused-projection layouts are restated here from the modeling files
-of ``transformers`` (not taken from ``nag_datasets.sites``), so the tests check the library against the models.
+of ``transformers`` (not taken from ``nag_datasets.featurize.sites``), so the tests check the library against the models.
 The model table and helpers are shared with ``test_impact_wiring.py``.
 """
 
@@ -16,7 +16,7 @@ import torch
 import transformers as tf
 from torch import nn
 
-from nag_datasets.sites import UnsupportedArchitectureError, normalize_layers, resolve_sites
+from nag_datasets.featurize.sites import UnsupportedArchitectureError, normalize_layers, resolve_sites
 from nag_datasets.spec import NEURON_TYPES
 
 pytestmark = pytest.mark.fast

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nag_datasets.textcut import clean_text, first_token_ids
+from nag_datasets.featurize.textcut import clean_text, first_token_ids
 
 pytestmark = pytest.mark.slow  # the bundled model's tokenizer
 
@@ -19,7 +19,7 @@ BUDGETS = (None, 1, 5, 64)
 def tok():
     from transformers import AutoTokenizer
 
-    from nag_datasets.models import converted_bundled_dir
+    from nag_datasets.featurize.models import converted_bundled_dir
 
     return AutoTokenizer.from_pretrained(str(converted_bundled_dir()[0]))
 
@@ -50,7 +50,7 @@ def _check(tok, text: str, full: list[int] | None = None, max_lengths=MAX_LENGTH
 
 
 def _kjv() -> str:
-    from nag_datasets.corpora import DebianPackageError, kjv_verses
+    from nag_research.corpora import DebianPackageError, kjv_verses
 
     try:
         return "\n".join(v.text for v in kjv_verses())

@@ -1,16 +1,14 @@
-"""Analyses of NAG signatures on real models: layer and width subsets, distances, clustering, neuron deactivation.
+"""User-facing analyses of NAG signatures: layer and width subsets, Dice distances, reversible neuron deactivation.
 
-One module per concept; the notebooks under ``notebooks/`` are built from these functions.
+One module per concept. Research helpers built on them (text sets, clustering, retrieval metrics, the notebook
+runner, the evaluation harness and the pretraining experiment) live in ``benchmarks/nag_research``, outside the
+wheel.
 
 - :mod:`.subsets`: signatures and profiles restricted to a layer list or to the first K' neurons of each row.
 - :mod:`.distances`: pairwise Dice / NAG distance matrices through sparse multi-hot products.
-- :mod:`.clustering`: t-SNE on precomputed distances, clustering, purity / NMI / ARI, TF-IDF baseline.
-- :mod:`.retrieval`: precision and recall of a ranking at token shares, AUC, rank correlation.
-- :mod:`.deactivation`: reversible zeroing of MLP neurons and the NAG / random / High-Mean / High-Delta keys.
+- :mod:`.deactivation`: reversible zeroing of MLP neurons and the NAG / random / High-Mean / High-Delta keys
+  and the top contrastive-weight keys.
 - :mod:`.measure`: per-document LM loss, multiple-choice accuracy, mean-pooled embeddings, mean impacts.
-- :mod:`.sets`: format-controlled real text sets (MMLU subjects, GCIDE fields, general text), featurized once
-  and cached on disk.
-- :mod:`.notebook`: the parameters header and result summary every notebook prints.
 """
 
 from __future__ import annotations
@@ -29,21 +27,18 @@ _EXPORTS = {
     "multi_hot": "distances",
     "dice_matrix": "distances",
     "nag_distance_matrix": "distances",
-    "tsne_embedding": "clustering",
-    "cluster_scores": "clustering",
-    "purity": "clustering",
     "deactivated": "deactivation",
     "nag_keys": "deactivation",
     "random_keys": "deactivation",
     "high_mean_keys": "deactivation",
     "high_delta_keys": "deactivation",
+    "weight_keys": "deactivation",
     "document_losses": "measure",
     "multiple_choice_accuracy": "measure",
     "mean_impacts": "measure",
     "mean_pooled_embeddings": "measure",
 }
 __all__ = [
-    "cluster_scores",
     "deactivated",
     "dice_matrix",
     "document_losses",
@@ -58,13 +53,12 @@ __all__ = [
     "prefix_column",
     "prefix_profile",
     "prefix_signatures",
-    "purity",
     "random_keys",
     "signature_array",
     "slice_column",
     "slice_profile",
     "slice_signatures",
-    "tsne_embedding",
+    "weight_keys",
 ]
 
 

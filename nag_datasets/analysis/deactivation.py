@@ -8,6 +8,8 @@ for a fused ``gate_up_proj`` only the up half's column of the neuron is zeroed.
 Keys map a model layer index to the neuron indices to deactivate there:
 
 - :func:`nag_keys`: the ``per_layer`` most frequent neurons of a target profile (the paper's choice);
+- :func:`weight_keys`: the ``per_layer`` neurons of largest profile weight: the contrastive weight for a
+  :class:`~nag_datasets.contrastive.ContrastiveProfile` (the frequency for a plain profile, as :func:`nag_keys`);
 - :func:`random_keys`: as many seeded random neurons in the same layers;
 - :func:`high_mean_keys`: the largest mean impact over the target texts;
 - :func:`high_delta_keys`: the largest gap between the mean impact over target texts and over general texts.
@@ -33,10 +35,10 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..profile import NAGProfile
-from ..sites import resolve_sites
+from ..featurize.sites import resolve_sites
+from ..scoring.target_profile import NAGProfile
 
-__all__ = ["deactivated", "high_delta_keys", "high_mean_keys", "key_count", "nag_keys", "random_keys"]
+__all__ = ["deactivated", "high_delta_keys", "high_mean_keys", "key_count", "nag_keys", "random_keys", "weight_keys"]
 
 NeuronKeys = dict[int, np.ndarray]
 
@@ -103,6 +105,25 @@ def nag_keys(profile: NAGProfile, per_layer: int) -> NeuronKeys:
     """The ``per_layer`` neurons most often in the targets' NAGs, in every layer of the profile."""
     _check_per_layer(per_layer, profile.spec.neurons_per_layer)
     top = _top_per_row(profile.counts, per_layer)
+    return {layer: np.sort(top[i]) for i, layer in enumerate(profile.spec.layers)}
+
+
+def weight_keys(profile: NAGProfile, per_layer: int) -> NeuronKeys:
+    """The ``per_layer`` neurons of largest ``profile.weights`` in every layer (ties: lower index first).
+
+    For a contrastive profile these are the neurons most specific to the target against its background; for a
+    plain profile the order of the weights is the order of the counts, so this equals :func:`nag_keys`.
+
+    >>> from nag_datasets.spec import SignatureSpec
+    >>> spec = SignatureSpec(model_fingerprint="m", tokenizer_fingerprint="t", neuron_type="fwd_up", top_k=2,
+    ...                      layers=(0,), max_length=8, add_special_tokens=False, neurons_per_layer=4)
+    >>> target = NAGProfile.from_signatures(np.array([[[0, 1]], [[0, 2]], [[0, 2]]]), spec)
+    >>> background = NAGProfile.from_signatures(np.array([[[0, 3]], [[0, 3]], [[0, 1]]]), spec)
+    >>> nag_keys(target, 1), weight_keys(target.contrast(background, "log_odds"), 1)
+    ({0: array([0])}, {0: array([2])})
+    """
+    _check_per_layer(per_layer, profile.spec.neurons_per_layer)
+    top = _top_per_row(profile.weights, per_layer)
     return {layer: np.sort(top[i]) for i, layer in enumerate(profile.spec.layers)}
 
 

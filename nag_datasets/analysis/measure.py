@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..impact import ImpactRecorder, base_model, top_k_indices
-from ..textcut import first_token_ids
+from ..featurize.impact import ImpactRecorder, base_model, top_k_indices
+from ..featurize.textcut import first_token_ids
 
 __all__ = [
     "document_losses",

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from .._arrow import signature_blocks
 from ..columns import get_spec, row_indices, signature_feature, signature_table_column
-from ..profile import NAGProfile, ProfileError
+from ..scoring._arrow import signature_blocks
+from ..scoring.target_profile import NAGProfile, ProfileError
 from ..spec import SignatureSpec, SpecError
 
 __all__ = [

@@ -1,0 +1,133 @@
+"""Selection arms: each maps (pool, selection targets) to one score per pool document, higher = keep first.
+
+- ``random``: seeded noise (the seed is the unit's seed, so random selections differ across seeds).
+- ``nag_all`` / ``nag_last``: NAG similarity to the target profile, all layers / the final layer only; the pool is
+  featurized ONCE with all layers (bundled SmolLM2, fwd_up, K=20) and the last layer is sliced out with
+  `evaluate.baselines.slice_signatures` (spec.replace(layers=...)).
+- ``embedding``: BETR-style cosine of mean-pooled final hidden states of the same model to the target centroid.
+- ``dsir``: DSIR log importance weight (``data-selection``, hashed uni+bigrams), the package's own length-summed
+  weight.
+- ``nag_contrast``: the contrastive NAG profile (``CONTRAST``: target counts against the whole pool's counts).
+- ``embedding_contrast``: cosine of mean-pooled final hidden states to the target centroid minus the pool's mean
+  (both of unit vectors): the contrastive counterpart of ``embedding``.
+
+Model features are cached as ``.npy`` under ``<out>/features`` so that a resumed run does not featurize again; NAG
+signatures and embeddings come from one forward pass (`analysis.measure.signatures_and_embeddings`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ARMS = ("random", "nag_all", "nag_last", "embedding", "dsir", "nag_contrast", "embedding_contrast")
+MODEL_ARMS = ("nag_all", "nag_last", "embedding", "nag_contrast", "embedding_contrast")
+
+#: The contrastive NAG arm: the library's default contrastive profile (chosen in the retrieval harness), the
+#: target profile of the selection targets against the pool itself as background.
+CONTRAST = {"neuron_type": "att_o", "weighting": "shrinkage", "params": {"m": 50.0, "alpha": 0.5}}
+
+
+class ArmContext:
+    """Lazily computed, disk-cached features shared by the arms of one run."""
+
+    def __init__(self, pool: Sequence[str], targets: Sequence[str], cache: Path, *, max_length: int,
+                 batch_size: int = 16) -> None:
+        self.pool, self.targets = list(pool), list(targets)
+        self.cache = Path(cache)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self._model: tuple[Any, Any] | None = None
+
+    def _bundled(self) -> tuple[Any, Any]:
+        if self._model is None:
+            from nag_datasets.featurize.models import load_model
+
+            self._model = load_model()
+        return self._model
+
+    def _cached(self, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        path = self.cache / f"{name}.npy"
+        if path.exists():
+            return np.load(path, allow_pickle=False)
+        arr = compute()
+        self.cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, arr)
+        tmp.replace(path)
+        return arr
+
+    #: Neuron types recorded in the one model pass (att_o costs ~5% more and serves the contrastive arms).
+    NEURON_TYPES = ("fwd_up", "att_o")
+
+    def _paths(self, which: str) -> dict[str, Path]:
+        ml = self.max_length
+        paths = {t: self.cache / f"nag{'' if t == 'fwd_up' else '_' + t}_{which}_ml{ml}.npy" for t in self.NEURON_TYPES}
+        paths["embedding"] = self.cache / f"emb_{which}_ml{ml}.npy"
+        return paths
+
+    def _model_features(self, which: str) -> dict[str, Path]:
+        """NAG signatures (``NEURON_TYPES``) and embeddings of ``pool`` or ``targets`` in one forward pass, cached."""
+        from nag_datasets.analysis.measure import signatures_and_embeddings
+
+        paths = self._paths(which)
+        if all(p.exists() for p in paths.values()):
+            return paths
+        model, tok = self._bundled()
+        texts = self.pool if which == "pool" else self.targets
+        sigs, emb = signatures_and_embeddings(model, tok, texts, neuron_types=self.NEURON_TYPES,
+                                              max_length=self.max_length, batch_size=self.batch_size)
+        for key, arr in {**sigs, "embedding": emb}.items():
+            if not paths[key].exists():
+                self._cached(paths[key].stem, lambda arr=arr: arr)
+        return paths
+
+    def signatures(self, which: str, neuron_type: str = "fwd_up") -> tuple[np.ndarray, Any]:
+        """``(signatures (n, L, K), spec)`` of ``pool`` or ``targets``, all layers."""
+        sigs = np.load(self._model_features(which)[neuron_type], allow_pickle=False)
+        return sigs, self._featurizer(neuron_type).spec()
+
+    def _featurizer(self, neuron_type: str = "fwd_up") -> Any:
+        from nag_datasets.featurize.featurizer import NAGFeaturizer
+
+        model, tok = self._bundled()
+        return NAGFeaturizer(model, tokenizer=tok, neuron_types=(neuron_type,), max_length=self.max_length,
+                             batch_size=self.batch_size)
+
+    def embeddings(self, which: str) -> np.ndarray:
+        """Mean-pooled final hidden states ``(n, hidden)`` of ``pool`` or ``targets``."""
+        return np.load(self._model_features(which)["embedding"], allow_pickle=False)
+
+
+def arm_scores(arm: str, ctx: ArmContext, seed: int) -> np.ndarray:
+    """One float per pool document, higher = more target-like (``random``: seeded noise)."""
+    from ..evaluate import baselines
+
+    if arm == "random":
+        return baselines.random_scores(len(ctx.pool), seed)
+    if arm in ("nag_all", "nag_last"):
+        pool, spec = ctx.signatures("pool")
+        tgt, _ = ctx.signatures("targets")
+        layers = "all" if arm == "nag_all" else "last"
+        p, s = baselines.slice_signatures(pool, spec, layers=layers)
+        t, _ = baselines.slice_signatures(tgt, spec, layers=layers)
+        return baselines.nag_scores(p, t, s)
+    if arm == "embedding":
+        return baselines.embedding_scores(ctx.embeddings("pool"), ctx.embeddings("targets"))
+    if arm == "nag_contrast":
+        from nag_datasets.scoring.target_profile import NAGProfile
+
+        pool, spec = ctx.signatures("pool", CONTRAST["neuron_type"])
+        tgt, _ = ctx.signatures("targets", CONTRAST["neuron_type"])
+        target = NAGProfile.from_signatures(tgt, spec)
+        background = NAGProfile.from_signatures(pool, spec)
+        profile = target.contrast(background, CONTRAST["weighting"], **CONTRAST["params"])
+        return np.asarray(profile.score(pool, num_threads=1), dtype=np.float64)
+    if arm == "embedding_contrast":
+        return baselines.embedding_scores(ctx.embeddings("pool"), ctx.embeddings("targets"), mode="contrast")
+    if arm == "dsir":
+        return ctx._cached("dsir", lambda: baselines.dsir_scores(ctx.pool, ctx.targets))
+    raise ValueError(f"unknown arm {arm!r}; choose from {ARMS}")

@@ -1,0 +1,89 @@
+"""``nag-datasets export``, ``push`` and ``card``: publish a selection (see :mod:`nag_datasets.hub`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..hub.export import export_for_hub, regenerate_card
+from ..hub.templates import CARD_FILE, DEFAULT_MAX_SHARD_ROWS
+from ..hub.upload import push_to_hub
+from ..scoring.target_profile import NAGProfile
+
+
+def _load_input(path: str) -> Any:
+    from ..storage.formats import load_any
+
+    return load_any(path)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..hub.export import _check_target
+
+    _check_target(Path(args.output), args.overwrite)  # before reading anything
+    selected = _load_input(args.input)
+    profile = NAGProfile.load(args.profile) if args.profile else None
+    # An existing or locked output is reported by `cli.main` (one line, exit 1).
+    folder = export_for_hub(selected, args.output, license=args.license, source_datasets=args.source_dataset,
+                            pretty_name=args.pretty_name, source_column=args.source_column,
+                            token_column=args.token_column, profile=profile, overwrite=args.overwrite,
+                            max_shard_rows=args.max_shard_rows)
+    print(json.dumps({"output": str(folder), "rows": len(selected), "card": str(folder / CARD_FILE)}, indent=1))
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    selected = _load_input(args.input)
+    profile = NAGProfile.load(args.profile) if args.profile else None
+    # Errors (HubPublishError, an existing or locked output) are reported by `cli.main` (one line, exit 1).
+    url = push_to_hub(selected, args.repo_id, private=not args.public, folder=args.folder, license=args.license,
+                      source_datasets=args.source_dataset, pretty_name=args.pretty_name,
+                      source_column=args.source_column, token_column=args.token_column, profile=profile,
+                      overwrite=args.overwrite)
+    print(json.dumps({"repo": url, "private": not args.public}, indent=1))
+    return 0
+
+
+def _cmd_card(args: argparse.Namespace) -> int:
+    settings = {k: v for k, v in (("license", args.license), ("source_datasets", args.source_dataset or None))
+                if v is not None}
+    path = regenerate_card(args.folder, **settings)  # a missing or bad recipe: one line from `cli.main`
+    print(json.dumps({"card": str(path)}, indent=1))
+    return 0
+
+
+def _card_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--license", default="unknown", help="the source data's license as a Hub id (default: unknown)")
+    p.add_argument("--source-dataset", action="append", default=[], help="a source dataset id (repeatable)")
+    p.add_argument("--pretty-name", default=None)
+    p.add_argument("--source-column", default=None, help="column naming each row's source (per-source shares)")
+    p.add_argument("--token-column", default=None, help="column of token counts (exact token totals)")
+    p.add_argument("--profile", default=None, help="profile folder: score the selection for the card's figure")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous export in the output folder")
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add the ``export``, ``push`` and ``card`` subcommands to the ``nag-datasets`` parser's ``subparsers``."""
+    e = subparsers.add_parser("export", help="write a selection as a Hub-ready folder (parquet, recipe, card)")
+    e.add_argument("input", help="the selected dataset (save_to_disk folder, parquet or jsonl)")
+    e.add_argument("output", help="the folder to write")
+    _card_options(e)
+    e.add_argument("--max-shard-rows", type=int, default=DEFAULT_MAX_SHARD_ROWS)
+    e.set_defaults(func=_cmd_export)
+
+    p = subparsers.add_parser("push", help="export a selection and upload it to the Hub (private by default)")
+    p.add_argument("input", help="the selected dataset (save_to_disk folder, parquet or jsonl)")
+    p.add_argument("repo_id")
+    p.add_argument("--public", action="store_true", help="create the repo public (default: private)")
+    p.add_argument("--folder", default=None, help="where to keep the local export (default: a temporary folder)")
+    _card_options(p)
+    p.set_defaults(func=_cmd_push)
+
+    c = subparsers.add_parser("card", help="rebuild README.md and the figure of an export from nag_recipe.json")
+    c.add_argument("folder")
+    c.add_argument("--license", default=None, help="replace the stored license")
+    c.add_argument("--source-dataset", action="append", default=None, help="replace the stored source datasets")
+    c.set_defaults(func=_cmd_card)

@@ -1,0 +1,382 @@
+"""The dataset card of an exported selection: data statistics, recipe summary, how to reproduce it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..selection.budgeted import DEFAULT_SAMPLE_SIZE
+from ..selection.recipe import SelectionRecipe
+from ..spec import SignatureSpec
+from ..storage.atomic import atomic_write_bytes, atomic_write_text
+from .figure import _figure_png, _score_text
+from .templates import (
+    _MAX_SOURCES,
+    CARD_FILE,
+    DATA_DIR,
+    DEFAULT_TAGS,
+    FIGURE_FILE,
+    SUBSET_TEMPLATE,
+    _cell,
+    _int,
+    _pct,
+    _render,
+    _spec_rows,
+    size_category,
+)
+
+
+def _shard_files(folder: Path) -> list[Path]:
+    return sorted((folder / DATA_DIR).glob("train-*.parquet"))
+
+
+def _data_stats(folder: Path, source_column: str | None, token_column: str | None) -> dict[str, Any]:
+    """Rows, tokens and per-source counts read back from the written shards (only the needed columns)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    files = _shard_files(folder)
+    if not files:
+        raise FileNotFoundError(f"{folder / DATA_DIR} holds no train-*.parquet shards")
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    columns = [c for c in (source_column, token_column) if c]
+    schema_names = pq.read_schema(files[0]).names
+    missing = [c for c in columns if c not in schema_names]
+    if missing:
+        raise KeyError(f"column(s) {missing} not in the exported data; columns: {schema_names}")
+    out: dict[str, Any] = {"rows": rows, "shards": len(files), "tokens": None, "sources": None,
+                           "signature_columns": [], "columns": schema_names}
+    table = pa.concat_tables([pq.read_table(f, columns=columns) for f in files]) if columns else None
+    if token_column:
+        out["tokens"] = int(pc.sum(table[token_column]).as_py() or 0)
+    if source_column:
+        keys = [("(missing)" if v is None else str(v)) for v in table[source_column].to_pylist()]
+        tokens = table[token_column].to_numpy(zero_copy_only=False) if token_column else None
+        by: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            entry = by.setdefault(key, [0, 0])
+            entry[0] += 1
+            if tokens is not None and not np.isnan(tokens[i]):
+                entry[1] += int(tokens[i])
+        out["sources"] = sorted(([k, d, t] for k, (d, t) in by.items()), key=lambda x: (-x[1], x[0]))
+    return out
+
+
+def _recipe_summary(recipe: SelectionRecipe | None, data: dict[str, Any]) -> dict[str, Any]:
+    """Token totals and consistency notes from the recipe, preferring counts read from the data."""
+    out: dict[str, Any] = {"tokens": data["tokens"], "tokens_exact": data["tokens"] is not None, "pool_tokens": None,
+                           "pool_documents": None, "warnings": []}
+    if recipe is None or not recipe.reports:
+        return out
+    first = recipe.reports[0]
+    out["pool_tokens"] = first.get("pool_tokens")
+    out["pool_documents"] = first.get("pool_documents")
+    out["null_rows"] = first.get("null_rows_skipped")
+    out["null_tokens"] = first.get("null_tokens_skipped")
+    docs = sum(int(r["documents_selected"]) for r in recipe.reports)
+    toks = sum(int(r["tokens_selected"]) for r in recipe.reports)
+    if out["tokens"] is None:
+        out["tokens"] = toks
+        out["tokens_exact"] = not recipe.dedup
+    if recipe.dedup:
+        if data["rows"] > docs:
+            out["warnings"].append(f"the data has {data['rows']:,} rows but the recipe selected at most {docs:,}: "
+                                   "rows were added after the selection.")
+    elif data["rows"] != docs:
+        out["warnings"].append(f"the data has {data['rows']:,} rows but the recipe selected {docs:,}: the subset was "
+                               "changed after the selection, so the recipe does not describe it exactly.")
+    elif data["tokens"] is not None and data["tokens"] != toks:
+        out["warnings"].append(f"the token column sums to {data['tokens']:,} but the recipe counted {toks:,} tokens "
+                               "(a different token column or tokenizer?).")
+    return out
+
+
+def _contrastive(recipe: SelectionRecipe) -> bool:
+    return any(p.get("score_kind") == "contrastive" for p in recipe.profiles)
+
+
+def _contrasts(recipe: SelectionRecipe) -> list[dict[str, str]]:
+    """One row per contrastive target profile: its weighting and its background (what, how many, fingerprint)."""
+    rows = []
+    for i, p in enumerate(recipe.profiles):
+        if p.get("score_kind") != "contrastive":
+            continue
+        w = dict(p.get("weighting") or {})
+        name = w.pop("name", "?")
+        bg = p.get("background") or {}
+        sample = bg.get("sample") or {}
+        drawn = (f"uniform sample of {_int(sample.get('sampled'))} of {_int(sample.get('rows_with_signature'))} rows "
+                 f"with a signature, seed {sample.get('seed')}" if sample else "all rows given")
+        rows.append({"index": str(i), "weighting": f"{name}({', '.join(f'{k}={v}' for k, v in w.items())})",
+                     "documents": _int(bg.get("num_documents")), "drawn": drawn,
+                     "description": _cell(bg.get("description") or ""), "fingerprint": _cell(bg.get("fingerprint"))})
+    return rows
+
+
+def _kind_text(recipe: SelectionRecipe) -> str:
+    if recipe.kind == "multi_target":
+        return f"multi-target mixture: {len(recipe.reports)} targets, each selecting its own share of the pool"
+    if recipe.quality:
+        return "one target profile, NAG distance combined with a quality signal"
+    if _contrastive(recipe):
+        return "top of the pool by contrastive score against one target profile (target vs a background sample)"
+    if recipe.profiles:
+        return "top of the pool by similarity to one target profile"
+    return f"top of the pool by the precomputed score column `{recipe.score_column}`"
+
+
+def _method_text(recipe: SelectionRecipe) -> str:
+    if recipe.method == "exact":
+        return ("exact (the boundary score found by bisection over the pool's scores, only the kept rows sorted; "
+                "never over the budget)")
+    r = recipe.reports[0] if recipe.reports else {}
+    return (f"sampled (threshold estimated on {_int(r.get('sample_documents'))} of the pool's documents, "
+            f"sample_size={r.get('sample_size')}, seed={r.get('seed')}; applied as a filter to the whole pool)")
+
+
+def _rule_text(recipe: SelectionRecipe) -> str:
+    higher = "highest" if recipe.higher_is_better else "lowest"
+    text = (f"The pool was ranked by score ({higher} first, ties by row position), and documents were kept down the "
+            "ranking while their cumulative token count stayed within r_f of the pool's tokens, stopping at the first "
+            "document that would overflow. Rows without a score were not part of the pool.")
+    if _contrastive(recipe):
+        text += (" The contrastive score of a document is the mean, over layers and over its K most activated "
+                 "neurons, of per-neuron weights that compare how often the targets' NAGs hold each neuron with how "
+                 "often the NAGs of a background sample of the pool do (the weighting and the background are below). "
+                 "It is not a similarity: it can be negative, and only its order matters.")
+    elif recipe.profiles:
+        text += (" The similarity of a document to the targets is the mean over layers of the target-frequency "
+                 "weights of its K most activated neurons, divided by K (its mean Dice overlap with the targets' NAGs).")
+    return text
+
+
+def _targets(recipe: SelectionRecipe) -> list[dict[str, str]]:
+    shares = recipe.shares or [recipe.fraction] * len(recipe.reports)
+    rows = []
+    for i, (r, share) in enumerate(zip(recipe.reports, shares)):
+        if not r.get("profile_fingerprint"):
+            continue
+        threshold = r.get("threshold")
+        rows.append({
+            "index": str(i),
+            "description": _cell(r.get("profile_description") or "(no description)"),
+            "num_targets": _int(r.get("profile_num_targets")),
+            "fingerprint": _cell(r["profile_fingerprint"]),
+            "share": _pct(share),
+            "documents": _int(r.get("documents_selected")),
+            "tokens": _int(r.get("tokens_selected")),
+            "threshold": "none" if threshold is None else f"{threshold:.6g}",
+        })
+    return rows
+
+
+def _py_args(args: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in args.items())
+
+
+def _reproduce(recipe: SelectionRecipe, token_column: str, license: str) -> tuple[str, str]:
+    """Library code and CLI commands that redo the selection from the same pool (CLI only where it can)."""
+    from ..featurize.models import BUNDLED_NAME
+
+    spec = recipe.spec
+    lines = ["from datasets import load_dataset"]
+    if spec:
+        lines.append("from nag_datasets.featurize.featurizer import NAGFeaturizer")
+    if recipe.profiles:
+        lines.append("from nag_datasets.scoring.target_profile import NAGProfile")
+    fn = "select_multi_target" if recipe.kind == "multi_target" else "select_top_fraction"
+    imports = [fn] + (["combine_with_quality"] if recipe.quality else [])
+    lines += [f"from nag_datasets.selection.budgeted import {', '.join(imports)}", ""]
+    lines.append(f'POOL = "POOL"  # your pool: a Hub dataset id or local folder with a text column and {token_column!r}')
+    if recipe.kind != "multi_target" and recipe.profiles:
+        lines.append('PROFILE_DIR = "PROFILE_DIR"  # the target profile with the fingerprint above')
+    lines.append('pool = load_dataset(POOL, split="train")')
+    bundled = bool(spec) and spec.get("model_name") == BUNDLED_NAME and \
+        str(spec.get("model_fingerprint", "")).startswith("gguf-sha256:")
+    if spec:
+        feat = {"neuron_types": [spec["neuron_type"]], "top_k": spec["top_k"], "max_length": spec["max_length"],
+                "layers": list(spec["layers"]), "add_special_tokens": spec["add_special_tokens"]}
+        if spec.get("dtype"):
+            feat["dtype"] = spec["dtype"]
+        if bundled:  # the bundled model is the default: no name to give
+            lines.append(f"featurizer = NAGFeaturizer({_py_args(feat)})  # bundled {BUNDLED_NAME}")
+        elif spec.get("model_name"):
+            lines.append(f"featurizer = NAGFeaturizer({spec['model_name']!r}, {_py_args(feat)})")
+        else:
+            lines.append(f"MODEL = \"MODEL\"  # a folder or Hub id of the model with weights fingerprint "
+                         f"{spec['model_fingerprint']}")
+            lines.append(f"featurizer = NAGFeaturizer(MODEL, {_py_args(feat)})")
+        lines.append("pool = featurizer.apply(pool)")
+    method = {"method": recipe.method}
+    if recipe.method == "sampled" and recipe.reports:
+        method.update(sample_size=recipe.reports[0].get("sample_size"), seed=recipe.reports[0].get("seed"))
+    if recipe.kind == "multi_target":
+        paths = [f"PROFILE_{i}" for i in range(len(recipe.profiles))]
+        lines.append(f"profiles = [NAGProfile.load(p) for p in {paths!r}]  # fingerprints in the table above")
+        args = {"token_column": token_column, "dedup": bool(recipe.dedup), **method}
+        lines.append(f"selected = select_multi_target(pool, profiles, {recipe.fraction!r}, {_py_args(args)})")
+    elif recipe.quality:
+        column = recipe.score_column or "nag_combined"
+        lines.append(f"profile = NAGProfile.load(PROFILE_DIR)  # fingerprint {recipe.profiles[0]['fingerprint']}")
+        lines.append(f"pool = combine_with_quality(pool, profile, {recipe.quality['column']!r}, "
+                     f"weight={recipe.quality['weight']!r}, out_column={column!r})")
+        args = {"token_column": token_column, "score_column": column, **method}
+        lines.append(f"selected = select_top_fraction(pool, {recipe.fraction!r}, {_py_args(args)})")
+    elif recipe.profiles:
+        lines.append(f"profile = NAGProfile.load(PROFILE_DIR)  # fingerprint {recipe.profiles[0]['fingerprint']}")
+        args = {"token_column": token_column, "profile": "PROFILE", **method}
+        code = _py_args(args).replace("'PROFILE'", "profile")
+        lines.append(f"selected = select_top_fraction(pool, {recipe.fraction!r}, {code})")
+    else:
+        args = {"token_column": token_column, "score_column": recipe.score_column,
+                "higher_is_better": recipe.higher_is_better, **method}
+        lines.append(f"selected = select_top_fraction(pool, {recipe.fraction!r}, {_py_args(args)})")
+    library = "\n".join(lines)
+
+    if recipe.kind != "top_fraction" or recipe.quality or not recipe.profiles or not spec:
+        return library, ""
+    if recipe.method == "sampled" and method.get("sample_size") != DEFAULT_SAMPLE_SIZE:
+        return library, ""
+    model = "" if bundled else f"--model {spec.get('model_name') or 'MODEL'} "
+    featurize = (f"{model}--neuron-types {spec['neuron_type']} --top-k {spec['top_k']} "
+                 f"--max-length {spec['max_length']} --layers {','.join(map(str, spec['layers']))}")
+    if spec.get("dtype"):
+        featurize += f" --dtype {spec['dtype']}"
+    select = f"--fraction {recipe.fraction!r} --token-column {token_column} --method {recipe.method}"
+    if recipe.method == "sampled":
+        select += f" --seed {method.get('seed')}"
+    profile_line = "nag-datasets profile target_nag PROFILE_DIR  # or download the published profile"
+    contrast = recipe.profiles[0] if recipe.profiles[0].get("score_kind") == "contrastive" else None
+    if contrast is not None:
+        w = dict(contrast.get("weighting") or {})
+        flags = f"--weighting {w.pop('name', 'shrinkage')}" + "".join(f" --{k} {v!r}" for k, v in w.items())
+        sample = (contrast.get("background") or {}).get("sample") or {}
+        if sample:
+            flags += f" --background-sample {sample.get('size')} --background-seed {sample.get('seed')}"
+        profile_line = (f"nag-datasets profile target_nag PROFILE_DIR --background pool_nag {flags}"
+                        "  # or download the published profile")
+    cli = "\n".join([
+        f"nag-datasets featurize TARGET target_nag {featurize}",
+        f"nag-datasets featurize POOL pool_nag {featurize}",
+        profile_line,
+        f"nag-datasets select pool_nag selected --profile PROFILE_DIR {select}",
+        f"nag-datasets export selected EXPORT_DIR --license {license}",
+    ])
+    return library, cli
+
+
+def _subset_card(meta: dict[str, Any], data: dict[str, Any]) -> str:
+    """README.md text for an export, from its ``nag_recipe.json`` content and the stats of its shards."""
+    from huggingface_hub import DatasetCardData
+
+    settings = meta["card"]
+    recipe = SelectionRecipe.from_dict(meta["recipe"]) if meta.get("recipe") else None
+    summary = _recipe_summary(recipe, data)
+    hist = meta["score_histogram"]
+    spec = recipe.spec if recipe else None
+    yaml_extra: dict[str, Any] = {}
+    if recipe is not None:
+        yaml_extra["nag_selection"] = {
+            "kind": recipe.kind,
+            "fraction": recipe.fraction,
+            "method": recipe.method,
+            "top_k": spec["top_k"] if spec else None,
+            "neuron_type": spec["neuron_type"] if spec else None,
+            "model_name": (spec.get("model_name") or None) if spec else None,
+            "model_fingerprint": spec["model_fingerprint"] if spec else None,
+            "spec_fingerprint": SignatureSpec.from_dict(spec).fingerprint() if spec else None,
+            "profile_fingerprints": [p.get("fingerprint") for p in recipe.profiles],
+            "shares": recipe.shares,
+            "quality_weight": recipe.quality.get("weight") if recipe.quality else None,
+        }
+    else:
+        yaml_extra["nag_selection"] = "unknown"
+    card_data = DatasetCardData(
+        license=settings["license"],
+        pretty_name=settings["pretty_name"],
+        source_datasets=list(settings["source_datasets"]) or None,
+        task_categories=list(settings["task_categories"]) or None,
+        size_categories=[size_category(data["rows"])],
+        tags=list(dict.fromkeys([*DEFAULT_TAGS, *settings["tags"]])),
+        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": f"{DATA_DIR}/train-*"}]}],
+        **yaml_extra,
+    )
+    tokens = summary["tokens"]
+    tokens_text = None
+    if tokens is not None:
+        tokens_text = f"{tokens:,} tokens" if summary["tokens_exact"] else f"at most {tokens:,} tokens"
+    pool_text = achieved_text = excluded_text = None
+    if summary["pool_tokens"] is not None:
+        pool_text = f"{_int(summary['pool_documents'])} documents, {_int(summary['pool_tokens'])} tokens"
+        if tokens is not None and summary["pool_tokens"]:
+            achieved_text = _pct(tokens / summary["pool_tokens"])
+            if not summary["tokens_exact"]:
+                achieved_text = "at most " + achieved_text
+        if summary.get("null_rows"):
+            excluded_text = f"{_int(summary['null_rows'])} rows, {_int(summary['null_tokens'])} tokens"
+    sources = None
+    if data["sources"] is not None:
+        total_docs = data["rows"] or 1
+        total_tokens = sum(s[2] for s in data["sources"]) or 1
+        shown = data["sources"][:_MAX_SOURCES]
+        rest = data["sources"][_MAX_SOURCES:]
+        if rest:
+            shown = [*shown, [f"({len(rest)} other values)", sum(s[1] for s in rest), sum(s[2] for s in rest)]]
+        sources = [{"name": _cell(name), "documents": f"{d:,}", "document_share": f"{d / total_docs:.3f}",
+                    "tokens": f"{t:,}", "token_share": f"{t / total_tokens:.3f}"} for name, d, t in shown]
+    library_code = cli_code = ""
+    if recipe is not None:
+        library_code, cli_code = _reproduce(recipe, settings["token_column"] or "num_tokens",
+                                             settings["license"])
+    context = {
+        "title": settings["pretty_name"] or ("NAG-selected subset" if recipe is not None else
+                                             "Dataset exported with nag-datasets (no selection recipe)"),
+        "license": settings["license"],
+        "source_datasets": settings["source_datasets"],
+        "export_version": meta.get("library_version", __version__),
+        "recipe": recipe,
+        "documents": f"{data['rows']:,}",
+        "tokens_text": tokens_text,
+        "pool_text": pool_text,
+        "achieved_text": achieved_text,
+        "excluded_text": excluded_text,
+        "num_shards": data["shards"],
+        "warnings": summary["warnings"],
+        "sources": sources,
+        "sources_have_tokens": bool(settings["token_column"]),
+        "source_column": settings["source_column"],
+        "signature_columns": meta.get("signature_columns", []),
+        "figure": FIGURE_FILE,
+        "score_text": _score_text(hist),
+        "repo_hint": settings.get("repo_id") or "REPO_ID",
+        "library_code": library_code,
+        "cli_code": cli_code,
+    }
+    if recipe is not None:
+        context.update({
+            "rule_text": _rule_text(recipe),
+            "kind_text": _kind_text(recipe),
+            "fraction": _pct(recipe.fraction),
+            "method_text": _method_text(recipe),
+            "quality": recipe.quality,
+            "score_column": recipe.score_column,
+            "higher_is_better": recipe.higher_is_better,
+            "dedup": recipe.dedup,
+            "created": recipe.created,
+            "recipe_version": recipe.library_version,
+            "spec_rows": _spec_rows(spec) if spec else [],
+            "spec_fingerprint": SignatureSpec.from_dict(spec).fingerprint() if spec else "",
+            "targets": _targets(recipe),
+            "contrasts": _contrasts(recipe),
+        })
+    return _render(SUBSET_TEMPLATE, card_data, context)
+
+
+def _write_card_files(folder: Path, meta: dict[str, Any]) -> None:
+    data = _data_stats(folder, meta["card"]["source_column"], meta["card"]["token_column"])
+    atomic_write_bytes(folder / FIGURE_FILE, _figure_png(meta["score_histogram"]))
+    atomic_write_text(folder / CARD_FILE, _subset_card(meta, data))

@@ -1,0 +1,135 @@
+"""Target profiles on the Hub: a card beside the saved profile, upload, and loading back."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..scoring.target_profile import COUNTS_FILE, META_FILE, NAGProfile, ProfileError
+from ..storage.atomic import atomic_write_text
+from .templates import CARD_FILE, DEFAULT_TAGS, PROFILE_TEMPLATE, _as_list, _cell, _render, _spec_rows
+from .upload import _resolve_token, _upload
+
+__all__ = ["load_profile", "profile_card", "push_profile"]
+
+
+def _top_neurons(profile: NAGProfile, count: int = 10) -> tuple[int, list[dict[str, str]]]:
+    """The last layer's neurons with the largest weights (shares of targets, or contrastive weights)."""
+    layer = profile.spec.num_layers - 1
+    row = profile.weights[layer]
+    order = np.argsort(-row, kind="stable")[:count]
+    fmt = "{:+.3f}" if profile.score_kind == "contrastive" else "{:.3f}"
+    return profile.spec.layers[layer], [{"neuron": str(int(k)), "share": fmt.format(row[k])} for k in order
+                                        if row[k] > 0]
+
+
+def profile_card(
+    profile: NAGProfile,
+    folder: str | os.PathLike[str],
+    *,
+    license: str = "unknown",
+    source_datasets: str | Sequence[str] = (),
+    pretty_name: str | None = None,
+    repo_id: str | None = None,
+) -> Path:
+    """Write a ``README.md`` card into the profile folder ``folder`` (saving ``profile`` there first if it is absent).
+
+    A folder holding a different profile is refused. Returns the card's path.
+    """
+    from huggingface_hub import DatasetCardData
+
+    folder = Path(folder)
+    if (folder / META_FILE).is_file():
+        stored = NAGProfile.load(folder)
+        if stored.fingerprint() != profile.fingerprint():
+            raise ProfileError(f"{folder} holds profile {stored.fingerprint()}, not {profile.fingerprint()}: "
+                               "write the card into the folder the profile was saved to")
+    else:
+        profile.save(folder)
+    spec = profile.spec
+    card_data = DatasetCardData(
+        license=license,
+        pretty_name=pretty_name,
+        source_datasets=_as_list(source_datasets) or None,
+        tags=[*DEFAULT_TAGS, "nag-profile"],
+        viewer=False,
+        nag_profile={
+            "fingerprint": profile.fingerprint(),
+            "spec_fingerprint": spec.fingerprint(),
+            "num_targets": profile.num_targets,
+            "neuron_type": spec.neuron_type,
+            "top_k": spec.top_k,
+            "model_name": spec.model_name or None,
+            "model_fingerprint": spec.model_fingerprint,
+            **{k: v for k, v in profile.summary().items() if k in ("score_kind", "weighting", "background")},
+        },
+    )
+    top_layer, top = _top_neurons(profile)
+    context = {
+        "title": pretty_name or "NAG target profile",
+        "description": _cell(profile.description),
+        "license": license,
+        "source_datasets": _as_list(source_datasets),
+        "num_targets": f"{profile.num_targets:,}",
+        "skipped_null": profile.skipped_null,
+        "fingerprint": profile.fingerprint(),
+        "spec_fingerprint": spec.fingerprint(),
+        "spec_rows": _spec_rows(spec.to_dict()),
+        "top_k": spec.top_k,
+        "num_layers": spec.num_layers,
+        "neurons_per_layer": spec.neurons_per_layer,
+        "top_layer": top_layer,
+        "top_neurons": top,
+        "repo_hint": repo_id or "REPO_ID",
+        "contrastive": profile.score_kind == "contrastive",
+        "summary": profile.summary(),
+    }
+    path = folder / CARD_FILE
+    atomic_write_text(path, _render(PROFILE_TEMPLATE, card_data, context))
+    return path
+
+
+def push_profile(
+    profile: NAGProfile,
+    repo_id: str,
+    *,
+    private: bool = True,
+    token: str | None = None,
+    folder: str | os.PathLike[str] | None = None,
+    **card_kwargs: Any,
+) -> str:
+    """Save ``profile`` with its card (see :func:`profile_card`) and upload it as the dataset repo ``repo_id``.
+
+    Same rules as :func:`push_to_hub`: local first, private by default, card last, :class:`HubPublishError` naming
+    the local folder when the upload cannot happen. Returns the repo URL.
+    """
+    own = folder is None
+    target = Path(tempfile.mkdtemp(prefix="nag-profile-")) / "profile" if own else Path(folder)
+    card_kwargs.setdefault("repo_id", repo_id)
+    profile_card(profile, target, **card_kwargs)
+    token = _resolve_token(token, target)
+    url = _upload(target, repo_id, token=token, private=private, what="the NAG profile",
+                  data_patterns=[COUNTS_FILE, META_FILE])
+    if own:
+        shutil.rmtree(target.parent, ignore_errors=True)
+    return url
+
+
+def load_profile(
+    folder_or_repo: str | os.PathLike[str],
+    revision: str | None = None,
+    *,
+    repo_type: str = "dataset",
+    token: str | None = None,
+) -> NAGProfile:
+    """A profile from a local folder (:meth:`NAGProfile.load`) or else a Hub repo (downloaded, cached, then loaded).
+
+    The same as :meth:`NAGProfile.from_pretrained`.
+    """
+    return NAGProfile.from_pretrained(folder_or_repo, revision, repo_type=repo_type, token=token)

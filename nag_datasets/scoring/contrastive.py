@@ -1,0 +1,171 @@
+"""The contrastive profile: weight each neuron by how much more often the targets' NAGs hold it than the pool's.
+
+The paper's profile counts how often a neuron appears in the target NAGs, whatever its frequency elsewhere, so
+neurons that almost every document activates dominate it. A contrastive profile compares the target counts with
+a *background*, the plain profile of a uniform sample of the pool, through a :mod:`~nag_datasets.scoring.weighting`
+(shrinkage toward the background by default). A document's score is the mean of the weights at its signature's
+neurons:
+
+    score(doc) = (1 / (L K)) * sum_{l, k} w[l, doc[l, k]]
+
+It is not a Dice similarity: it can be negative, and only its order means anything. It is scored by the same
+kernel and through the same entry points as the paper's profile (``score``, ``scorer``, ``filter``, selection,
+quality mixing, Ray), with the float32 weights as the table; the weights are rounded to multiples of ``2**-20``
+(:func:`~nag_datasets.scoring.kernel.quantize_weights`) so that the kernel sums them exactly.
+
+>>> import numpy as np
+>>> from nag_datasets.scoring.target_profile import NAGProfile
+>>> from nag_datasets.spec import SignatureSpec
+>>> spec = SignatureSpec(model_fingerprint="m", tokenizer_fingerprint="t", neuron_type="fwd_up", top_k=2,
+...                      layers=(0,), max_length=8, add_special_tokens=False, neurons_per_layer=4)
+>>> target = NAGProfile.from_signatures(np.array([[[0, 1]], [[0, 2]]]), spec)          # neuron 0: everywhere
+>>> background = NAGProfile.from_signatures(np.array([[[0, 3]], [[0, 3]], [[0, 1]]]), spec)
+>>> profile = target.contrast(background, "log_odds", alpha=0.5)
+>>> profile.weights.round(2)
+array([[-0.05,  0.29,  1.39, -1.32]], dtype=float32)
+>>> profile.score(np.array([[[0, 2]], [[0, 3]]]))                  # the target-specific neuron 2 wins
+array([ 0.6687522, -0.6852727], dtype=float32)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+
+from .kernel import quantize_weights
+from .target_profile import CONTRASTIVE_FORMAT_VERSION, NAGProfile, ProfileError, register_profile_kind
+from .weighting import Weighting, WeightingError, get_weighting
+
+__all__ = ["CONTRAST_SCORE_COLUMN", "ContrastiveProfile"]
+
+#: The column a contrastive profile's scorer adds: named so that nobody reads it as a similarity.
+CONTRAST_SCORE_COLUMN = "nag_contrast_score"
+
+
+class ContrastiveProfile(NAGProfile):
+    """A target profile weighted against a background profile (same spec); see the module docstring.
+
+    Build it with :meth:`NAGProfile.contrast`. ``counts``/``num_targets`` are the target's, ``background`` is the
+    background profile, ``weighting`` the :class:`~nag_datasets.scoring.weighting.Weighting`, and ``weights`` the float32
+    ``(L, N)`` table that scores documents (multiples of ``2**-20``).
+    """
+
+    score_kind = "contrastive"
+    score_column = CONTRAST_SCORE_COLUMN
+    _format_version = CONTRASTIVE_FORMAT_VERSION
+
+    def __init__(self, target: NAGProfile, background: NAGProfile, weighting: str | Weighting = "shrinkage",
+                 **params: Any) -> None:
+        if isinstance(target, ContrastiveProfile) or isinstance(background, ContrastiveProfile):
+            raise ProfileError("contrast the plain (frequency) profiles of the target and of the background")
+        target.spec.check_compatible(background.spec, what="background profile", against="target profile")
+        super().__init__(target.counts, target.num_targets, target.spec, target.description,
+                         skipped_null=target.skipped_null, sample_info=target.sample_info)
+        self.background = background
+        self.weighting = get_weighting(weighting, **params)
+        table = self.weighting.table(self.counts, self.num_targets, background.counts, background.num_targets)
+        table = np.asarray(table, dtype=np.float64)
+        if table.shape != self.counts.shape or not np.isfinite(table).all():
+            bad = np.argwhere(~np.isfinite(table))
+            where = f" (first at layer {bad[0][0]}, neuron {bad[0][1]})" if len(bad) else ""
+            raise WeightingError(f"weighting {self.weighting.describe()} gave non-finite weights{where}")
+        try:
+            weights = np.ascontiguousarray(quantize_weights(table))
+        except ValueError as e:
+            raise WeightingError(f"weighting {self.weighting.describe()}: {e}") from None
+        weights.flags.writeable = False
+        self._weights = weights
+
+    # -- views -------------------------------------------------------------------------------------------------
+
+    @property
+    def weights(self) -> np.ndarray:
+        """``w[l, k]``: the contrastive weight of neuron ``k`` of layer ``l`` (float32, any sign)."""
+        return self._weights
+
+    def scoring_table(self) -> tuple[np.ndarray, int | None]:
+        return self._weights, None
+
+    def fingerprint(self) -> str:
+        """Short hash of the target's and the background's counts and spec, and of the weighting's parameters."""
+        h = hashlib.sha256(b"nag_datasets.contrastive/1\0")
+        h.update(super().fingerprint().encode())
+        h.update(b"\0" + self.background.fingerprint().encode())
+        h.update(b"\0" + json.dumps(self.weighting.to_dict(), sort_keys=True).encode())
+        return h.hexdigest()[:16]
+
+    def summary(self) -> dict[str, Any]:
+        out = super().summary()
+        out["weighting"] = self.weighting.to_dict()
+        out["background"] = {"fingerprint": self.background.fingerprint(),
+                             "num_documents": self.background.num_targets,
+                             "description": self.background.description}
+        if self.background.sample_info is not None:
+            out["background"]["sample"] = dict(self.background.sample_info)
+        return out
+
+    def __repr__(self) -> str:
+        desc = f", description={self.description!r}" if self.description else ""
+        return (
+            f"ContrastiveProfile(neuron_type={self.spec.neuron_type!r}, layers={self.spec.num_layers}, "
+            f"top_k={self.spec.top_k}, num_targets={self.num_targets}, "
+            f"background_documents={self.background.num_targets}, weighting={self.weighting.describe()}{desc})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NAGProfile):
+            return NotImplemented
+        if not isinstance(other, ContrastiveProfile):
+            return False
+        return (super().__eq__(other) and self.background == other.background
+                and self.weighting == other.weighting)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @classmethod
+    def merge(cls, profiles: Any, *, description: str | None = None) -> NAGProfile:
+        raise ProfileError("merge the targets' plain profiles, then contrast the merged profile with the background")
+
+    def contrast(self, background: NAGProfile, weighting: Any = "shrinkage", **params: Any) -> NAGProfile:
+        raise ProfileError("this profile is already contrastive; contrast the plain target profile instead")
+
+    # -- persistence -------------------------------------------------------------------------------------------
+
+    def _tensors(self) -> dict[str, np.ndarray]:
+        return {"counts": np.ascontiguousarray(self.counts),
+                "background_counts": np.ascontiguousarray(self.background.counts)}
+
+    def _meta(self) -> dict[str, Any]:
+        meta = super()._meta()
+        meta["kind"] = "contrastive"
+        meta["weighting"] = self.weighting.to_dict()
+        bg: dict[str, Any] = {"num_documents": self.background.num_targets,
+                              "description": self.background.description,
+                              "skipped_null": self.background.skipped_null,
+                              "fingerprint": self.background.fingerprint()}
+        if self.background.sample_info is not None:
+            bg["sample"] = dict(self.background.sample_info)
+        meta["background"] = bg
+        return meta
+
+    @classmethod
+    def from_saved(cls, target: NAGProfile, background_counts: np.ndarray, meta: dict[str, Any]) -> ContrastiveProfile:
+        """Rebuild a saved contrastive profile (used by :meth:`NAGProfile.load`)."""
+        bg_meta = meta["background"]
+        background = NAGProfile(background_counts, bg_meta["num_documents"], target.spec,
+                                bg_meta.get("description", ""), skipped_null=bg_meta.get("skipped_null", 0),
+                                sample_info=bg_meta.get("sample"))
+        stored = bg_meta.get("fingerprint")
+        if stored is not None and stored != background.fingerprint():
+            raise ProfileError(f"the background's counts or document count give fingerprint "
+                               f"{background.fingerprint()}, not the recorded {stored!r}")
+        try:
+            return cls(target, background, get_weighting(meta["weighting"]))
+        except WeightingError as e:
+            raise ProfileError(str(e)) from None
+
+
+register_profile_kind("contrastive", ContrastiveProfile)

@@ -1,0 +1,582 @@
+"""Selection: keep the best-ranked documents of a pool within a share of its tokens.
+
+Rank by similarity to the targets (descending; ties by row position), walk down the ranking and keep documents while
+the cumulative token count stays within ``fraction`` of the pool's tokens, stopping at the first document that would
+overflow. Rows without a score (null signature) are outside the pool. With several targets each selects its own
+share; a quality signal can be combined with the NAG distance.
+
+>>> import numpy as np
+>>> scores = np.array([0.2, 0.9, np.nan, 0.5, 0.9], dtype=np.float32)
+>>> tokens = np.array([10, 30, 99, 20, 40])
+>>> indices, report = select_indices(scores, tokens, fraction=0.5)
+>>> indices.tolist(), report.tokens_selected, report.pool_tokens, report.null_rows_skipped
+([1], 30, 100, 1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..columns import spec_from_feature
+from ..scoring._arrow import add_row_column, numeric_column
+from ..scoring.target_profile import NAGProfile
+from .budget import budget_cut
+from .recipe import SelectionRecipe, get_score_info, score_feature
+from .recipe import attach_recipe as _attach_recipe
+
+__all__ = [
+    "MultiTargetReport",
+    "SelectionReport",
+    "TokenCounter",
+    "combine_with_quality",
+    "combined_scores",
+    "count_tokens",
+    "select_indices",
+    "select_multi_target",
+    "select_top_fraction",
+]
+
+METHODS = ("exact", "sampled")
+
+#: Pool rows sampled by ``method="sampled"`` (the command line has no option for it).
+DEFAULT_SAMPLE_SIZE = 100_000
+
+
+@dataclasses.dataclass
+class SelectionReport:
+    """What a selection kept, out of which pool, and how."""
+
+    method: str
+    fraction: float
+    documents_selected: int
+    tokens_selected: int
+    pool_documents: int
+    pool_tokens: int
+    achieved_fraction: float
+    threshold: float | None
+    null_rows_skipped: int
+    null_tokens_skipped: int
+    higher_is_better: bool = True
+    score_column: str | None = None
+    signature_column: str | None = None
+    spec: dict[str, Any] | None = None
+    profile_fingerprint: str | None = None
+    profile_description: str | None = None
+    profile_num_targets: int | None = None
+    #: ``"similarity"`` (the paper's profile, in [0, 1]) or ``"contrastive"`` (weights, any sign); None without one.
+    score_kind: str | None = None
+    #: The profile's :meth:`~nag_datasets.scoring.target_profile.NAGProfile.summary` (weighting and background when contrastive).
+    profile: dict[str, Any] | None = None
+    seed: int | None = None
+    sample_size: int | None = None
+    sample_documents: int | None = None
+    #: Pool rows whose text repeats an earlier pool row's, and selected rows repeating an earlier selected row's
+    #: (None when not counted: no text column, or ``count_duplicates=False``).
+    duplicate_rows: int | None = None
+    duplicate_rows_selected: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SelectionReport:
+        return cls(**d)
+
+
+@dataclasses.dataclass
+class MultiTargetReport:
+    """Per-target reports of a multi-target selection plus the totals of the concatenated result.
+
+    ``target_documents[i]`` rows of the result (in order) come from target ``i``; with ``dedup`` they exclude the
+    ``duplicates_dropped[i]`` rows an earlier target had already selected.
+    """
+
+    fraction: float
+    share: float
+    dedup: bool
+    targets: list[SelectionReport]
+    target_documents: list[int]
+    duplicates_dropped: list[int]
+    duplicate_tokens_dropped: list[int]
+    documents_selected: int
+    tokens_selected: int
+    pool_tokens: int
+    achieved_fraction: float
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["targets"] = [t.to_dict() for t in self.targets]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MultiTargetReport:
+        d = dict(d)
+        d["targets"] = [SelectionReport.from_dict(t) for t in d["targets"]]
+        return cls(**d)
+
+
+# -- token counts ------------------------------------------------------------------------------------------------
+
+
+class TokenCounter:
+    """Picklable ``ds.map(fn, batched=True)`` callable: full token count of each text (no truncation or specials)."""
+
+    def __init__(self, tokenizer: Any, column: str = "text", out_column: str = "num_tokens") -> None:
+        self.tokenizer = tokenizer
+        self.column = column
+        self.out_column = out_column
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
+        texts = ["" if t is None else t for t in list(batch[self.column])]
+        enc = self.tokenizer(texts, add_special_tokens=False, truncation=False, return_attention_mask=False,
+                             verbose=False)
+        return {self.out_column: np.array([len(ids) for ids in enc["input_ids"]], dtype=np.int64)}
+
+
+def count_tokens(
+    ds: Any,
+    tokenizer: Any,
+    column: str = "text",
+    *,
+    out_column: str = "num_tokens",
+    batch_size: int = 1000,
+    num_proc: int | None = None,
+) -> Any:
+    """``ds`` with an int64 column of each document's full token count in ``tokenizer`` (null text counts 0).
+
+    >>> from datasets import Dataset
+    >>> class Words:  # any callable with the `transformers` tokenizer interface works
+    ...     def __call__(self, texts, **kwargs):
+    ...         return {"input_ids": [t.split() for t in texts]}
+    >>> count_tokens(Dataset.from_dict({"text": ["a b c", "d"]}), Words())["num_tokens"][:]
+    [3, 1]
+    """
+    return ds.map(
+        TokenCounter(tokenizer, column, out_column),
+        batched=True,
+        batch_size=batch_size,
+        num_proc=num_proc,
+        desc="Counting tokens",
+    )
+
+
+# -- the selection rule on arrays --------------------------------------------------------------------------------
+
+
+def _check_tokens(tokens: np.ndarray, n: int) -> np.ndarray:
+    tokens = np.asarray(tokens)
+    if tokens.shape != (n,):
+        raise ValueError(f"need one token count per row ({n}), got shape {tokens.shape}")
+    if tokens.dtype.kind == "f":
+        if np.isnan(tokens).any():
+            raise ValueError(f"token counts are missing (NaN/null) for {int(np.isnan(tokens).sum())} rows")
+        if not np.array_equal(tokens, np.floor(tokens)):
+            raise ValueError("token counts must be whole numbers")
+    elif tokens.dtype.kind not in "iu":
+        raise TypeError(f"token counts must be numbers, got {tokens.dtype}")
+    if n and tokens.min() < 0:
+        raise ValueError(f"token counts must not be negative (row {int(np.argmin(tokens))} has {tokens.min()})")
+    # Sums are int64: refuse counts whose total would overflow it (checked in float64, with a margin for rounding).
+    if n and float(np.sum(tokens, dtype=np.float64)) >= 2.0**63 * 0.999:
+        raise ValueError(f"token counts sum to about {float(np.sum(tokens, dtype=np.float64)):.3g}, which would "
+                         "overflow int64 sums: check the token column (wrong units or corrupt values?)")
+    return tokens if tokens.dtype.kind in "iu" else tokens.astype(np.int64)
+
+
+def _duplicates(ds: Any, column: str, rows: np.ndarray) -> int:
+    """How many of ``rows`` (positions in ``ds``) hold a value of ``column`` that an earlier one of them holds."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from ..columns import row_indices
+
+    col = ds.data.column(column)
+    idx = row_indices(ds)
+    positions = rows if idx is None else idx[rows]
+    if len(positions) != len(col) or not np.array_equal(positions, np.arange(len(col))):
+        col = col.take(pa.array(np.sort(positions)))
+    return len(positions) - len(pc.unique(col))
+
+
+def _warn_truncated_tokens(token_column: str) -> None:
+    if token_column == "nag_tokens":
+        warnings.warn("token_column='nag_tokens' counts at most max_length tokens per document (truncated), so the "
+                      "budget is not a share of the pool's real tokens: count full documents with "
+                      "count_tokens(ds, featurizer.tokenizer) and pass token_column='num_tokens'", UserWarning,
+                      stacklevel=3)
+
+
+def _rank(scores: np.ndarray, higher_is_better: bool) -> np.ndarray:
+    """Row positions best first, exact ties by position ascending, NaN (missing) rows last.
+
+    Costs one int64 index per row (plus the sort's workspace): no negated or filled copy of the scores when
+    higher is better and nothing is missing, which keeps selection memory near 16 bytes per document.
+    """
+    n = len(scores)
+    if not higher_is_better:
+        return np.argsort(scores, kind="stable")  # NaN sorts last
+    values = scores
+    if np.isnan(scores).any():
+        values = np.where(np.isnan(scores), -np.inf, scores)  # missing rows go last, after real scores
+    # Descending with ties by position: sort the reversed view ascending, then reverse and map positions back.
+    order = np.argsort(values[::-1], kind="stable")
+    order *= -1
+    order += n - 1
+    return order[::-1]
+
+
+def _budget_prefix(ranked: np.ndarray, tokens: np.ndarray, budget: float, chunk: int = 1 << 20) -> int:
+    """Length of the longest prefix of ``ranked`` whose tokens sum to at most ``budget`` (chunked cumsum)."""
+    total = 0
+    for start in range(0, len(ranked), chunk):
+        cumulative = np.cumsum(tokens[ranked[start:start + chunk]], dtype=np.int64)
+        cumulative += total
+        stop = int(np.searchsorted(cumulative, budget, side="right"))
+        if stop < len(cumulative):
+            return start + stop
+        total = int(cumulative[-1])
+    return len(ranked)
+
+
+def select_indices(
+    scores: np.ndarray,
+    tokens: np.ndarray,
+    fraction: float,
+    *,
+    method: str = "exact",
+    higher_is_better: bool = True,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    seed: int = 0,
+) -> tuple[np.ndarray, SelectionReport]:
+    """Row positions to keep, best first, and the report; ``scores`` NaN = not in the pool.
+
+    ``method="exact"`` never exceeds the budget; it finds the boundary score by bisection and sorts only the
+    kept rows (:mod:`nag_datasets.selection.budget`), so its memory is ~4 bytes per document beyond the scores. ``method="sampled"`` estimates the score
+    threshold on a seeded random sample of ``sample_size`` pool rows (same greedy rule on the sample) and keeps
+    every pool row at least as good (O(N) filter, only the kept rows are sorted): the report's
+    ``achieved_fraction`` says how close it came; it may exceed the request slightly.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be within [0, 1], got {fraction}")
+    scores = np.asarray(scores)
+    if scores.ndim != 1:
+        raise ValueError(f"scores must be one-dimensional, got shape {scores.shape}")
+    if scores.dtype.kind not in "fiu":
+        raise TypeError(f"scores must be numbers, got {scores.dtype}")
+    if scores.dtype.kind != "f":
+        scores = scores.astype(np.float64)
+    tokens = _check_tokens(tokens, len(scores))
+    missing = np.isnan(scores)
+    n_missing = int(missing.sum())
+    missing_tokens = int(tokens[missing].sum()) if n_missing else 0
+    pool_documents = len(scores) - n_missing
+    pool_tokens = int(tokens.sum()) - missing_tokens
+    del missing
+
+    sample_documents = None
+    if method == "exact":
+        selected = budget_cut(scores, tokens, fraction * pool_tokens, higher_is_better=higher_is_better)
+        threshold = float(scores[selected[-1]]) if len(selected) else None
+    else:
+        if sample_size < 1:
+            raise ValueError(f"sample_size must be positive, got {sample_size}")
+        rng = np.random.default_rng(seed)
+        m = min(int(sample_size), pool_documents)
+        pool = np.flatnonzero(~np.isnan(scores)) if n_missing else None
+        if m == 0:
+            sample = np.zeros(0, dtype=np.int64)
+        elif pool is None:
+            sample = np.sort(rng.choice(len(scores), size=m, replace=False))
+        else:
+            sample = np.sort(rng.choice(pool, size=m, replace=False))
+        del pool
+        sample_ranked = sample[_rank(scores[sample], higher_is_better)]
+        keep = _budget_prefix(sample_ranked, tokens, fraction * int(tokens[sample].sum()))
+        sample_documents = m
+        if keep:
+            cut = scores[sample_ranked[keep - 1]]
+            threshold = float(cut)
+            passing = np.flatnonzero(scores >= cut if higher_is_better else scores <= cut)
+            selected = passing[_rank(scores[passing], higher_is_better)]
+        else:
+            threshold, selected = None, np.zeros(0, dtype=np.int64)
+
+    tokens_selected = int(tokens[selected].sum())
+    report = SelectionReport(
+        method=method,
+        fraction=float(fraction),
+        documents_selected=len(selected),
+        tokens_selected=tokens_selected,
+        pool_documents=pool_documents,
+        pool_tokens=pool_tokens,
+        achieved_fraction=tokens_selected / pool_tokens if pool_tokens else 0.0,
+        threshold=threshold,
+        null_rows_skipped=n_missing,
+        null_tokens_skipped=missing_tokens,
+        higher_is_better=bool(higher_is_better),
+        seed=seed if method == "sampled" else None,
+        sample_size=int(sample_size) if method == "sampled" else None,
+        sample_documents=sample_documents,
+    )
+    return selected.astype(np.int64, copy=False), report
+
+
+# -- datasets ----------------------------------------------------------------------------------------------------
+
+
+def _profile_fields(profile: NAGProfile, ds: Any, column: str) -> dict[str, Any]:
+    return {
+        "signature_column": column,
+        # The typed spec when the column has one; after a plain map the (checked) profile's.
+        "spec": (spec_from_feature(ds.features[column]) or profile.spec).to_dict(),
+        "profile_fingerprint": profile.fingerprint(),
+        "profile_description": profile.description,
+        "profile_num_targets": profile.num_targets,
+        "score_kind": profile.score_kind,
+        "profile": profile.summary(),
+    }
+
+
+def _profile_summary(report: SelectionReport) -> dict[str, Any]:
+    if report.profile is not None:
+        return dict(report.profile)
+    return {
+        "fingerprint": report.profile_fingerprint,
+        "description": report.profile_description,
+        "num_targets": report.profile_num_targets,
+    }
+
+
+def select_top_fraction(
+    ds: Any,
+    fraction: float,
+    *,
+    token_column: str,
+    profile: NAGProfile | None = None,
+    column: str | None = None,
+    score_column: str = "nag_similarity",
+    higher_is_better: bool | None = None,
+    method: str = "exact",
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    seed: int = 0,
+    attach_recipe: bool = True,
+    return_report: bool = False,
+    text_column: str = "text",
+    count_duplicates: bool = True,
+) -> Any:
+    """The best documents of ``ds`` within ``fraction`` of the pool's tokens, best first (all columns kept).
+
+    With ``profile``, rows are scored against it from the signature ``column`` (default ``nag_<neuron_type>``,
+    spec checked). Without, they are ranked by ``score_column`` (null/NaN = not in the pool);
+    ``higher_is_better`` defaults to what the column records (False for :func:`combine_with_quality` output) or
+    True. The result carries its recipe in a ``nag_rank`` column (see :mod:`nag_datasets.selection.recipe`). When
+    ``ds`` has ``text_column``, the report counts rows with the same text in the pool and in the selection (a hash
+    table of the distinct texts; ``count_duplicates=False`` skips it).
+
+    >>> from datasets import Dataset
+    >>> ds = Dataset.from_dict({"s": [0.1, 0.7, 0.4], "n": [5, 5, 5]})
+    >>> top = select_top_fraction(ds, 0.7, token_column="n", score_column="s")
+    >>> top["s"][:], top["nag_rank"][:]
+    ([0.7, 0.4], [0, 1])
+    """
+    from ..featurize.spec_column import require_dataset
+
+    require_dataset(ds, "select_top_fraction")
+    _warn_truncated_tokens(token_column)
+    quality = None
+    extra: dict[str, Any] = {}
+    if profile is not None:
+        if higher_is_better is False:
+            raise ValueError("similarity to a profile is ranked higher-is-better; drop higher_is_better=False")
+        higher_is_better = True
+        column = profile.check_column(ds, column)
+        scores = profile.score(ds, column)
+        extra = _profile_fields(profile, ds, column)
+        used_score_column = None
+    else:
+        info = get_score_info(ds, score_column) or {}
+        recorded = info.get("higher_is_better")
+        if higher_is_better is None:
+            higher_is_better = True if recorded is None else bool(recorded)
+        elif recorded is not None and bool(recorded) != higher_is_better:
+            warnings.warn(
+                f"column {score_column!r} records higher_is_better={recorded} but {higher_is_better} was given",
+                stacklevel=2,
+            )
+        scores = numeric_column(ds, score_column)
+        quality = info.get("quality")
+        for key in ("spec", "profile_fingerprint", "profile_description", "profile_num_targets",
+                    "signature_column", "score_kind", "profile"):
+            if key in info:
+                extra[key] = info[key]
+        used_score_column = score_column
+    tokens = numeric_column(ds, token_column)
+    indices, report = select_indices(
+        scores, tokens, fraction, method=method, higher_is_better=higher_is_better, sample_size=sample_size, seed=seed
+    )
+    report = dataclasses.replace(report, score_column=used_score_column, **extra)
+    if count_duplicates and text_column in (ds.column_names or []):
+        report = dataclasses.replace(report, duplicate_rows=_duplicates(ds, text_column, np.flatnonzero(~np.isnan(scores))),
+                                     duplicate_rows_selected=_duplicates(ds, text_column, indices))
+    out = ds.select(indices)
+    if attach_recipe:
+        recipe = SelectionRecipe(
+            kind="top_fraction",
+            fraction=float(fraction),
+            method=method,
+            reports=[report.to_dict()],
+            spec=report.spec,
+            profiles=[_profile_summary(report)] if report.profile_fingerprint else [],
+            score_column=used_score_column,
+            higher_is_better=higher_is_better,
+            quality=quality,
+        )
+        out = _attach_recipe(out, recipe)
+    return (out, report) if return_report else out
+
+
+def select_multi_target(
+    ds: Any,
+    profiles: Sequence[NAGProfile],
+    fraction: float,
+    *,
+    token_column: str,
+    column: str | Sequence[str] | None = None,
+    dedup: bool = False,
+    method: str = "exact",
+    attach_recipe: bool = True,
+    return_report: bool = False,
+    **kw: Any,
+) -> Any:
+    """The paper's multi-target mixture: each of M profiles selects ``fraction / M`` of the pool's tokens.
+
+    The selections are concatenated in target order, each ranked best first. The paper keeps rows chosen by
+    several targets twice; ``dedup=True`` drops a row already chosen by an earlier target, so the result then holds
+    fewer tokens than ``fraction``. ``column`` is one signature column for all targets or one per target;
+    ``sample_size``/``seed`` pass through to :func:`select_indices`. For one profile pooling all targets (a
+    different method), see :meth:`NAGProfile.merge`.
+    """
+    profiles = list(profiles)
+    if not profiles:
+        raise ValueError("select_multi_target needs at least one profile")
+    _warn_truncated_tokens(token_column)
+    if isinstance(column, str) or column is None:
+        columns = [column] * len(profiles)
+    else:
+        columns = list(column)
+        if len(columns) != len(profiles):
+            raise ValueError(f"got {len(columns)} columns for {len(profiles)} profiles")
+    share = fraction / len(profiles)
+    tokens = numeric_column(ds, token_column)
+    seen = np.zeros(len(ds), np.bool_)
+    parts, reports, dropped, dropped_tokens = [], [], [], []
+    for profile, col in zip(profiles, columns):
+        col = profile.check_column(ds, col)
+        indices, report = select_indices(profile.score(ds, col), tokens, share, method=method, **kw)
+        reports.append(dataclasses.replace(report, **_profile_fields(profile, ds, col)))
+        if dedup:
+            fresh = ~seen[indices]
+            dropped.append(int((~fresh).sum()))
+            dropped_tokens.append(int(tokens[indices[~fresh]].sum()))
+            indices = indices[fresh]
+        else:
+            dropped.append(0)
+            dropped_tokens.append(0)
+        seen[indices] = True
+        parts.append(indices)
+    all_indices = np.concatenate(parts)
+    tokens_selected = int(tokens[all_indices].sum())
+    pool_tokens = reports[0].pool_tokens
+    multi = MultiTargetReport(
+        fraction=float(fraction),
+        share=share,
+        dedup=dedup,
+        targets=reports,
+        target_documents=[len(p) for p in parts],
+        duplicates_dropped=dropped,
+        duplicate_tokens_dropped=dropped_tokens,
+        documents_selected=len(all_indices),
+        tokens_selected=tokens_selected,
+        pool_tokens=pool_tokens,
+        achieved_fraction=tokens_selected / pool_tokens if pool_tokens else 0.0,
+    )
+    out = ds.select(all_indices)
+    if attach_recipe:
+        recipe = SelectionRecipe(
+            kind="multi_target",
+            fraction=float(fraction),
+            method=method,
+            reports=[r.to_dict() for r in reports],
+            spec=reports[0].spec,
+            profiles=[_profile_summary(r) for r in reports],
+            shares=[share] * len(profiles),
+            dedup=dedup,
+        )
+        out = _attach_recipe(out, recipe)
+    return (out, multi) if return_report else out
+
+
+# -- a quality signal --------------------------------------------------------------------------------------------
+
+
+def _min_max(values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    if not present.any():
+        return np.full(len(values), np.nan)
+    lo, hi = values[present].min(), values[present].max()
+    return (values - lo) / (hi - lo) if hi > lo else np.zeros(len(values))
+
+
+def combined_scores(
+    ds: Any, profile: NAGProfile, quality_column: str, *, weight: float = 1.0, column: str | None = None
+) -> np.ndarray:
+    """Min-max-normalised NAG distance plus ``weight`` x min-max-normalised (1 - quality); lower is better.
+
+    Min and max are taken over the rows having both a signature and a quality value (the first pass); rows lacking
+    either are NaN (not in the pool). For a contrastive profile the "distance" is ``1 - score`` too: after min-max
+    normalisation that is the score's order reversed, whatever its range.
+    """
+    if weight < 0:
+        raise ValueError(f"weight must be >= 0, got {weight}")
+    distance = 1.0 - profile.score(ds, column).astype(np.float64)
+    badness = 1.0 - numeric_column(ds, quality_column)
+    present = ~np.isnan(distance) & ~np.isnan(badness)
+    combined = _min_max(distance, present) + float(weight) * _min_max(badness, present)
+    combined[~present] = np.nan
+    return combined
+
+
+def combine_with_quality(
+    ds: Any,
+    profile: NAGProfile,
+    quality_column: str,
+    *,
+    weight: float = 1.0,
+    column: str | None = None,
+    out_column: str = "nag_combined",
+) -> Any:
+    """``ds`` with ``out_column`` = :func:`combined_scores` (float64, null where missing; lower is better).
+
+    The column records how it was computed, so ``select_top_fraction(ds, f, token_column=..., score_column=
+    out_column)`` ranks it lowest first and the selection's recipe names the profile and the quality weight.
+    """
+    column = profile.check_column(ds, column)
+    values = combined_scores(ds, profile, quality_column, weight=weight, column=column)
+    info = {
+        "kind": "nag_distance_plus_quality",
+        "higher_is_better": False,
+        "quality": {"column": quality_column, "weight": float(weight)},
+        **_profile_fields(profile, ds, column),
+    }
+    key = f"{ds._fingerprint}\0{profile.fingerprint()}\0{column}\0{quality_column}\0{float(weight)!r}\0{out_column}"
+    fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]
+    missing = np.isnan(values)
+    return add_row_column(ds, out_column, np.where(missing, 0.0, values), score_feature(info), fingerprint,
+                          null_mask=missing)

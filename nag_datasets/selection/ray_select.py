@@ -1,0 +1,253 @@
+"""Selection beyond one machine on Ray Data: score parquet shards in parallel, find the exact global cut, write.
+
+The rule is :func:`nag_datasets.selection.budgeted.select_indices` with ``method="exact"``: rank the pool by similarity
+(descending), ties by global row position (ascending), keep the prefix within ``fraction`` of the pool's tokens,
+stopping at the first document that would overflow. On Ray:
+
+1. one task per parquet row group reads the signature and token columns (zero-copy) and scores them with the
+   profile's kernel in ``map_batches``, emitting ``(position, score, tokens)``: 20 bytes per document;
+2. the pool rows are sorted by ``(score desc, position asc)`` (Ray's distributed sort) and the driver walks the
+   sorted stream only until the budget overflows, which fixes the last kept ``(score*, position*)``;
+3. one task per file keeps the rows with ``score > score*`` or ``score == score*`` and ``position <= position*``
+   (exactly the greedy prefix) and writes ``OUT/part-NNNNNN.parquet`` (selected rows in their original order, the
+   files' features and spec kept), plus ``nag_spec.json`` and ``selection.json`` (the report).
+
+Needs ``pip install 'nag-datasets[ray]'``. Inputs are parquet files or folders of them, e.g. the output of
+``nag-datasets featurize --streaming``; ``ray.init()`` is called (locally) unless Ray is already initialised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..storage.atomic import atomic_write_text, check_replaceable, lock_dir
+
+__all__ = ["select_top_fraction_ray"]
+
+
+def _files(source: Any) -> list[Path]:
+    if isinstance(source, (str, os.PathLike)):
+        p = Path(source)
+        files = sorted(p.rglob("*.parquet")) if p.is_dir() else [p]
+    else:
+        files = [Path(s) for s in source]
+    if not files or not all(f.is_file() for f in files):
+        raise FileNotFoundError(f"no parquet files found in {source}")
+    return files
+
+
+def _file_spec(path: Path, column: str) -> Any:
+    import pyarrow.parquet as pq
+    from datasets import Features
+
+    from ..columns import spec_from_feature
+    from ..spec import SignatureSpec, SpecError
+
+    feats = Features.from_arrow_schema(pq.read_schema(str(path)))
+    if column not in feats:
+        raise KeyError(f"column {column!r} not in {path}; columns: {list(feats)}")
+    spec = spec_from_feature(feats[column])
+    if spec is None:
+        for sidecar in (path.with_name(path.name + ".spec.json"), path.parent / "nag_spec.json"):
+            if sidecar.is_file():
+                d = json.loads(sidecar.read_text()).get(column)
+                if d:
+                    return SignatureSpec.from_dict(d)
+        raise SpecError(f"{path}: column {column!r} carries no signature spec and no sidecar names one")
+    return spec
+
+
+def _check_file_spec(path: Path, column: str, expected: Any) -> None:
+    """Refuse a file whose ``column`` was not computed with ``expected``: by its typed spec (or sidecar) and, when the
+    file has the featurizer's ``nag_spec`` column (a plain ``map`` written by any parquet writer), by its values."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from ..featurize.spec_column import SPEC_COLUMN, check_spec_values
+    from ..spec import SpecError
+
+    has_values = SPEC_COLUMN in pq.read_schema(str(path)).names
+    if has_values:
+        values = pc.unique(pq.read_table(str(path), columns=[SPEC_COLUMN]).column(0)).to_pylist()
+        check_spec_values(values, column, expected, against="profile")
+    try:
+        typed = _file_spec(path, column)
+    except SpecError:
+        if has_values:
+            return
+        raise
+    expected.check_compatible(typed, what=f"{path.name}:{column}", against="profile")
+
+
+def _scores(table: Any, counts: np.ndarray, num_targets: int | None, spec_json: str, column: str,
+            token_column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel scores (float32, NaN = null signature) and token counts of a parquet table's rows."""
+    from ..scoring._arrow import signature_blocks
+    from ..scoring.kernel import score_blocks
+    from ..spec import SignatureSpec
+
+    blocks = list(signature_blocks(table.column(column), SignatureSpec.from_json(spec_json)))
+    scores = score_blocks(blocks, counts, num_targets, num_threads=1) if blocks else np.zeros(0, np.float32)
+    tokens = table.column(token_column)
+    if tokens.null_count:
+        raise ValueError(f"token column {token_column!r} has {tokens.null_count} missing values")
+    return scores, tokens.to_numpy().astype(np.int64)
+
+
+def _score_items(batch: dict[str, np.ndarray], **kw: Any) -> dict[str, np.ndarray]:
+    """``map_batches`` function: for each (file, row group, offset) item, its rows' positions, scores and tokens."""
+    import pyarrow.parquet as pq
+
+    pos, score, tokens = [], [], []
+    for path, group, offset in zip(batch["file"], batch["row_group"], batch["offset"]):
+        table = pq.ParquetFile(str(path)).read_row_group(int(group), columns=[kw["column"], kw["token_column"]])
+        s, t = _scores(table, **kw)
+        pos.append(np.arange(int(offset), int(offset) + len(s), dtype=np.int64))
+        score.append(s)
+        tokens.append(t)
+    n = sum(len(p) for p in pos)
+    return {"pos": np.concatenate(pos), "score": np.concatenate(score), "tokens": np.concatenate(tokens),
+            "pid": np.full(n, os.getpid(), np.int64)}
+
+
+def _write_files(batch: dict[str, np.ndarray], *, out: str, cut_score: float | None, cut_pos: int,
+                 **kw: Any) -> dict[str, np.ndarray]:
+    """``map_batches`` function: keep each file's rows inside the cut and write them as one parquet part."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows, tokens = [], []
+    for path, index, offset in zip(batch["file"], batch["index"], batch["offset"]):
+        table = pq.read_table(str(path))
+        s, t = _scores(table, **kw)
+        if cut_score is None:
+            keep = np.zeros(table.num_rows, np.bool_)
+        else:
+            cut = np.float32(cut_score)
+            pos = np.arange(int(offset), int(offset) + table.num_rows)
+            keep = (s > cut) | ((s == cut) & (pos <= cut_pos))  # NaN (null) rows compare False
+        rows.append(int(keep.sum()))
+        tokens.append(int(t[keep].sum()))
+        if keep.any():
+            name = f"part-{int(index):06d}.parquet"
+            tmp = Path(out) / f".{name}.tmp"
+            pq.write_table(table.filter(pa.array(keep)), str(tmp))  # schema metadata (features, spec) kept
+            os.replace(tmp, Path(out) / name)
+    return {"rows": np.array(rows, np.int64), "tokens": np.array(tokens, np.int64)}
+
+
+def _partial_sums(batch: dict[str, np.ndarray]) -> dict[str, Any]:
+    pool = ~np.isnan(batch["score"])
+    return {"pool_docs": [int(pool.sum())], "pool_tokens": [int(batch["tokens"][pool].sum())],
+            "null_rows": [int((~pool).sum())], "null_tokens": [int(batch["tokens"][~pool].sum())],
+            "pids": [",".join(str(p) for p in np.unique(batch["pid"]))]}
+
+
+def _drop_null(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    keep = ~np.isnan(batch["score"])
+    return {k: v[keep] for k, v in batch.items()}
+
+
+def select_top_fraction_ray(
+    source: Any,
+    output: str | os.PathLike[str],
+    profile: Any,
+    fraction: float,
+    *,
+    token_column: str,
+    column: str | None = None,
+    overwrite: bool = False,
+    walk_batch_rows: int = 1 << 16,
+) -> dict[str, Any]:
+    """Exact token-budget selection of parquet shards on Ray Data; returns the report (also in ``selection.json``).
+
+    Equals ``select_top_fraction(ds, fraction, token_column=..., profile=..., method="exact")`` on the
+    concatenated files (same rows, same threshold and totals), except that rows are written in their original
+    order rather than best first.
+    """
+    import pyarrow.parquet as pq
+    import ray
+
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be within [0, 1], got {fraction}")
+    files = _files(source)
+    column = column or profile.default_column
+    for f in files:
+        _check_file_spec(f, column, profile.spec)
+    items, file_items, offset = [], [], 0
+    for i, f in enumerate(files):
+        meta = pq.ParquetFile(str(f)).metadata
+        file_items.append({"file": str(f), "index": i, "offset": offset})
+        for g in range(meta.num_row_groups):
+            items.append({"file": str(f), "row_group": g, "offset": offset})
+            offset += meta.row_group(g).num_rows
+    out = Path(output)
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ctx = ray.data.DataContext.get_current()
+    previous_order = ctx.execution_options.preserve_order
+    ctx.execution_options.preserve_order = True
+    table, norm = profile.scoring_table()
+    kw = {"counts": table, "num_targets": norm, "spec_json": profile.spec.to_json(),
+          "column": column, "token_column": token_column}
+    try:
+        with lock_dir(out):
+            if out.exists():
+                # Only an earlier Ray selection (parts, nag_spec.json, selection.json) is replaced.
+                check_replaceable(out, overwrite=overwrite, marker="selection.json", what="Ray selection",
+                                  ours=lambda n: n.startswith("part-") or n == "nag_spec.json")
+                shutil.rmtree(out)
+            scored = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+                _score_items, fn_kwargs=kw, batch_size=1).materialize()
+            stats = scored.map_batches(_partial_sums, batch_size=None).take_all()
+            pool_docs = sum(int(s["pool_docs"]) for s in stats)
+            pool_tokens = sum(int(s["pool_tokens"]) for s in stats)
+            null_rows = sum(int(s["null_rows"]) for s in stats)
+            null_tokens = sum(int(s["null_tokens"]) for s in stats)
+            pids = {p for s in stats for p in str(s["pids"]).split(",") if p}
+            budget = fraction * pool_tokens
+            cut_score, cut_pos, kept, kept_tokens = None, -1, 0, 0
+            ranked = scored.map_batches(_drop_null, batch_size=None).sort(["score", "pos"], descending=[True, False])
+            for batch in ranked.iter_batches(batch_size=walk_batch_rows, batch_format="numpy"):
+                cumulative = kept_tokens + np.cumsum(batch["tokens"])
+                n = int(np.searchsorted(cumulative, budget, side="right"))
+                if n:
+                    cut_score, cut_pos = float(batch["score"][n - 1]), int(batch["pos"][n - 1])
+                    kept, kept_tokens = kept + n, int(cumulative[n - 1])
+                if n < len(cumulative):
+                    break  # the first document that overflows: the walk stops here
+            tmp = out.with_name(f".{out.name}.tmp-ray")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            written = ray.data.from_items(file_items, override_num_blocks=len(file_items)).map_batches(
+                _write_files, batch_size=1,
+                fn_kwargs={**kw, "out": str(tmp), "cut_score": cut_score, "cut_pos": cut_pos}).take_all()
+            rows_written = sum(int(w["rows"]) for w in written)
+            tokens_written = sum(int(w["tokens"]) for w in written)
+            if (rows_written, tokens_written) != (kept, kept_tokens):
+                raise RuntimeError(f"wrote {rows_written} rows / {tokens_written} tokens, the cut kept {kept} / "
+                                   f"{kept_tokens}")
+            atomic_write_text(tmp / "nag_spec.json", json.dumps({column: profile.spec.to_dict()}, indent=1))
+            report = {
+                "method": "exact", "fraction": float(fraction), "documents_selected": kept,
+                "tokens_selected": kept_tokens, "pool_documents": pool_docs, "pool_tokens": pool_tokens,
+                "achieved_fraction": kept_tokens / pool_tokens if pool_tokens else 0.0, "threshold": cut_score,
+                "last_position": cut_pos if kept else None, "null_rows_skipped": null_rows,
+                "null_tokens_skipped": null_tokens, "signature_column": column, "spec": profile.spec.to_dict(),
+                "profile_fingerprint": profile.fingerprint(), "profile_description": profile.description,
+                "profile_num_targets": profile.num_targets, "score_kind": profile.score_kind,
+                "profile": profile.summary(), "input_files": len(files), "score_blocks": len(items),
+                "score_worker_processes": len(pids),
+            }
+            atomic_write_text(tmp / "selection.json", json.dumps(report, indent=1))
+            os.replace(tmp, out)
+    finally:
+        ctx.execution_options.preserve_order = previous_order
+    return report
+

@@ -1,0 +1,232 @@
+"""Crash-safe writes: atomic files and folders, and a lock that refuses a second writer of the same output.
+
+A reader never sees a half-written file or folder: content goes to a temporary sibling first and is renamed into
+place only once complete.
+
+>>> import tempfile, pathlib
+>>> root = pathlib.Path(tempfile.mkdtemp())
+>>> atomic_write_text(root / "a.txt", "hello")
+>>> (root / "a.txt").read_text()
+'hello'
+>>> with lock_dir(root / "out"), atomic_dir(root / "out") as tmp:
+...     _ = (tmp / "part.json").write_text("{}")
+>>> sorted(p.name for p in (root / "out").iterdir())
+['part.json']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import NAGError
+
+__all__ = ["FolderLockedError", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "check_replaceable", "lock_dir",
+           "read_versioned_json", "recover_interrupted_swap"]
+
+
+#: Test hook, for crash tests only: when this environment variable names a stage (e.g. ``atomic_dir:filled``), the
+#: process writes the file named by ``NAG_DATASETS_TEST_PAUSE_MARKER`` and sleeps at that stage, so a test can
+#: SIGKILL it there. Stages: ``atomic_write:filled`` and ``atomic_dir:filled`` (content complete in the temporary
+#: sibling, nothing renamed yet), ``atomic_dir:swapped`` (the old folder moved aside, the new one not yet in place),
+#: ``save_any:filled`` (:func:`nag_datasets.storage.formats.save_any`'s parquet/jsonl output written, not yet renamed).
+PAUSE_ENV = "NAG_DATASETS_TEST_PAUSE_AT"
+PAUSE_MARKER_ENV = "NAG_DATASETS_TEST_PAUSE_MARKER"
+
+
+def _test_pause(stage: str) -> None:
+    """The test hook described at ``PAUSE_ENV``; does nothing unless the variable names ``stage``."""
+    if os.environ.get(PAUSE_ENV) != stage:
+        return
+    marker = os.environ.get(PAUSE_MARKER_ENV)
+    if marker:
+        Path(marker).write_text(f"{os.getpid()} {stage}\n")
+    time.sleep(600)
+
+
+class FolderLockedError(NAGError, RuntimeError):
+    """Another process (or another writer in this one) is writing the same output folder."""
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; restore immediately.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary sibling file, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        _test_pause("atomic_write:filled")
+        # mkstemp creates 0600; give the file the permissions a plain open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, text.encode(encoding))
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``target``; on success it replaces ``target``, on error it is removed.
+
+    An existing ``target`` folder is moved aside first and deleted only after the new one is in place, so a
+    failure at any point leaves either the old or the new complete folder.
+    """
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"{target} exists and is not a folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        _test_pause("atomic_dir:filled")
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+            os.replace(target, old / target.name)
+            _test_pause("atomic_dir:swapped")
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            if old is not None:
+                os.replace(old / target.name, target)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def lock_dir(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold ``<folder>.lock`` while writing ``folder``; raise :class:`FolderLockedError` at once if it is held.
+
+    The lock is an OS file lock (released when the holder exits, even on a crash), so a leftover ``.lock`` file
+    never blocks a later run. The holder deletes the file before releasing it, finished or refused, so none is left
+    beside the output; a run that locked a file just deleted that way (its inode is no longer at the path) counts
+    as having lost the race and is refused like any concurrent writer.
+    """
+    from filelock import FileLock, Timeout
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = folder.with_name(folder.name + ".lock")
+    lock = FileLock(str(lock_path))
+    busy = (f"another run is writing {folder} (lock {lock_path} is held); wait for it to finish or choose "
+            "another output folder")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise FolderLockedError(busy) from None
+    fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
+    try:
+        if fd is not None and os.stat(lock_path).st_ino != os.fstat(fd).st_ino:
+            raise FileNotFoundError
+    except FileNotFoundError:
+        lock.release()
+        raise FolderLockedError(busy) from None
+    try:
+        recover_interrupted_swap(folder)
+        yield folder
+    finally:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(lock_path)
+        lock.release()
+
+
+def recover_interrupted_swap(target: str | os.PathLike[str]) -> bool:
+    """Finish what a writer killed inside :func:`atomic_dir`'s swap left behind; call it holding :func:`lock_dir`.
+
+    A kill between moving the previous ``target`` aside and renaming the new one into place leaves the previous
+    complete folder at ``.<name>.old-*/<name>`` and nothing at ``target``: it is moved back (with a warning) and
+    ``True`` is returned. ``.old-*`` folders left beside an existing ``target`` (a kill after the swap) are deleted.
+    Hidden ``.tmp-*`` folders of killed writers are left alone (never read; safe to delete).
+    """
+    import warnings
+
+    target = Path(target)
+    olds = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    restored = False
+    if not target.exists():
+        candidates = [p for p in olds if (p / target.name).is_dir()]
+        if candidates:
+            os.replace(candidates[-1] / target.name, target)
+            restored = True
+            warnings.warn(f"restored {target} from {candidates[-1]}: an earlier write was killed mid-swap",
+                          RuntimeWarning, stacklevel=3)
+    for old in olds:
+        shutil.rmtree(old, ignore_errors=True)
+    return restored
+
+
+def check_replaceable(folder: str | os.PathLike[str], *, overwrite: bool, marker: str | None,
+                      ours: Callable[[str], bool], what: str = "output") -> None:
+    """Refuse to write over ``folder`` unless it is absent, or ``overwrite`` and it is one of our outputs.
+
+    Ours means: it holds ``marker`` (the file our writers put inside every output; None when the names alone tell)
+    and nothing that ``ours(name)`` does not recognise. Anything else is the user's, and is never replaced: the
+    refusal names the foreign files. Call it holding :func:`lock_dir`.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    if not overwrite:
+        raise FileExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace it")
+    if not folder.is_dir():
+        raise FileExistsError(f"{folder} exists and is not a folder; refusing to replace it")
+    names = sorted(p.name for p in folder.iterdir())
+    foreign = [n for n in names if n != marker and not ours(n)]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise FileExistsError(f"refusing to replace {folder} even with overwrite: it holds files that are not a "
+                              f"nag_datasets {what} ({shown}); move them away or choose another output")
+    if names and marker is not None and marker not in names:
+        raise FileExistsError(f"refusing to replace {folder} even with overwrite: it has no {marker}, so it was not "
+                              f"written by nag_datasets as a {what}; delete it yourself or choose another output")
+
+
+def read_versioned_json(
+    path: Path, *, fmt: str, version: int | tuple[int, ...], error: type[Exception], what: str
+) -> dict[str, Any]:
+    """Read one of our JSON description files, checking its ``format`` and ``format_version``.
+
+    Corrupt, truncated or foreign files raise ``error`` with a message naming the file (never a bare
+    ``JSONDecodeError``); the caller checks the fields it needs.
+    """
+    import json
+
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{path} is not valid JSON (corrupt or truncated): {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise error(f"{path} is not a nag_datasets {what}")
+    versions = (version,) if isinstance(version, int) else tuple(version)
+    if meta.get("format_version") not in versions:
+        readable = " or ".join(str(v) for v in versions)
+        raise error(f"{path} has format_version {meta.get('format_version')!r}; this library reads {readable}")
+    return meta

@@ -1,0 +1,175 @@
+"""Reading and writing datasets on disk in the formats the CLI accepts, without losing signature specs.
+
+``save_to_disk`` folders, parquet files (or folders of them) and JSON lines are read; the first two keep the
+spec through `datasets`' own metadata. For parquet written by other tools, a ``<file>.spec.json`` sidecar (or
+``nag_spec.json`` in the folder) reattaches it.
+
+>>> import tempfile, os
+>>> from datasets import Dataset
+>>> folder = tempfile.mkdtemp()
+>>> save_any(Dataset.from_dict({"text": ["a", "b"]}), os.path.join(folder, "ds"))
+>>> load_any(os.path.join(folder, "ds"))["text"][:]
+['a', 'b']
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..columns import attach_spec, signature_columns
+from ..spec import SignatureSpec
+from .atomic import _test_pause, atomic_dir, atomic_write_text, check_replaceable, lock_dir
+
+SIDECAR = "nag_spec.json"
+#: Written inside every ``save_to_disk`` folder :func:`save_any` produces: ``--overwrite`` replaces only such folders.
+OUTPUT_MARKER = "nag_datasets.json"
+_SAVED_FILES = ("state.json", "dataset_info.json")
+
+
+def _saved_dataset_file(name: str) -> bool:
+    return name in _SAVED_FILES or (name.startswith("data-") and name.endswith(".arrow"))
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return path.is_dir() and (path / "state.json").is_file() and (path / "dataset_info.json").is_file()
+
+
+def load_any(path: str | os.PathLike[str], *, split: str = "train", streaming: bool = False) -> Any:
+    """Load a ``save_to_disk`` folder, a parquet file or folder, or a ``.jsonl``/``.json`` file as a Dataset.
+
+    ``streaming=True`` gives an ``IterableDataset`` instead (a saved folder stays memory-mapped; files are read
+    as they are iterated).
+    """
+    import datasets
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no dataset at {p}")
+    if _is_saved_dataset(p):
+        ds = datasets.load_from_disk(str(p))
+        if isinstance(ds, datasets.DatasetDict):
+            ds = ds[split]
+        return ds.to_iterable_dataset() if streaming else ds
+    if p.is_dir():
+        files: Any = sorted(str(f) for f in p.rglob("*.parquet"))
+        if not files:
+            raise ValueError(f"{p} is neither a save_to_disk folder nor a folder of parquet files")
+        builder, sidecar = "parquet", p / SIDECAR
+    elif p.suffix.lower() == ".parquet":
+        files, builder, sidecar = str(p), "parquet", p.with_name(p.name + ".spec.json")
+    elif p.suffix.lower() in (".jsonl", ".json"):
+        files, builder, sidecar = str(p), "json", None
+    else:
+        raise ValueError(f"unsupported dataset path {p}: use a save_to_disk folder, .parquet or .jsonl")
+    if builder == "parquet" and not streaming and _parquet_rows(files) == 0:
+        ds = _empty_parquet(files)  # `load_dataset` refuses a split without rows
+    else:
+        ds = datasets.load_dataset(builder, data_files=files, split="train", streaming=streaming)
+    return _reattach(ds, sidecar) if sidecar is not None else ds
+
+
+def _parquet_rows(files: Any) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in ([files] if isinstance(files, str) else files))
+
+
+def _empty_parquet(files: Any) -> Any:
+    """A 0-row Dataset with the features recorded in the (first) parquet file's schema."""
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+    from datasets.table import InMemoryTable
+
+    first = files if isinstance(files, str) else files[0]
+    return Dataset(InMemoryTable(pq.read_table(first)))
+
+
+def _reattach(ds: Any, sidecar: Path) -> Any:
+    """Reattach specs from a sidecar file ``{column: spec}`` to columns that lost theirs."""
+    if not sidecar.is_file() or ds.features is None:
+        return ds
+    import json
+
+    have = signature_columns(ds)
+    for column, d in json.loads(sidecar.read_text()).items():
+        if column in ds.column_names and column not in have:
+            ds = attach_spec(ds, SignatureSpec.from_dict(d), column)
+    return ds
+
+
+def check_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+    """Refuse now what :func:`save_any` would refuse at the end: an existing output without ``overwrite``, or a folder
+    that is not one of our outputs (see :func:`nag_datasets.storage.atomic.check_replaceable`). Lets the CLI fail before any
+    expensive work; :func:`save_any` checks again under the output's lock."""
+    p = Path(path)
+    if p.suffix.lower() in (".parquet", ".jsonl", ".json"):
+        if p.exists() and not overwrite:
+            raise FileExistsError(f"{p} exists; pass overwrite=True (--overwrite) to replace it")
+        if p.is_dir():
+            raise IsADirectoryError(f"{p} is a folder; a {p.suffix} output must be a file")
+    else:
+        check_replaceable(p, overwrite=overwrite, marker=OUTPUT_MARKER, ours=_saved_dataset_file,
+                          what="dataset folder")
+
+
+def save_any(ds: Any, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+    """Write ``ds`` atomically: ``.parquet`` (plus a spec sidecar), ``.jsonl``, else a ``save_to_disk`` folder.
+
+    The output is built in a temporary sibling and renamed into place, under a lock (``<path>.lock``): a concurrent
+    write of the same path raises :class:`nag_datasets.storage.atomic.FolderLockedError`, and an interrupted one leaves the
+    previous output (or none) plus, at worst, a hidden ``.<name>.tmp-*`` leftover.
+    """
+    import json
+
+    p = Path(path)
+    suffix = p.suffix.lower()
+    folder = suffix not in (".parquet", ".jsonl", ".json")
+    if len(ds) == 0 and suffix in (".jsonl", ".json"):
+        raise ValueError(f"the dataset to write to {p} has 0 rows, and JSON lines cannot record the columns of an "
+                         "empty dataset: write a folder or a .parquet file instead")
+    with lock_dir(p):
+        if folder:
+            check_replaceable(p, overwrite=overwrite, marker=OUTPUT_MARKER, ours=_saved_dataset_file,
+                              what="dataset folder")
+            with atomic_dir(p) as tmp:
+                # One shard even for 0 rows: `datasets` writes no data file for an empty selection otherwise,
+                # and such a folder does not load back.
+                ds.save_to_disk(str(tmp), **({"num_shards": 1} if len(ds) == 0 else {}))
+                _write_marker(tmp / OUTPUT_MARKER)
+            return
+        if p.exists() and not overwrite:
+            raise FileExistsError(f"{p} exists; pass overwrite=True (--overwrite) to replace it")
+        if p.is_dir():
+            raise IsADirectoryError(f"{p} is a folder; a {suffix} output must be a file")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.tmp-", dir=p.parent))
+        try:
+            sidecar = p.with_name(p.name + ".spec.json")
+            specs = {}
+            if suffix == ".parquet":
+                ds.to_parquet(str(tmp / p.name))
+                specs = {c: s.to_dict() for c, s in signature_columns(ds).items()}
+                if specs:
+                    (tmp / sidecar.name).write_text(json.dumps(specs, indent=1))
+            else:
+                ds.to_json(str(tmp / p.name), lines=True)
+            _test_pause("save_any:filled")
+            if specs:
+                os.replace(tmp / sidecar.name, sidecar)
+            elif suffix == ".parquet" and sidecar.is_file():
+                sidecar.unlink()  # a stale sidecar of a previous output would describe columns that are gone
+            os.replace(tmp / p.name, p)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_marker(path: Path) -> None:
+    import json
+
+    from .. import __version__
+
+    atomic_write_text(path, json.dumps({"format": "nag_datasets.dataset", "format_version": 1,
+                                        "library_version": __version__}) + "\n")

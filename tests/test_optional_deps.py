@@ -1,0 +1,62 @@
+"""The core imports without the optional extras (matplotlib, gguf, ray); using an extra's feature names its install."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.fast
+
+BLOCKED = ("matplotlib", "gguf", "ray", "sklearn")
+CORE = ("nag_datasets.errors", "nag_datasets.spec", "nag_datasets.columns", "nag_datasets.featurize",
+        "nag_datasets.scoring", "nag_datasets.selection", "nag_datasets.storage", "nag_datasets.hub",
+        "nag_datasets.cli")
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    shim = "import sys\n" + "".join(f"sys.modules[{name!r}] = None\n" for name in BLOCKED)
+    return subprocess.run([sys.executable, "-c", shim + textwrap.dedent(code)], capture_output=True, text=True,
+                          check=False, timeout=600)
+
+
+def test_core_modules_import_without_the_extras():
+    code = f"""
+        import importlib, pkgutil
+        names = []
+        for top in {CORE!r}:
+            module = importlib.import_module(top)
+            names.append(top)
+            for info in pkgutil.walk_packages(getattr(module, "__path__", []), prefix=top + "."):
+                if not info.name.endswith("__main__"):
+                    importlib.import_module(info.name)
+                    names.append(info.name)
+        import nag_datasets
+        for name in nag_datasets.__all__:
+            getattr(nag_datasets, name)
+        for blocked in {BLOCKED!r}:
+            assert sys.modules[blocked] is None, blocked
+        print(len(names))
+    """
+    run = _run(code)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert int(run.stdout.split()[-1]) >= 30
+
+
+def test_missing_extras_raise_an_install_hint():
+    code = """
+        from nag_datasets.featurize.models import _require_gguf
+        from nag_datasets.hub.figure import _require_matplotlib
+        for check, extra in ((_require_gguf, "gguf"), (_require_matplotlib, "plots")):
+            try:
+                check()
+            except ImportError as e:
+                assert f"nag-datasets[{extra}]" in str(e), e
+            else:
+                raise AssertionError(f"{check.__name__} did not raise")
+        print("ok")
+    """
+    run = _run(code)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]
