@@ -25,7 +25,7 @@ def disk_ds(tmp_path_factory):
 @pytest.mark.slow
 def test_columns_types_and_statuses(featurizer, disk_ds):
     out, report = featurizer.apply(disk_ds, return_report=True)
-    assert out.column_names == ["text", "id", "nag_fwd_up", "nag_tokens", "nag_status"]
+    assert out.column_names == ["text", "id", "nag_fwd_up", "nag_tokens", "nag_status", "nag_spec"]
     assert str(out.data.column("nag_fwd_up").type) == "fixed_size_list<item: fixed_size_list<item: uint16>[20]>[30]"
     assert list(out["nag_status"]) == ["ok", "empty", "whitespace", "ok", "truncated", "ok"]
     tokens = list(out["nag_tokens"])

@@ -185,7 +185,7 @@ def test_non_empty_folder_refused_without_overwrite(selection, tmp_path):
     out = tmp_path / "out"
     export_for_hub(selected, out)
     first = (out / "nag_recipe.json").read_text()
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(FileExistsError, match="exists; pass overwrite"):
         export_for_hub(selected.select(range(5)), out)
     assert (out / "nag_recipe.json").read_text() == first
     export_for_hub(selected.select(range(5)), out, overwrite=True)
@@ -416,7 +416,7 @@ def test_cli_export_card_and_push(selection, tmp_path, capsys, monkeypatch):
     assert card.data.license == "mit" and card.data.source_datasets == ["a/b", "c/d"]
     assert "By source" in card.text
     assert main(["export", str(tmp_path / "selected"), str(out)]) == 1
-    assert "not empty" in capsys.readouterr().err
+    assert "exists; pass overwrite" in capsys.readouterr().err
     assert main(["card", str(out), "--license", "apache-2.0"]) == 0
     assert _card(out).data.license == "apache-2.0"
 

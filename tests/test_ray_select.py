@@ -56,3 +56,46 @@ def test_ray_selection_equals_exact_in_memory(local_ray, tmp_path, fraction):
         assert got.features["nag_fwd_up"] == ds.features["nag_fwd_up"]  # the spec travelled
     else:
         assert not list((tmp_path / "out").glob("*.parquet"))
+
+
+@pytest.mark.slow
+def test_ray_selection_accepts_plain_map_parquet_and_refuses_another_spec(local_ray, tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nag_datasets.featurize.spec_column import register_spec, spec_value
+    from nag_datasets.spec import SpecMismatchError
+
+    monkeypatch.setenv("NAG_DATASETS_CACHE", str(tmp_path / "cache"))
+    spec = make_spec()
+    n = 60
+    sigs = random_signatures(n, spec, seed=3)
+    ds = make_signature_dataset(sigs, spec, {"row": np.arange(n), "num_tokens": np.full(n, 5)})
+    profile = NAGProfile.from_signatures(random_signatures(5, spec, seed=4), spec)
+
+    def plain_parquet(folder, tag_spec):  # what a plain map written by pyarrow leaves: no typed spec, nag_spec strings
+        folder.mkdir()
+        table = pa.table({"nag_fwd_up": pa.array(sigs.tolist(), pa.list_(pa.list_(pa.uint16()))),
+                          "row": np.arange(n), "num_tokens": np.full(n, 5),
+                          "nag_spec": [spec_value({"nag_fwd_up": tag_spec})] * n})
+        pq.write_table(table, str(folder / "part-000000.parquet"))
+        return folder
+
+    report = select_top_fraction_ray(plain_parquet(tmp_path / "plain", spec), tmp_path / "out", profile, 0.5,
+                                     token_column="num_tokens")
+    expected = select_top_fraction(ds, 0.5, token_column="num_tokens", profile=profile)
+    assert report["documents_selected"] == len(expected) > 0
+    assert load_any(tmp_path / "out")["row"][:] == sorted(expected["row"][:])
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match=r"notes\.txt"):  # --overwrite replaces only an earlier selection
+        select_top_fraction_ray(tmp_path / "plain", mine, profile, 0.5, token_column="num_tokens", overwrite=True)
+    assert (mine / "notes.txt").read_text() == "keep me"
+    select_top_fraction_ray(tmp_path / "plain", tmp_path / "out", profile, 0.2, token_column="num_tokens",
+                            overwrite=True)
+    other = spec.replace(max_length=8)
+    register_spec(other)
+    with pytest.raises(SpecMismatchError, match="max_length"):
+        select_top_fraction_ray(plain_parquet(tmp_path / "other", other), tmp_path / "out2", profile, 0.5,
+                                token_column="num_tokens")

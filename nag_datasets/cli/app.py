@@ -26,17 +26,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Set to 1 to get the traceback of an error instead of its one-line message.
+TRACEBACK_ENV = "NAG_DATASETS_TRACEBACK"
+
+
+def _our_errors() -> tuple[type[BaseException], ...]:
+    """What the library raises for bad input or a refused output (all reported as one line by :func:`main`)."""
+    from ..errors import NAGError
+
+    # NAGError is the package's root; ValueError also covers SpecError, argument checks and bad token counts,
+    # KeyError a missing column, TypeError a column of the wrong kind, OSError a missing, existing or refused path.
+    return (NAGError, ValueError, KeyError, TypeError, OSError)
+
+
+def _one_line(e: BaseException) -> str:
+    text = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+    return " ".join(str(text).split()) or type(e).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Every error of ours (:class:`~nag_datasets.errors.NAGError`: a spec mismatch, an output
-    that another run is writing, a failed upload, ...), an existing output without ``--overwrite`` and a missing
-    input are caught here, once, and printed as one ``error: ...`` line with exit status 1."""
-    from ..errors import NAGError
+    that another run is writing, a failed upload, ...; a bad argument, column, token count or model; an existing
+    or foreign output, a missing input) is caught here, once, and printed as one ``error: ...`` line with exit
+    status 1, no traceback (``NAG_DATASETS_TRACEBACK=1`` shows it)."""
+    import os
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (NAGError, FileExistsError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except _our_errors() as e:
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 1
 
 

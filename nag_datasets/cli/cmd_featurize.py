@@ -23,13 +23,15 @@ def _layers(value: str) -> Any:
 
 def cmd_featurize(args: argparse.Namespace) -> int:
     from ..featurize.featurizer import NAGFeaturizer
-    from ..storage.formats import load_any, save_any
+    from ..storage.formats import check_output, load_any, save_any
 
-    ds = None if args.streaming else load_any(args.input)
+    if not args.streaming:  # a streaming output folder is resumed by rerunning the same command
+        check_output(args.output, overwrite=args.overwrite)
     featurizer = NAGFeaturizer(args.model, neuron_types=_csv(args.neuron_types), top_k=args.top_k,
                                max_length=args.max_length, layers=_layers(args.layers), text_column=args.text_column,
                                batch_size=args.batch_size, dtype=args.dtype, device=args.device,
                                on_invalid=args.on_invalid, num_workers=args.num_proc)
+    ds = None if args.streaming else load_any(args.input)
     if args.streaming:
         from ..storage.sharded import featurize_streaming
 

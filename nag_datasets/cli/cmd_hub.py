@@ -19,6 +19,11 @@ def _load_input(path: str) -> Any:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..hub.export import _check_target
+
+    _check_target(Path(args.output), args.overwrite)  # before reading anything
     selected = _load_input(args.input)
     profile = NAGProfile.load(args.profile) if args.profile else None
     # An existing or locked output is reported by `cli.main` (one line, exit 1).

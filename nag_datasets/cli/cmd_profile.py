@@ -20,6 +20,8 @@ def _check_args(args: argparse.Namespace) -> None:
     """Argument checks that need no data, so that a mistake costs nothing."""
     from ..scoring.target_profile import ProfileError
 
+    if Path(args.output).exists() and not args.overwrite:
+        raise FileExistsError(f"{args.output} exists; pass --overwrite to replace the profile saved there")
     if args.background is None:
         given = [f"--{k}" for k in ("weighting", *_PARAMS) if getattr(args, k) is not None]
         if given:
@@ -73,6 +75,7 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("output")
     p.add_argument("--column", default="nag_fwd_up")
     p.add_argument("--description", default="")
+    p.add_argument("--overwrite", action="store_true", help="replace a profile saved in OUTPUT before")
     p.add_argument("--background", default=None,
                    help="featurized pool: make a contrastive profile against a uniform sample of it")
     p.add_argument("--background-sample", type=int, default=DEFAULT_BACKGROUND_SAMPLE,

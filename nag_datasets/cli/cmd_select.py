@@ -25,10 +25,13 @@ def cmd_select(args: argparse.Namespace) -> int:
     from ..scoring.target_profile import NAGProfile
     from ..selection.budgeted import select_top_fraction
     from ..storage.atomic import atomic_write_text
-    from ..storage.formats import load_any, save_any
+    from ..storage.formats import check_output, load_any, save_any
 
-    ds = _ensure_tokens(load_any(args.input), args.token_column, args.tokenizer, args.text_column)
+    if not 0.0 <= args.fraction <= 1.0:
+        raise ValueError(f"--fraction must be within [0, 1], got {args.fraction}")
+    check_output(args.output, overwrite=args.overwrite)  # before any data or model is loaded
     profile = NAGProfile.load(args.profile)
+    ds = _ensure_tokens(load_any(args.input), args.token_column, args.tokenizer, args.text_column)
     selected, report = select_top_fraction(ds, args.fraction, token_column=args.token_column, profile=profile,
                                            column=args.column, method=args.method, seed=args.seed,
                                            return_report=True)

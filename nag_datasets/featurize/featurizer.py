@@ -23,6 +23,7 @@ import numpy as np
 from ..columns import column_name, signature_feature
 from ..errors import NAGError
 from ..spec import NEURON_TYPES, SignatureSpec
+from .spec_column import SPEC_COLUMN, register_spec, spec_value
 
 #: Per-row outcomes written to ``nag_status``. Only ``ok`` and ``truncated`` rows carry a signature.
 STATUSES = ("ok", "truncated", "empty", "whitespace", "zero_tokens", "none", "not_string")
@@ -30,7 +31,11 @@ NULL_STATUSES = ("empty", "whitespace", "zero_tokens", "none", "not_string")
 
 
 class InvalidTextError(NAGError, ValueError):
-    """A row's text is None or not a string (with ``on_invalid="error"``)."""
+    """A row's text is None or not a string (with ``on_invalid="error"``); ``row`` is its row number when known."""
+
+    def __init__(self, message: str, row: int | None = None) -> None:
+        super().__init__(message)
+        self.row = row
 
 
 @dataclasses.dataclass
@@ -118,7 +123,7 @@ class NAGFeaturizer:
         model: Any = None,
         *,
         tokenizer: Any = None,
-        neuron_types: Sequence[str] = ("fwd_up",),
+        neuron_types: str | Sequence[str] = ("fwd_up",),
         top_k: int = 20,
         max_length: int = 120,
         layers: Sequence[int] | str | None = None,
@@ -134,6 +139,8 @@ class NAGFeaturizer:
         trust_remote_code: bool = False,
         revision: str | None = None,
     ) -> None:
+        if isinstance(neuron_types, str):
+            neuron_types = (neuron_types,)  # one type, not its characters
         unknown = [t for t in neuron_types if t not in NEURON_TYPES]
         if unknown or not neuron_types:
             raise ValueError(f"unknown neuron type(s) {unknown or list(neuron_types)}; known: {', '.join(NEURON_TYPES)}")
@@ -202,6 +209,12 @@ class NAGFeaturizer:
                 self._source_key = f"hub:{self.model_source}@{self.revision or 'default'}"
         return self._source_key
 
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer this featurizer uses (loads the model in this process if needed), e.g. for
+        :func:`nag_datasets.count_tokens`. Calling it with padding or truncation does not change the spec."""
+        return self._ensure_loaded()["tokenizer"]
+
     # ----- lazy model -----
     def _pick_device(self, rank: int | None) -> str:
         import torch
@@ -268,7 +281,7 @@ class NAGFeaturizer:
             raise ValueError(f"this featurizer computes {self.neuron_types}, not {t!r}")
         st = self._ensure_loaded()
         model, rec = st["model"], st["recorder"]
-        return SignatureSpec(
+        spec = SignatureSpec(
             model_fingerprint=self.source_key(),
             tokenizer_fingerprint=tokenizer_fingerprint(st["tokenizer"]),
             neuron_type=t, top_k=self.top_k, layers=rec.layers, max_length=self.max_length,
@@ -277,6 +290,8 @@ class NAGFeaturizer:
             attn_implementation=str(getattr(model.config, "_attn_implementation", "") or ""),
             library_version=_library_version(),
         )
+        register_spec(spec)  # so a refusal of a plain-map column can name the differing fields
+        return spec
 
     def output_features(self, input_features: Any = None) -> Any:
         """``input_features`` plus the typed output columns (signature specs embedded)."""
@@ -287,6 +302,7 @@ class NAGFeaturizer:
             feats[column_name(t)] = signature_feature(self.spec(t))
         feats["nag_tokens"] = Value("int32")
         feats["nag_status"] = Value("string")
+        feats[SPEC_COLUMN] = Value("string")
         return feats
 
     def apply(self, ds: Any, *, return_report: bool = False, fresh: bool = False, **map_kwargs: Any) -> Any:
@@ -297,6 +313,11 @@ class NAGFeaturizer:
         cache with the shard count it was written with, whatever ``num_proc`` says now; ``fresh=True`` passes a
         ``new_fingerprint`` derived from the normal inputs plus ``num_proc``, so each worker count has its own cache.
         """
+        from datasets import Dataset
+
+        from .spec_column import refuse_split_dict
+
+        refuse_split_dict(ds, "NAGFeaturizer.apply")
         if self.text_column not in (ds.column_names or []):
             raise KeyError(f"text column {self.text_column!r} not found; columns: {ds.column_names}")
         map_kwargs.setdefault("batch_size", max(self.batch_size * 8, 64))
@@ -305,6 +326,11 @@ class NAGFeaturizer:
             if self.num_workers is None:
                 self.num_workers = map_kwargs["num_proc"]
         features = self.output_features(ds.features)
+        if isinstance(ds, Dataset) and len(ds) == 0:
+            # `map` returns a 0-row dataset unchanged; give it the output columns and their features.
+            out = Dataset.from_dict({name: [] for name in features}, features=features)
+            return (out, FeaturizeReport.from_dataset(out)) if return_report else out
+        map_kwargs.setdefault("with_indices", True)  # errors then name the dataset row, not the batch position
         if fresh and "new_fingerprint" not in map_kwargs:
             from datasets.fingerprint import Hasher
 
@@ -322,7 +348,13 @@ class NAGFeaturizer:
         indices, rank = _split_args(args)
         if self.text_column not in batch:
             raise KeyError(f"text column {self.text_column!r} not found; columns: {list(batch)}")
-        texts = list(batch[self.text_column])
+        texts = batch[self.text_column]
+        if not isinstance(texts, (list, tuple, np.ndarray)) and not hasattr(texts, "to_pylist"):
+            raise TypeError(
+                f"NAGFeaturizer got one row, not a batch (text column {self.text_column!r} holds a "
+                f"{type(texts).__name__}, not a list of texts): call ds.map(featurizer, batched=True) or "
+                "featurizer.apply(ds)")
+        texts = texts.to_pylist() if hasattr(texts, "to_pylist") else list(texts)
         st = self._ensure_loaded(rank)
         n = len(texts)
         status: list[str] = ["ok"] * n
@@ -332,9 +364,11 @@ class NAGFeaturizer:
             if reason in ("none", "not_string"):
                 if self.on_invalid == "error":
                     where = f"row {indices[i]}" if indices is not None else f"position {i} of the batch"
+                    hint = "" if indices is not None else " (map with with_indices=True to get the row number)"
                     raise InvalidTextError(
                         f"text column {self.text_column!r} at {where} is {'None' if text is None else type(text).__name__}"
-                        f" ({_preview(text)}); pass on_invalid='null' to record such rows as null signatures")
+                        f" ({_preview(text)}){hint}; pass on_invalid='null' to record such rows as null signatures",
+                        row=None if indices is None else int(indices[i]))
                 status[i] = reason
             elif reason is not None:
                 status[i] = reason
@@ -357,6 +391,9 @@ class NAGFeaturizer:
                     col[i] = arr[j]
         out["nag_tokens"] = [len(x) if x is not None else 0 for x in ids]
         out["nag_status"] = status
+        if "spec_value" not in st:
+            st["spec_value"] = spec_value({column_name(t): self.spec(t) for t in self.neuron_types})
+        out[SPEC_COLUMN] = [st["spec_value"]] * n
         return out
 
     def _tokenize(self, texts: list[str], tokenizer: Any) -> list[tuple[list[int], bool]]:

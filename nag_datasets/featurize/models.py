@@ -224,10 +224,23 @@ def model_name(model: Any) -> str:
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """Hash of the tokenizer's full definition (vocabulary, merges, normaliser, pre-tokeniser)."""
+    """Hash of what decides the tokens: vocabulary, merges, normaliser, pre-tokeniser, post-processor, added and
+    special tokens, model type; not the runtime padding or truncation state a call such as
+    ``tokenizer(texts, padding=True, truncation=True)`` leaves on a fast tokenizer.
+
+    The serialised definition is hashed with padding and truncation switched off on a copy, so an untouched
+    tokenizer keeps the fingerprint it had before this rule (profiles and datasets written earlier still match).
+    """
     backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
     if backend is not None and hasattr(backend, "to_str"):
         payload = backend.to_str()
+        if getattr(backend, "truncation", None) is not None or getattr(backend, "padding", None) is not None:
+            from tokenizers import Tokenizer
+
+            copy = Tokenizer.from_str(payload)
+            copy.no_truncation()
+            copy.no_padding()
+            payload = copy.to_str()
     else:
         payload = json.dumps(sorted(tokenizer.get_vocab().items()))
     return "tok-sha256:" + hashlib.sha256(payload.encode()).hexdigest()[:32]

@@ -131,7 +131,8 @@ def _kind_text(recipe: SelectionRecipe) -> str:
 
 def _method_text(recipe: SelectionRecipe) -> str:
     if recipe.method == "exact":
-        return "exact (the whole pool sorted; never over the budget)"
+        return ("exact (the boundary score found by bisection over the pool's scores, only the kept rows sorted; "
+                "never over the budget)")
     r = recipe.reports[0] if recipe.reports else {}
     return (f"sampled (threshold estimated on {_int(r.get('sample_documents'))} of the pool's documents, "
             f"sample_size={r.get('sample_size')}, seed={r.get('seed')}; applied as a filter to the whole pool)")
@@ -179,8 +180,10 @@ def _py_args(args: dict[str, Any]) -> str:
 
 def _reproduce(recipe: SelectionRecipe, token_column: str, license: str) -> tuple[str, str]:
     """Library code and CLI commands that redo the selection from the same pool (CLI only where it can)."""
+    from ..featurize.models import BUNDLED_NAME
+
     spec = recipe.spec
-    lines = []
+    lines = ["from datasets import load_dataset"]
     if spec:
         lines.append("from nag_datasets.featurize.featurizer import NAGFeaturizer")
     if recipe.profiles:
@@ -188,14 +191,26 @@ def _reproduce(recipe: SelectionRecipe, token_column: str, license: str) -> tupl
     fn = "select_multi_target" if recipe.kind == "multi_target" else "select_top_fraction"
     imports = [fn] + (["combine_with_quality"] if recipe.quality else [])
     lines += [f"from nag_datasets.selection.budgeted import {', '.join(imports)}", ""]
+    lines.append(f'POOL = "POOL"  # your pool: a Hub dataset id or local folder with a text column and {token_column!r}')
+    if recipe.kind != "multi_target" and recipe.profiles:
+        lines.append('PROFILE_DIR = "PROFILE_DIR"  # the target profile with the fingerprint above')
+    lines.append('pool = load_dataset(POOL, split="train")')
+    bundled = bool(spec) and spec.get("model_name") == BUNDLED_NAME and \
+        str(spec.get("model_fingerprint", "")).startswith("gguf-sha256:")
     if spec:
-        model = spec.get("model_name") or "MODEL  # weights fingerprint " + spec["model_fingerprint"]
         feat = {"neuron_types": [spec["neuron_type"]], "top_k": spec["top_k"], "max_length": spec["max_length"],
                 "layers": list(spec["layers"]), "add_special_tokens": spec["add_special_tokens"]}
         if spec.get("dtype"):
             feat["dtype"] = spec["dtype"]
-        lines += [f"featurizer = NAGFeaturizer({model!r}, {_py_args(feat)})",
-                  "pool = featurizer.apply(pool)  # pool: your datasets.Dataset with a text column"]
+        if bundled:  # the bundled model is the default: no name to give
+            lines.append(f"featurizer = NAGFeaturizer({_py_args(feat)})  # bundled {BUNDLED_NAME}")
+        elif spec.get("model_name"):
+            lines.append(f"featurizer = NAGFeaturizer({spec['model_name']!r}, {_py_args(feat)})")
+        else:
+            lines.append(f"MODEL = \"MODEL\"  # a folder or Hub id of the model with weights fingerprint "
+                         f"{spec['model_fingerprint']}")
+            lines.append(f"featurizer = NAGFeaturizer(MODEL, {_py_args(feat)})")
+        lines.append("pool = featurizer.apply(pool)")
     method = {"method": recipe.method}
     if recipe.method == "sampled" and recipe.reports:
         method.update(sample_size=recipe.reports[0].get("sample_size"), seed=recipe.reports[0].get("seed"))
@@ -206,13 +221,13 @@ def _reproduce(recipe: SelectionRecipe, token_column: str, license: str) -> tupl
         lines.append(f"selected = select_multi_target(pool, profiles, {recipe.fraction!r}, {_py_args(args)})")
     elif recipe.quality:
         column = recipe.score_column or "nag_combined"
-        lines.append(f"profile = NAGProfile.load('PROFILE_DIR')  # fingerprint {recipe.profiles[0]['fingerprint']}")
+        lines.append(f"profile = NAGProfile.load(PROFILE_DIR)  # fingerprint {recipe.profiles[0]['fingerprint']}")
         lines.append(f"pool = combine_with_quality(pool, profile, {recipe.quality['column']!r}, "
                      f"weight={recipe.quality['weight']!r}, out_column={column!r})")
         args = {"token_column": token_column, "score_column": column, **method}
         lines.append(f"selected = select_top_fraction(pool, {recipe.fraction!r}, {_py_args(args)})")
     elif recipe.profiles:
-        lines.append(f"profile = NAGProfile.load('PROFILE_DIR')  # fingerprint {recipe.profiles[0]['fingerprint']}")
+        lines.append(f"profile = NAGProfile.load(PROFILE_DIR)  # fingerprint {recipe.profiles[0]['fingerprint']}")
         args = {"token_column": token_column, "profile": "PROFILE", **method}
         code = _py_args(args).replace("'PROFILE'", "profile")
         lines.append(f"selected = select_top_fraction(pool, {recipe.fraction!r}, {code})")
@@ -226,8 +241,8 @@ def _reproduce(recipe: SelectionRecipe, token_column: str, license: str) -> tupl
         return library, ""
     if recipe.method == "sampled" and method.get("sample_size") != DEFAULT_SAMPLE_SIZE:
         return library, ""
-    model = spec.get("model_name") or "MODEL"
-    featurize = (f"--model {model} --neuron-types {spec['neuron_type']} --top-k {spec['top_k']} "
+    model = "" if bundled else f"--model {spec.get('model_name') or 'MODEL'} "
+    featurize = (f"{model}--neuron-types {spec['neuron_type']} --top-k {spec['top_k']} "
                  f"--max-length {spec['max_length']} --layers {','.join(map(str, spec['layers']))}")
     if spec.get("dtype"):
         featurize += f" --dtype {spec['dtype']}"
@@ -318,7 +333,8 @@ def _subset_card(meta: dict[str, Any], data: dict[str, Any]) -> str:
         library_code, cli_code = _reproduce(recipe, settings["token_column"] or "num_tokens",
                                              settings["license"])
     context = {
-        "title": settings["pretty_name"] or "NAG-selected subset",
+        "title": settings["pretty_name"] or ("NAG-selected subset" if recipe is not None else
+                                             "Dataset exported with nag-datasets (no selection recipe)"),
         "license": settings["license"],
         "source_datasets": settings["source_datasets"],
         "export_version": meta.get("library_version", __version__),

@@ -28,7 +28,7 @@ from .. import __version__
 from ..columns import signature_columns
 from ..scoring.target_profile import NAGProfile
 from ..selection.recipe import RecipeError, SelectionRecipe, get_recipe
-from ..storage.atomic import atomic_dir, atomic_write_text, lock_dir, read_versioned_json
+from ..storage.atomic import atomic_dir, atomic_write_text, check_replaceable, lock_dir, read_versioned_json
 from .card import _write_card_files
 from .figure import _histogram, _require_matplotlib, _selection_scores
 from .templates import (
@@ -38,6 +38,7 @@ from .templates import (
     DEFAULT_MAX_SHARD_ROWS,
     EXPORT_FORMAT,
     EXPORT_FORMAT_VERSION,
+    FIGURE_FILE,
     RECIPE_FILE,
     _as_list,
 )
@@ -133,17 +134,10 @@ def export_for_hub(
 
 
 def _check_target(folder: Path, overwrite: bool) -> None:
-    if not folder.exists():
+    if folder.is_dir() and not any(folder.iterdir()):
         return
-    if not folder.is_dir():
-        raise FileExistsError(f"{folder} exists and is not a folder")
-    if not any(folder.iterdir()):
-        return
-    if not overwrite:
-        raise FileExistsError(f"{folder} is not empty; pass overwrite=True (--overwrite) to replace a previous export")
-    if not (folder / RECIPE_FILE).is_file():
-        raise FileExistsError(f"{folder} is not empty and is not a nag_datasets export (no {RECIPE_FILE}); "
-                              "refusing to replace it even with overwrite")
+    check_replaceable(folder, overwrite=overwrite, marker=RECIPE_FILE, what="export",
+                      ours=(DATA_DIR, CARD_FILE, FIGURE_FILE, RECIPE_FILE).__contains__)
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:

@@ -35,6 +35,22 @@ def _check_no_nulls_under_valid_rows(level: pa.Array, width: int, row_valid: np.
         raise SpecError(f"signature column has null entries inside the signature of row {row} ({what})")
 
 
+def _as_fixed_size(chunk: pa.Array, L: int, K: int, dtype: np.dtype) -> pa.Array:
+    """A variable-length ``list<list<int>>`` chunk (what a plain ``map`` or a foreign parquet writer leaves) as the
+    fixed-size ``(L, K)`` layout, copied once; a fixed-size chunk is returned as is."""
+    t = chunk.type
+    if pa.types.is_fixed_size_list(t) or not (pa.types.is_list(t) or pa.types.is_large_list(t)):
+        return chunk
+    if not (pa.types.is_list(t.value_type) or pa.types.is_large_list(t.value_type)
+            or pa.types.is_fixed_size_list(t.value_type)):
+        raise SpecError(f"signature column must hold (L, K) lists of integers per row, got {t}")
+    target = pa.list_(pa.list_(pa.from_numpy_dtype(dtype), K), L)
+    try:
+        return chunk.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise SpecError(f"signature column rows are not all ({L}, {K}) lists of {dtype} neuron indices: {e}") from None
+
+
 def signature_blocks(
     table_column: pa.ChunkedArray, spec: SignatureSpec
 ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
@@ -49,6 +65,7 @@ def signature_blocks(
         n = len(chunk)
         if n == 0:
             continue
+        chunk = _as_fixed_size(chunk, L, K, dtype)
         if not (pa.types.is_fixed_size_list(chunk.type) and pa.types.is_fixed_size_list(chunk.type.value_type)):
             raise SpecError(f"signature column must be nested fixed-size lists, got {chunk.type}")
         if chunk.type.list_size != L or chunk.type.value_type.list_size != K:

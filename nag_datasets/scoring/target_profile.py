@@ -33,8 +33,9 @@ import pyarrow as pa
 from .. import __version__
 from ..columns import column_name, get_spec, row_indices, signature_table_column
 from ..errors import NAGError
+from ..featurize.spec_column import check_batch, check_dataset_column, dataset_spec, refuse_split_dict
 from ..spec import SignatureSpec, SpecError
-from ..storage.atomic import atomic_dir, read_versioned_json
+from ..storage.atomic import atomic_dir, check_replaceable, lock_dir, read_versioned_json
 from ._arrow import signature_blocks, table_length
 from .kernel import SignatureIndexError, counts_dtype, score_blocks
 from .sampling import sample_keys, smallest_keys
@@ -139,23 +140,45 @@ def _signature_array(values: Any, L: int, K: int) -> tuple[np.ndarray, np.ndarra
     return arr, valid
 
 
+def _one_row(values: Any) -> bool:
+    """Whether a batch value is one row's signature (``map``/``filter`` called without ``batched=True``)."""
+    if values is None:
+        return True
+    if isinstance(values, np.ndarray):
+        return values.dtype != object and values.ndim == 2
+    if isinstance(values, (list, tuple)) and values:
+        first = next((v for v in values if v is not None), None)
+        return first is not None and np.ndim(first) == 1
+    return False
+
+
 class SimilarityScorer:
     """Picklable ``ds.map(fn, batched=True)`` callable adding ``out_column`` (float32, NaN for null signatures).
 
-    It sees only Python batches, not the column's feature, so it cannot check the signature spec: get it from
-    :meth:`NAGProfile.scorer_for` (or ``scorer(dataset=ds)``), which checks first, or use :meth:`NAGProfile.score`.
+    Every batch's ``nag_spec`` values (written by the featurizer) must name the profile's spec. A batch without that
+    column is refused unless the dataset's typed spec was checked when the callable was made
+    (:meth:`NAGProfile.scorer_for`, ``scorer(dataset=ds)``) or ``check_spec=False`` says the caller vouches for it.
     It scores with the profile's table: counts for the paper's profile, float weights for a contrastive one.
     """
 
-    def __init__(self, profile: NAGProfile, column: str, out_column: str = SCORE_COLUMN) -> None:
+    def __init__(self, profile: NAGProfile, column: str, out_column: str = SCORE_COLUMN, *, check_spec: bool = True,
+                 spec_checked: bool = False) -> None:
         self.table, self.num_targets = profile.scoring_table()
+        self.spec = profile.spec
         self.shape = (profile.spec.num_layers, profile.spec.top_k)
         self.column = column
         self.out_column = out_column
+        self.check_spec = bool(check_spec)
+        self.spec_checked = bool(spec_checked)
 
     def scores(self, batch: dict[str, Any]) -> np.ndarray:
         if self.column not in batch:
             raise KeyError(f"column {self.column!r} not in batch; columns: {list(batch)}")
+        if _one_row(batch[self.column]):
+            raise TypeError(f"got one row instead of a batch: call ds.map / ds.filter with batched=True "
+                            f"(column {self.column!r} holds a single signature)")
+        if self.check_spec:
+            check_batch(batch, self.column, self.spec, required=not self.spec_checked)
         sigs, valid = _signature_array(batch[self.column], *self.shape)
         # One thread: map workers are processes already, and batches are small.
         return score_blocks([(sigs, valid)], self.table, self.num_targets, num_threads=1)
@@ -261,7 +284,8 @@ class NAGProfile:
                             "pass e.g. ds['train']")
         if sample is not None and int(sample) < 1:
             raise ProfileError(f"sample must be >= 1, got {sample}")
-        spec = get_spec(ds, column)
+        # A Dataset's spec may also come from its nag_spec column (plain map); a stream needs typed features.
+        spec = dataset_spec(ds, column) if isinstance(ds, Dataset) else get_spec(ds, column)
         if isinstance(ds, IterableDataset):
             blocks = _stream_blocks(ds, column, spec, batch_size)
         elif isinstance(ds, Dataset):
@@ -394,9 +418,12 @@ class NAGProfile:
     # -- scoring -----------------------------------------------------------------------------------------------
 
     def check_column(self, ds: Any, column: str | None = None) -> str:
-        """Refuse a column whose spec differs from the profile's or that carries none; return the column name."""
+        """Refuse a column whose spec differs from the profile's or that carries none; return the column name.
+
+        The spec is the column's typed feature's or, after a plain ``map``, the one its ``nag_spec`` column names.
+        """
         column = column or self.default_column
-        self.spec.check_compatible(get_spec(ds, column), what=f"column {column!r}", against="profile")
+        check_dataset_column(ds, column, self.spec)
         return column
 
     def score(
@@ -420,6 +447,7 @@ class NAGProfile:
             column = self.check_column(data, column)
             scores = self._score_dataset(data, column, num_threads)
         elif type(data).__module__.split(".")[0] == "datasets":
+            refuse_split_dict(data, "NAGProfile.score")
             raise TypeError(
                 f"score needs a datasets.Dataset or an (n, L, K) array, got {type(data).__name__}; for a "
                 "streaming dataset use ds.map(profile.scorer_for(ds), batched=True), for a DatasetDict score each split"
@@ -448,7 +476,7 @@ class NAGProfile:
         return scores, report
 
     def _score_dataset(self, ds: Any, column: str, num_threads: int | None) -> np.ndarray:
-        spec = get_spec(ds, column)
+        spec = self.spec  # checked against the column by check_column (typed or nag_spec)
         blocks = list(signature_blocks(signature_table_column(ds, column), spec))
         table, norm = self.scoring_table()
         idx = row_indices(ds)
@@ -475,26 +503,33 @@ class NAGProfile:
         return out
 
     def scorer(
-        self, column: str | None = None, *, out_column: str | None = None, dataset: Any = None
+        self, column: str | None = None, *, out_column: str | None = None, dataset: Any = None,
+        check_spec: bool = True,
     ) -> SimilarityScorer:
         """A ``ds.map(fn, batched=True)`` callable adding ``out_column`` (default :attr:`score_column`:
         ``nag_similarity``, or ``nag_contrast_score`` for a contrastive profile); pass ``dataset`` to check its
-        spec first."""
+        spec first.
+
+        Batches are checked through their ``nag_spec`` column; without ``dataset`` a batch lacking it is refused
+        (``check_spec=False`` skips every check: the caller vouches for the spec).
+        """
         column = column or self.default_column
-        if dataset is not None:
+        if dataset is not None and check_spec:
             self.check_column(dataset, column)
-        return SimilarityScorer(self, column, out_column or self.score_column)
+        return SimilarityScorer(self, column, out_column or self.score_column, check_spec=check_spec,
+                                spec_checked=dataset is not None)
 
     def scorer_for(self, ds: Any, column: str | None = None, *, out_column: str | None = None) -> SimilarityScorer:
         """:meth:`scorer` after checking that ``ds[column]`` was computed with the profile's spec."""
         return self.scorer(column, out_column=out_column, dataset=ds)
 
-    def filter(self, min_similarity: float, column: str | None = None, *, dataset: Any = None) -> SimilarityFilter:
+    def filter(self, min_similarity: float, column: str | None = None, *, dataset: Any = None,
+               check_spec: bool = True) -> SimilarityFilter:
         """A ``ds.filter(fn, batched=True)`` callable keeping rows with similarity >= ``min_similarity``.
 
-        Null signatures never pass. Pass ``dataset`` to check its spec first.
+        Null signatures never pass. The spec is checked as in :meth:`scorer`.
         """
-        return SimilarityFilter(self.scorer(column, dataset=dataset), min_similarity)
+        return SimilarityFilter(self.scorer(column, dataset=dataset, check_spec=check_spec), min_similarity)
 
     # -- persistence -------------------------------------------------------------------------------------------
 
@@ -518,13 +553,6 @@ class NAGProfile:
         from safetensors.numpy import save
 
         folder = Path(folder)
-        if folder.exists():
-            foreign = sorted(p.name for p in folder.iterdir() if p.name not in (COUNTS_FILE, META_FILE)) \
-                if folder.is_dir() else [folder.name]
-            if foreign:
-                raise ProfileError(
-                    f"refusing to replace {folder}: it holds files that are not a profile ({', '.join(foreign[:5])})"
-                )
         payload = save(self._tensors(), metadata={"format": PROFILE_FORMAT})
         meta = {
             "format": PROFILE_FORMAT,
@@ -534,9 +562,15 @@ class NAGProfile:
             "fingerprint": self.fingerprint(),
             "library_version": __version__,
         }
-        with atomic_dir(folder) as tmp:
-            (tmp / COUNTS_FILE).write_bytes(payload)
-            (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        with lock_dir(folder):
+            try:
+                check_replaceable(folder, overwrite=True, marker=META_FILE, ours=(COUNTS_FILE, META_FILE).__contains__,
+                                  what="profile")
+            except FileExistsError as e:
+                raise ProfileError(str(e)) from None
+            with atomic_dir(folder) as tmp:
+                (tmp / COUNTS_FILE).write_bytes(payload)
+                (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         return folder
 
     @classmethod

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..columns import get_spec
+from ..columns import spec_from_feature
 from ..scoring._arrow import add_row_column, numeric_column
 from ..scoring.target_profile import NAGProfile
 from .budget import budget_cut
@@ -76,6 +76,10 @@ class SelectionReport:
     seed: int | None = None
     sample_size: int | None = None
     sample_documents: int | None = None
+    #: Pool rows whose text repeats an earlier pool row's, and selected rows repeating an earlier selected row's
+    #: (None when not counted: no text column, or ``count_duplicates=False``).
+    duplicate_rows: int | None = None
+    duplicate_rows_selected: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -178,7 +182,34 @@ def _check_tokens(tokens: np.ndarray, n: int) -> np.ndarray:
         raise TypeError(f"token counts must be numbers, got {tokens.dtype}")
     if n and tokens.min() < 0:
         raise ValueError(f"token counts must not be negative (row {int(np.argmin(tokens))} has {tokens.min()})")
+    # Sums are int64: refuse counts whose total would overflow it (checked in float64, with a margin for rounding).
+    if n and float(np.sum(tokens, dtype=np.float64)) >= 2.0**63 * 0.999:
+        raise ValueError(f"token counts sum to about {float(np.sum(tokens, dtype=np.float64)):.3g}, which would "
+                         "overflow int64 sums: check the token column (wrong units or corrupt values?)")
     return tokens if tokens.dtype.kind in "iu" else tokens.astype(np.int64)
+
+
+def _duplicates(ds: Any, column: str, rows: np.ndarray) -> int:
+    """How many of ``rows`` (positions in ``ds``) hold a value of ``column`` that an earlier one of them holds."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from ..columns import row_indices
+
+    col = ds.data.column(column)
+    idx = row_indices(ds)
+    positions = rows if idx is None else idx[rows]
+    if len(positions) != len(col) or not np.array_equal(positions, np.arange(len(col))):
+        col = col.take(pa.array(np.sort(positions)))
+    return len(positions) - len(pc.unique(col))
+
+
+def _warn_truncated_tokens(token_column: str) -> None:
+    if token_column == "nag_tokens":
+        warnings.warn("token_column='nag_tokens' counts at most max_length tokens per document (truncated), so the "
+                      "budget is not a share of the pool's real tokens: count full documents with "
+                      "count_tokens(ds, featurizer.tokenizer) and pass token_column='num_tokens'", UserWarning,
+                      stacklevel=3)
 
 
 def _rank(scores: np.ndarray, higher_is_better: bool) -> np.ndarray:
@@ -304,7 +335,8 @@ def select_indices(
 def _profile_fields(profile: NAGProfile, ds: Any, column: str) -> dict[str, Any]:
     return {
         "signature_column": column,
-        "spec": get_spec(ds, column).to_dict(),
+        # The typed spec when the column has one; after a plain map the (checked) profile's.
+        "spec": (spec_from_feature(ds.features[column]) or profile.spec).to_dict(),
         "profile_fingerprint": profile.fingerprint(),
         "profile_description": profile.description,
         "profile_num_targets": profile.num_targets,
@@ -337,13 +369,17 @@ def select_top_fraction(
     seed: int = 0,
     attach_recipe: bool = True,
     return_report: bool = False,
+    text_column: str = "text",
+    count_duplicates: bool = True,
 ) -> Any:
     """The best documents of ``ds`` within ``fraction`` of the pool's tokens, best first (all columns kept).
 
     With ``profile``, rows are scored against it from the signature ``column`` (default ``nag_<neuron_type>``,
     spec checked). Without, they are ranked by ``score_column`` (null/NaN = not in the pool);
     ``higher_is_better`` defaults to what the column records (False for :func:`combine_with_quality` output) or
-    True. The result carries its recipe in a ``nag_rank`` column (see :mod:`nag_datasets.selection.recipe`).
+    True. The result carries its recipe in a ``nag_rank`` column (see :mod:`nag_datasets.selection.recipe`). When
+    ``ds`` has ``text_column``, the report counts rows with the same text in the pool and in the selection (a hash
+    table of the distinct texts; ``count_duplicates=False`` skips it).
 
     >>> from datasets import Dataset
     >>> ds = Dataset.from_dict({"s": [0.1, 0.7, 0.4], "n": [5, 5, 5]})
@@ -351,6 +387,10 @@ def select_top_fraction(
     >>> top["s"][:], top["nag_rank"][:]
     ([0.7, 0.4], [0, 1])
     """
+    from ..featurize.spec_column import require_dataset
+
+    require_dataset(ds, "select_top_fraction")
+    _warn_truncated_tokens(token_column)
     quality = None
     extra: dict[str, Any] = {}
     if profile is not None:
@@ -383,6 +423,9 @@ def select_top_fraction(
         scores, tokens, fraction, method=method, higher_is_better=higher_is_better, sample_size=sample_size, seed=seed
     )
     report = dataclasses.replace(report, score_column=used_score_column, **extra)
+    if count_duplicates and text_column in (ds.column_names or []):
+        report = dataclasses.replace(report, duplicate_rows=_duplicates(ds, text_column, np.flatnonzero(~np.isnan(scores))),
+                                     duplicate_rows_selected=_duplicates(ds, text_column, indices))
     out = ds.select(indices)
     if attach_recipe:
         recipe = SelectionRecipe(
@@ -424,6 +467,7 @@ def select_multi_target(
     profiles = list(profiles)
     if not profiles:
         raise ValueError("select_multi_target needs at least one profile")
+    _warn_truncated_tokens(token_column)
     if isinstance(column, str) or column is None:
         columns = [column] * len(profiles)
     else:

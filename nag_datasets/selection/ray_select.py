@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..storage.atomic import atomic_write_text, lock_dir
+from ..storage.atomic import atomic_write_text, check_replaceable, lock_dir
 
 __all__ = ["RaySelectionReport", "select_top_fraction_ray"]
 
@@ -118,6 +118,28 @@ def _file_spec(path: Path, column: str) -> Any:
                     return SignatureSpec.from_dict(d)
         raise SpecError(f"{path}: column {column!r} carries no signature spec and no sidecar names one")
     return spec
+
+
+def _check_file_spec(path: Path, column: str, expected: Any) -> None:
+    """Refuse a file whose ``column`` was not computed with ``expected``: by its typed spec (or sidecar) and, when the
+    file has the featurizer's ``nag_spec`` column (a plain ``map`` written by any parquet writer), by its values."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from ..featurize.spec_column import SPEC_COLUMN, check_spec_values
+    from ..spec import SpecError
+
+    has_values = SPEC_COLUMN in pq.read_schema(str(path)).names
+    if has_values:
+        values = pc.unique(pq.read_table(str(path), columns=[SPEC_COLUMN]).column(0)).to_pylist()
+        check_spec_values(values, column, expected, against="profile")
+    try:
+        typed = _file_spec(path, column)
+    except SpecError:
+        if has_values:
+            return
+        raise
+    expected.check_compatible(typed, what=f"{path.name}:{column}", against="profile")
 
 
 def _scores(table: Any, counts: np.ndarray, num_targets: int | None, spec_json: str, column: str,
@@ -214,7 +236,7 @@ def select_top_fraction_ray(
     files = _files(source)
     column = column or profile.default_column
     for f in files:
-        profile.spec.check_compatible(_file_spec(f, column), what=f"{f.name}:{column}", against="profile")
+        _check_file_spec(f, column, profile.spec)
     items, file_items, offset = [], [], 0
     for i, f in enumerate(files):
         meta = pq.ParquetFile(str(f)).metadata
@@ -234,8 +256,9 @@ def select_top_fraction_ray(
     try:
         with lock_dir(out):
             if out.exists():
-                if not overwrite:
-                    raise FileExistsError(f"{out} exists; pass overwrite=True to replace it")
+                # Only an earlier Ray selection (parts, nag_spec.json, selection.json) is replaced.
+                check_replaceable(out, overwrite=overwrite, marker="selection.json", what="Ray selection",
+                                  ours=lambda n: n.startswith("part-") or n == "nag_spec.json")
                 shutil.rmtree(out)
             scored = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
                 _score_items, fn_kwargs=kw, batch_size=1).materialize()

@@ -21,14 +21,14 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..errors import NAGError
 
-__all__ = ["FolderLockedError", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "lock_dir", "read_versioned_json",
-           "recover_interrupted_swap"]
+__all__ = ["FolderLockedError", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "check_replaceable", "lock_dir",
+           "read_versioned_json", "recover_interrupted_swap"]
 
 
 #: Test hook, for crash tests only: when this environment variable names a stage (e.g. ``atomic_dir:filled``), the
@@ -125,7 +125,9 @@ def lock_dir(folder: str | os.PathLike[str]) -> Iterator[Path]:
     """Hold ``<folder>.lock`` while writing ``folder``; raise :class:`FolderLockedError` at once if it is held.
 
     The lock is an OS file lock (released when the holder exits, even on a crash), so a leftover ``.lock`` file
-    never blocks a later run.
+    never blocks a later run. The holder deletes the file before releasing it, finished or refused, so none is left
+    beside the output; a run that locked a file just deleted that way (its inode is no longer at the path) counts
+    as having lost the race and is refused like any concurrent writer.
     """
     from filelock import FileLock, Timeout
 
@@ -133,17 +135,26 @@ def lock_dir(folder: str | os.PathLike[str]) -> Iterator[Path]:
     folder.parent.mkdir(parents=True, exist_ok=True)
     lock_path = folder.with_name(folder.name + ".lock")
     lock = FileLock(str(lock_path))
+    busy = (f"another run is writing {folder} (lock {lock_path} is held); wait for it to finish or choose "
+            "another output folder")
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise FolderLockedError(
-            f"another run is writing {folder} (lock {lock_path} is held); wait for it to finish or choose "
-            "another output folder"
-        ) from None
+        raise FolderLockedError(busy) from None
+    fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
+    try:
+        if fd is not None and os.stat(lock_path).st_ino != os.fstat(fd).st_ino:
+            raise FileNotFoundError
+    except FileNotFoundError:
+        lock.release()
+        raise FolderLockedError(busy) from None
     try:
         recover_interrupted_swap(folder)
         yield folder
     finally:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(lock_path)
         lock.release()
 
 
@@ -170,6 +181,32 @@ def recover_interrupted_swap(target: str | os.PathLike[str]) -> bool:
     for old in olds:
         shutil.rmtree(old, ignore_errors=True)
     return restored
+
+
+def check_replaceable(folder: str | os.PathLike[str], *, overwrite: bool, marker: str | None,
+                      ours: Callable[[str], bool], what: str = "output") -> None:
+    """Refuse to write over ``folder`` unless it is absent, or ``overwrite`` and it is one of our outputs.
+
+    Ours means: it holds ``marker`` (the file our writers put inside every output; None when the names alone tell)
+    and nothing that ``ours(name)`` does not recognise. Anything else is the user's, and is never replaced: the
+    refusal names the foreign files. Call it holding :func:`lock_dir`.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    if not overwrite:
+        raise FileExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace it")
+    if not folder.is_dir():
+        raise FileExistsError(f"{folder} exists and is not a folder; refusing to replace it")
+    names = sorted(p.name for p in folder.iterdir())
+    foreign = [n for n in names if n != marker and not ours(n)]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise FileExistsError(f"refusing to replace {folder} even with overwrite: it holds files that are not a "
+                              f"nag_datasets {what} ({shown}); move them away or choose another output")
+    if names and marker is not None and marker not in names:
+        raise FileExistsError(f"refusing to replace {folder} even with overwrite: it has no {marker}, so it was not "
+                              f"written by nag_datasets as a {what}; delete it yourself or choose another output")
 
 
 def read_versioned_json(

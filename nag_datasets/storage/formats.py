@@ -22,9 +22,16 @@ from typing import Any
 
 from ..columns import attach_spec, signature_columns
 from ..spec import SignatureSpec
-from .atomic import _test_pause, atomic_dir, lock_dir
+from .atomic import _test_pause, atomic_dir, atomic_write_text, check_replaceable, lock_dir
 
 SIDECAR = "nag_spec.json"
+#: Written inside every ``save_to_disk`` folder :func:`save_any` produces: ``--overwrite`` replaces only such folders.
+OUTPUT_MARKER = "nag_datasets.json"
+_SAVED_FILES = ("state.json", "dataset_info.json")
+
+
+def _saved_dataset_file(name: str) -> bool:
+    return name in _SAVED_FILES or (name.startswith("data-") and name.endswith(".arrow"))
 
 
 def _is_saved_dataset(path: Path) -> bool:
@@ -58,8 +65,27 @@ def load_any(path: str | os.PathLike[str], *, split: str = "train", streaming: b
         files, builder, sidecar = str(p), "json", None
     else:
         raise ValueError(f"unsupported dataset path {p}: use a save_to_disk folder, .parquet or .jsonl")
-    ds = datasets.load_dataset(builder, data_files=files, split="train", streaming=streaming)
+    if builder == "parquet" and not streaming and _parquet_rows(files) == 0:
+        ds = _empty_parquet(files)  # `load_dataset` refuses a split without rows
+    else:
+        ds = datasets.load_dataset(builder, data_files=files, split="train", streaming=streaming)
     return _reattach(ds, sidecar) if sidecar is not None else ds
+
+
+def _parquet_rows(files: Any) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in ([files] if isinstance(files, str) else files))
+
+
+def _empty_parquet(files: Any) -> Any:
+    """A 0-row Dataset with the features recorded in the (first) parquet file's schema."""
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+    from datasets.table import InMemoryTable
+
+    first = files if isinstance(files, str) else files[0]
+    return Dataset(InMemoryTable(pq.read_table(first)))
 
 
 def _reattach(ds: Any, sidecar: Path) -> Any:
@@ -75,6 +101,21 @@ def _reattach(ds: Any, sidecar: Path) -> Any:
     return ds
 
 
+def check_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+    """Refuse now what :func:`save_any` would refuse at the end: an existing output without ``overwrite``, or a folder
+    that is not one of our outputs (see :func:`nag_datasets.storage.atomic.check_replaceable`). Lets the CLI fail before any
+    expensive work; :func:`save_any` checks again under the output's lock."""
+    p = Path(path)
+    if p.suffix.lower() in (".parquet", ".jsonl", ".json"):
+        if p.exists() and not overwrite:
+            raise FileExistsError(f"{p} exists; pass overwrite=True (--overwrite) to replace it")
+        if p.is_dir():
+            raise IsADirectoryError(f"{p} is a folder; a {p.suffix} output must be a file")
+    else:
+        check_replaceable(p, overwrite=overwrite, marker=OUTPUT_MARKER, ours=_saved_dataset_file,
+                          what="dataset folder")
+
+
 def save_any(ds: Any, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
     """Write ``ds`` atomically: ``.parquet`` (plus a spec sidecar), ``.jsonl``, else a ``save_to_disk`` folder.
 
@@ -85,14 +126,23 @@ def save_any(ds: Any, path: str | os.PathLike[str], *, overwrite: bool = False) 
     import json
 
     p = Path(path)
+    suffix = p.suffix.lower()
+    folder = suffix not in (".parquet", ".jsonl", ".json")
+    if len(ds) == 0 and suffix in (".jsonl", ".json"):
+        raise ValueError(f"the dataset to write to {p} has 0 rows, and JSON lines cannot record the columns of an "
+                         "empty dataset: write a folder or a .parquet file instead")
     with lock_dir(p):
+        if folder:
+            check_replaceable(p, overwrite=overwrite, marker=OUTPUT_MARKER, ours=_saved_dataset_file,
+                              what="dataset folder")
+            with atomic_dir(p) as tmp:
+                # One shard even for 0 rows: `datasets` writes no data file for an empty selection otherwise,
+                # and such a folder does not load back.
+                ds.save_to_disk(str(tmp), **({"num_shards": 1} if len(ds) == 0 else {}))
+                _write_marker(tmp / OUTPUT_MARKER)
+            return
         if p.exists() and not overwrite:
             raise FileExistsError(f"{p} exists; pass overwrite=True (--overwrite) to replace it")
-        suffix = p.suffix.lower()
-        if suffix not in (".parquet", ".jsonl", ".json"):
-            with atomic_dir(p) as tmp:
-                ds.save_to_disk(str(tmp))
-            return
         if p.is_dir():
             raise IsADirectoryError(f"{p} is a folder; a {suffix} output must be a file")
         tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.tmp-", dir=p.parent))
@@ -114,3 +164,12 @@ def save_any(ds: Any, path: str | os.PathLike[str], *, overwrite: bool = False) 
             os.replace(tmp / p.name, p)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_marker(path: Path) -> None:
+    import json
+
+    from .. import __version__
+
+    atomic_write_text(path, json.dumps({"format": "nag_datasets.dataset", "format_version": 1,
+                                        "library_version": __version__}) + "\n")

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NAGError
-from .atomic import atomic_dir, atomic_write_text, lock_dir
+from .atomic import atomic_dir, atomic_write_text, check_replaceable, lock_dir
 
 __all__ = [
     "ShardError",
@@ -220,7 +220,7 @@ def featurize_sharded(
     go to ``featurizer.apply`` (e.g. ``num_proc``). Returns a summary (``report`` holds the counts of this rank,
     or of the whole output on rank 0).
     """
-    from ..featurize.featurizer import FeaturizeReport
+    from ..featurize.featurizer import FeaturizeReport, InvalidTextError
     from .formats import load_any, save_any
 
     env_rank, env_world, env_local = world_from_env()
@@ -258,8 +258,14 @@ def featurize_sharded(
                     marker_path.unlink()
                 with atomic_dir(folder) as tmp:
                     sub = ds.select(range(a, b))
-                    out = featurizer.apply(sub, cache_file_name=str(tmp / "data.arrow"), load_from_cache_file=False,
-                                           **map_kwargs)
+                    try:
+                        out = featurizer.apply(sub, cache_file_name=str(tmp / "data.arrow"),
+                                               load_from_cache_file=False, **map_kwargs)
+                    except InvalidTextError as e:  # name the row of the whole input, not of this shard
+                        if e.row is None:
+                            raise
+                        raise InvalidTextError(str(e).replace(f"at row {e.row} ", f"at row {a + e.row} ", 1),
+                                               row=a + e.row) from None
                     report = FeaturizeReport.from_dataset(out).to_dict()
                     del out, sub
                     files = {p.name: _sha256(p) for p in sorted(tmp.glob("*.arrow"))}
@@ -400,11 +406,12 @@ def featurize_streaming(
     stream = _open_stream(input)
     batch_size = map_batch_size or max(featurizer.batch_size * 8, 64)
     with lock_dir(out):
-        if (out / STREAM_MARKER).exists():
-            if not overwrite:
-                raise FileExistsError(f"{out} holds a complete result; pass overwrite=True (--overwrite) to redo it")
-            shutil.rmtree(out)
-        elif out.exists() and overwrite:
+        if (out / STREAM_MARKER).exists() and not overwrite:
+            raise FileExistsError(f"{out} holds a complete result; pass overwrite=True (--overwrite) to redo it")
+        if out.exists() and overwrite:
+            # Only a folder of our parts is replaced; anything else in it is the user's.
+            check_replaceable(out, overwrite=True, marker=None, what="streaming output",
+                              ours=lambda n: n.startswith(("part-", ".part-")) or n in (SIDECAR, STREAM_MARKER))
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
         stray = [p.name for p in out.iterdir() if not (p.name.startswith("part-") or p.name.startswith(".part-")
