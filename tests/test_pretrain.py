@@ -154,9 +154,10 @@ def test_model_arms_run_on_tiny_with_equal_budgets(tmp_path):
     import numpy as np
     from nag_research.experiments.arms import ArmContext, arm_scores
 
-    results = pretrain.run(TINY, tmp_path, arms=["nag_all", "nag_last", "embedding"], seeds=[0], log=lambda _: None)
+    arms = ["nag_all", "nag_last", "embedding", "nag_contrast", "embedding_contrast"]
+    results = pretrain.run(TINY, tmp_path, arms=arms, seeds=[0], log=lambda _: None)
     expected = (TINY.budget_tokens // TINY.seq_len) * TINY.seq_len
-    assert [r["train_tokens"] for r in results] == [expected] * 3
+    assert [r["train_tokens"] for r in results] == [expected] * len(arms)
     corpus = json.loads((tmp_path / "corpus.json").read_text())
     ctx = ArmContext(corpus["pool_texts"], corpus["target_select"], tmp_path / "features",
                      max_length=TINY.feature_max_length)
@@ -164,6 +165,31 @@ def test_model_arms_run_on_tiny_with_equal_budgets(tmp_path):
     assert sigs.shape == (len(corpus["pool_texts"]), spec.num_layers, spec.top_k)
     a, b = arm_scores("nag_all", ctx, 0), arm_scores("nag_last", ctx, 0)
     assert a.shape == b.shape and not np.allclose(a, b)
+    # The one-pass features equal the separate passes: signatures = the featurizer's, embeddings = mean pooling's.
+    from nag_datasets.analysis.measure import mean_pooled_embeddings
+    from nag_datasets.featurize.models import load_model
+
+    model, tok = load_model()
+    texts = corpus["pool_texts"]
+    emb = mean_pooled_embeddings(model, tok, texts, max_length=TINY.feature_max_length)  # the same batches
+    np.testing.assert_array_equal(ctx.embeddings("pool"), emb)
+    from datasets import Dataset
+
+    from nag_datasets.featurize.featurizer import NAGFeaturizer
+
+    feat = NAGFeaturizer(model, tokenizer=tok, neuron_types=("att_o",), max_length=TINY.feature_max_length)
+    att = np.array(feat.apply(Dataset.from_dict({"text": texts}))["nag_att_o"][:])
+    same_rows = (ctx.signatures("pool", "att_o")[0] == att).all(axis=(1, 2)).mean()
+    assert same_rows >= 0.99  # other batches: equal up to counted near-ties (NAG_METHOD.md)
+    # The contrastive arm is the library's contrastive profile against the whole pool.
+    from nag_research.experiments.arms import CONTRAST
+
+    from nag_datasets.scoring.target_profile import NAGProfile
+
+    pool_att, att_spec = ctx.signatures("pool", "att_o")
+    profile = NAGProfile.from_signatures(ctx.signatures("targets", "att_o")[0], att_spec).contrast(
+        NAGProfile.from_signatures(pool_att, att_spec), CONTRAST["weighting"], **CONTRAST["params"])
+    np.testing.assert_array_equal(arm_scores("nag_contrast", ctx, 0), profile.score(pool_att).astype(np.float64))
 
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "pretrain" / "full"

@@ -27,7 +27,8 @@ def local_ray():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fraction", [0.3, 1.0])
-def test_ray_selection_equals_exact_in_memory(local_ray, tmp_path, fraction):
+@pytest.mark.parametrize("kind", ["similarity", "contrastive"])
+def test_ray_selection_equals_exact_in_memory(local_ray, tmp_path, fraction, kind):
     spec = make_spec(top_k=2, neurons_per_layer=6)  # few neurons: many tied scores, so the position tie-break matters
     n = 600
     rng = np.random.default_rng(0)
@@ -35,6 +36,8 @@ def test_ray_selection_equals_exact_in_memory(local_ray, tmp_path, fraction):
     ds = make_signature_dataset(random_signatures(n, spec, seed=1), spec,
                                 {"row": np.arange(n), "num_tokens": tokens}, null_rows=[3, 50, 599])
     profile = NAGProfile.from_signatures(random_signatures(20, spec, seed=2), spec, description="t")
+    if kind == "contrastive":
+        profile = profile.contrast(NAGProfile.from_dataset(ds, "nag_fwd_up", sample=300, seed=0))
     src = tmp_path / "pool"
     src.mkdir()
     for i in range(3):  # three parquet shards, the second written in two row groups
@@ -50,6 +53,7 @@ def test_ray_selection_equals_exact_in_memory(local_ray, tmp_path, fraction):
                 "null_tokens_skipped", "threshold"):
         assert report[key] == getattr(exp_report, key), key
     assert json.loads((tmp_path / "out" / "selection.json").read_text()) == report
+    assert report["score_kind"] == kind and report["profile"]["fingerprint"] == profile.fingerprint()
     if report["documents_selected"]:
         got = load_any(tmp_path / "out")
         assert got["row"][:] == sorted(expected["row"][:])  # same rows, written in their original order

@@ -107,7 +107,7 @@ CONFIGS: dict[str, PretrainConfig] = {
         name="small", pool_per_source={"wordnet": 300, "kjv": 200, "gcide": 300, "humaneval": 100, "mmlu": 400},
         n_target_select=100, n_target_eval=100, n_general_eval=40, scan=5000, budget_tokens=32768, seq_len=128,
         batch_size=4, vocab_size=8000, hidden=128, layers=4, heads=4, intermediate=384, lr=3e-3,
-        feature_max_length=64),
+        feature_max_length=64, arms=("random", "nag_all", "nag_last", "embedding", "dsir")),
     "full": PretrainConfig(
         name="full", pool_per_source={"wordnet": 4000, "kjv": 2000, "gcide": 3500, "humaneval": 100, "mmlu": 2500},
         n_target_select=500, n_target_eval=250, n_general_eval=60, scan=60000, budget_tokens=262_144,
