@@ -29,8 +29,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     featurizer = NAGFeaturizer(neuron_types=("fwd_up", "att_o"), top_k=args.top_k)
     target = featurizer.apply(load_demo("target"))
     pool, report = featurizer.apply(load_demo("pool"), return_report=True)
-    tokenizer = featurizer._ensure_loaded()["tokenizer"]
-    pool = count_tokens(pool, tokenizer, column="text", out_column="num_tokens")
+    pool = count_tokens(pool, featurizer.tokenizer, column="text", out_column="num_tokens")
     # The lead: a contrastive profile, the targets' att_o neurons weighted against the pool's own (the pool is its
     # own background). The paper's frequency profile (fwd_up) follows for comparison.
     background = NAGProfile.from_dataset(pool, column="nag_att_o", sample=args.background_sample,
