@@ -63,7 +63,7 @@ def small_run():
 
     def run(name: str) -> dict:
         if name not in cache:
-            nb = run_notebook(NOTEBOOKS / f"{name}.ipynb", size="small", out=False, timeout=900)
+            nb = run_notebook(NOTEBOOKS / f"{name}.ipynb", size="small", out=False, timeout=1800)
             assert read_marker(nb, HEADER_MARKER)["size"] == "small"
             cache[name] = read_marker(nb, SUMMARY_MARKER)
         return cache[name]
