@@ -21,13 +21,6 @@ from nag_datasets.spec import SpecMismatchError
 pytestmark = pytest.mark.fast
 
 
-@pytest.fixture(autouse=True)
-def _quiet_datasets():
-    import datasets
-
-    datasets.disable_progress_bars()
-
-
 @pytest.fixture
 def spec():
     return make_spec()
