@@ -19,12 +19,14 @@ ROOT = "nag_datasets"
 LAYERS: list[tuple[str, ...]] = [
     ("nag_datasets", "nag_datasets.errors"),
     ("nag_datasets.spec",),
-    ("nag_datasets.columns", "nag_datasets.storage.atomic", "nag_datasets.storage.cache", "nag_datasets.storage.remote"),
+    ("nag_datasets.columns", "nag_datasets.storage.atomic", "nag_datasets.storage.cache", "nag_datasets.storage.remote",
+     "nag_datasets.storage.location"),
     ("nag_datasets.storage.formats", "nag_datasets.demo_data"),
     ("nag_datasets.featurize",),
     ("nag_datasets.scoring",),
     ("nag_datasets.selection",),
-    ("nag_datasets.storage.sharded", "nag_datasets.hub", "nag_datasets.analysis"),
+    ("nag_datasets.storage.sharded", "nag_datasets.storage.streaming", "nag_datasets.storage.ranks", "nag_datasets.hub",
+     "nag_datasets.analysis"),
     ("nag_datasets.cli",),
 ]
 

@@ -19,11 +19,10 @@ def _load_input(path: str) -> Any:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ..hub.export import _check_target
+    from ..storage.location import join
 
-    _check_target(Path(args.output), args.overwrite)  # before reading anything
+    _check_target(args.output, args.overwrite)  # before reading anything
     selected = _load_input(args.input)
     profile = NAGProfile.load(args.profile) if args.profile else None
     # An existing or locked output is reported by `cli.main` (one line, exit 1).
@@ -31,7 +30,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
                             pretty_name=args.pretty_name, source_column=args.source_column,
                             token_column=args.token_column, profile=profile, overwrite=args.overwrite,
                             max_shard_rows=args.max_shard_rows)
-    print(json.dumps({"output": str(folder), "rows": len(selected), "card": str(folder / CARD_FILE)}, indent=1))
+    print(json.dumps({"output": str(folder), "rows": len(selected), "card": join(folder, CARD_FILE)}, indent=1))
     return 0
 
 

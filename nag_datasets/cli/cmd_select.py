@@ -26,6 +26,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     from ..selection.budgeted import select_top_fraction
     from ..storage.atomic import atomic_write_text
     from ..storage.formats import check_output, load_any, save_any
+    from ..storage.location import is_remote, write_text
 
     if not 0.0 <= args.fraction <= 1.0:
         raise ValueError(f"--fraction must be within [0, 1], got {args.fraction}")
@@ -37,7 +38,11 @@ def cmd_select(args: argparse.Namespace) -> int:
                                            return_report=True)
     save_any(selected, args.output, overwrite=args.overwrite)
     if args.report:
-        atomic_write_text(args.report, json.dumps(report.to_dict(), indent=1))
+        text = json.dumps(report.to_dict(), indent=1)
+        if is_remote(args.report):
+            write_text(args.report, text)  # one object: it appears whole or not at all
+        else:
+            atomic_write_text(args.report, text)
     print(json.dumps(report.to_dict(), indent=1))
     return 0
 

@@ -28,7 +28,15 @@ from .. import __version__
 from ..columns import signature_columns
 from ..scoring.target_profile import NAGProfile
 from ..selection.recipe import RecipeError, SelectionRecipe, get_recipe
-from ..storage.atomic import atomic_dir, atomic_write_text, check_replaceable, lock_dir, read_versioned_json
+from ..storage import location
+from ..storage.atomic import (
+    atomic_dir,
+    atomic_write_text,
+    check_replaceable,
+    lock_dir,
+    read_versioned_json,
+    remote_dir,
+)
 from .card import _write_card_files
 from .figure import _histogram, _require_matplotlib, _selection_scores
 from .templates import (
@@ -75,14 +83,15 @@ def export_for_hub(
     repo_id: str | None = None,
     overwrite: bool = False,
     max_shard_rows: int = DEFAULT_MAX_SHARD_ROWS,
-) -> Path:
+) -> Path | str:
     """Write ``selected`` as a Hub-ready dataset folder; returns ``folder``.
 
     ``folder`` receives ``data/train-0000i-of-0000N.parquet`` (rows, order and features as in ``selected``, spec and
     recipe included), ``nag_recipe.json``, ``score_distribution.png`` and ``README.md``. The folder is built beside
     the target and renamed into place, under a lock: a concurrent export of the same folder is refused, and an
     interrupted one leaves nothing behind. A non-empty ``folder`` is refused unless ``overwrite``, and even then
-    only when it is a previous export.
+    only when it is a previous export. ``folder`` may be an fsspec URL (returned as given): the export is built in a
+    local temporary folder and uploaded, ``nag_recipe.json`` last (the completion marker; no lock, one writer).
 
     ``license`` is the source data's license as a Hub id (``"unknown"`` is stated as such on the card);
     ``source_column`` adds per-source shares, ``token_column`` exact token counts (else the recipe's totals).
@@ -118,26 +127,47 @@ def export_for_hub(
         "card": settings,
         "score_histogram": _histogram(sel_scores, pool_scores, recipe, origin),
     }
-    folder = Path(folder)
     num_shards = max(1, math.ceil(len(selected) / max_shard_rows))
+    if location.is_remote(folder):
+        import tempfile
+
+        url = str(folder)
+        with remote_dir(url, marker=RECIPE_FILE, overwrite=overwrite, what="export", ours=_EXPORT_FILES.__contains__), \
+                tempfile.TemporaryDirectory() as local:
+            _fill(Path(local), selected, num_shards, meta)
+            fs, root = location.get_fs(url)
+            files = sorted(p for p in Path(local).rglob("*") if p.is_file())
+            for p in sorted(files, key=lambda p: p.name == RECIPE_FILE):  # the recipe (completion marker) last
+                fs.put_file(str(p), f"{root.rstrip('/')}/{p.relative_to(local).as_posix()}")
+        logger.info("exported %d rows in %d shard(s) to %s", len(selected), num_shards, url)
+        return url
+    folder = location.local_path(folder)
     with lock_dir(folder):
         _check_target(folder, overwrite)
         with atomic_dir(folder) as tmp:
-            (tmp / DATA_DIR).mkdir()
-            for i in range(num_shards):
-                shard = selected.shard(num_shards, i, contiguous=True)
-                shard.to_parquet(str(tmp / DATA_DIR / f"train-{i:05d}-of-{num_shards:05d}.parquet"))
-            (tmp / RECIPE_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True, allow_nan=False) + "\n")
-            _write_card_files(tmp, meta)
+            _fill(tmp, selected, num_shards, meta)
     logger.info("exported %d rows in %d shard(s) to %s", len(selected), num_shards, folder)
     return folder
 
 
-def _check_target(folder: Path, overwrite: bool) -> None:
-    if folder.is_dir() and not any(folder.iterdir()):
-        return
-    check_replaceable(folder, overwrite=overwrite, marker=RECIPE_FILE, what="export",
-                      ours=(DATA_DIR, CARD_FILE, FIGURE_FILE, RECIPE_FILE).__contains__)
+_EXPORT_FILES = (DATA_DIR, CARD_FILE, FIGURE_FILE, RECIPE_FILE)
+
+
+def _fill(tmp: Path, selected: Any, num_shards: int, meta: dict[str, Any]) -> None:
+    (tmp / DATA_DIR).mkdir()
+    for i in range(num_shards):
+        shard = selected.shard(num_shards, i, contiguous=True)
+        shard.to_parquet(str(tmp / DATA_DIR / f"train-{i:05d}-of-{num_shards:05d}.parquet"))
+    (tmp / RECIPE_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True, allow_nan=False) + "\n")
+    _write_card_files(tmp, meta)
+
+
+def _check_target(folder: Path | str, overwrite: bool) -> None:
+    if not location.is_remote(folder):
+        folder = location.local_path(folder)
+        if folder.is_dir() and not any(folder.iterdir()):
+            return
+    check_replaceable(folder, overwrite=overwrite, marker=RECIPE_FILE, what="export", ours=_EXPORT_FILES.__contains__)
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:

@@ -35,7 +35,8 @@ from ..columns import column_name, get_spec, row_indices, signature_table_column
 from ..errors import NAGError
 from ..featurize.spec_column import check_batch, check_dataset_column, dataset_spec, refuse_split_dict
 from ..spec import SignatureSpec, SpecError
-from ..storage.atomic import atomic_dir, check_replaceable, lock_dir, read_versioned_json
+from ..storage import location
+from ..storage.atomic import atomic_dir, check_complete, check_replaceable, lock_dir, read_versioned_json, remote_dir
 from ._arrow import signature_blocks, table_length
 from .kernel import SignatureIndexError, counts_dtype, score_blocks
 from .sampling import sample_keys, smallest_keys
@@ -545,14 +546,22 @@ class NAGProfile:
             meta["sample"] = dict(self.sample_info)
         return meta
 
-    def save(self, folder: str | Path) -> Path:
+    def save(self, folder: str | Path) -> Path | str:
         """Write ``profile.safetensors`` (counts) and ``profile.json`` (spec, hash) into ``folder``, atomically.
 
-        An existing profile folder is replaced; a folder holding anything else is refused.
+        An existing profile folder is replaced; a folder holding anything else is refused. ``folder`` may be an
+        fsspec URL (returned as given): the counts are written first, ``profile.json`` last.
+
+        >>> import numpy as np
+        >>> from nag_datasets.spec import SignatureSpec
+        >>> spec = SignatureSpec(model_fingerprint="f", tokenizer_fingerprint="t", neuron_type="fwd_up", top_k=1,
+        ...                      layers=(0,), max_length=8, add_special_tokens=False, neurons_per_layer=4)
+        >>> profile = NAGProfile(np.array([[1, 0, 1, 0]]), 2, spec)
+        >>> NAGProfile.load(profile.save("memory://doc-profile/p")).fingerprint() == profile.fingerprint()
+        True
         """
         from safetensors.numpy import save
 
-        folder = Path(folder)
         payload = save(self._tensors(), metadata={"format": PROFILE_FORMAT})
         meta = {
             "format": PROFILE_FORMAT,
@@ -562,6 +571,18 @@ class NAGProfile:
             "fingerprint": self.fingerprint(),
             "library_version": __version__,
         }
+        meta_text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
+        if location.is_remote(folder):
+            url = str(folder)
+            try:
+                with remote_dir(url, marker=META_FILE, overwrite=True, ours=(COUNTS_FILE, META_FILE).__contains__,
+                                what="profile"):
+                    location.write_bytes(location.join(url, COUNTS_FILE), payload)
+                    location.write_text(location.join(url, META_FILE), meta_text)
+            except FileExistsError as e:
+                raise ProfileError(str(e)) from None
+            return url
+        folder = location.local_path(folder)
         with lock_dir(folder):
             try:
                 check_replaceable(folder, overwrite=True, marker=META_FILE, ours=(COUNTS_FILE, META_FILE).__contains__,
@@ -570,7 +591,7 @@ class NAGProfile:
                 raise ProfileError(str(e)) from None
             with atomic_dir(folder) as tmp:
                 (tmp / COUNTS_FILE).write_bytes(payload)
-                (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+                (tmp / META_FILE).write_text(meta_text)
         return folder
 
     @classmethod
@@ -580,17 +601,26 @@ class NAGProfile:
         from safetensors import SafetensorError
         from safetensors.numpy import load
 
-        folder = Path(folder)
-        meta_path, counts_path = folder / META_FILE, folder / COUNTS_FILE
+        if location.is_remote(folder):
+            try:
+                check_complete(folder)
+            except OSError as e:
+                raise ProfileError(str(e)) from None
+            meta_path, counts_path = location.join(folder, META_FILE), location.join(folder, COUNTS_FILE)
+            read = location.read_bytes
+        else:
+            folder = location.local_path(folder)
+            meta_path, counts_path = folder / META_FILE, folder / COUNTS_FILE
+            read = Path.read_bytes
         for p in (meta_path, counts_path):
-            if not p.is_file():
+            if not (location.isfile(p) if isinstance(p, str) else p.is_file()):
                 raise ProfileError(f"not a saved profile: {p} is missing")
         meta = read_versioned_json(meta_path, fmt=PROFILE_FORMAT, version=(1, CONTRASTIVE_FORMAT_VERSION),
                                    error=ProfileError, what="profile description")
         missing = [k for k in ("spec", "num_targets", "counts_sha256") if k not in meta]
         if missing:
             raise ProfileError(f"{meta_path} lacks {', '.join(missing)}")
-        payload = counts_path.read_bytes()
+        payload = read(counts_path)
         digest = hashlib.sha256(payload).hexdigest()
         if digest != meta["counts_sha256"]:
             raise ProfileError(
@@ -644,7 +674,9 @@ class NAGProfile:
         Cards for profiles are written by :func:`nag_datasets.hub.profile_card`; only the profile's files (and its
         card) are downloaded.
         """
-        path = Path(folder_or_repo)
+        if location.is_remote(folder_or_repo):
+            return cls.load(folder_or_repo)
+        path = location.local_path(folder_or_repo)
         if path.is_dir():
             return cls.load(path)
         if path.exists() or str(folder_or_repo).startswith((".", "/", "~")):
