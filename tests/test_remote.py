@@ -246,3 +246,36 @@ def test_featurize_memory_round_trips_in_every_mode(mem, demo_pool, tmp_path):
     assert (summary["shards_done"], summary["output"]) == (2, f"{mem}/sharded")
     _same_rows(load_any(f"{mem}/sharded"), reference)
     assert not shards_dir(f"{mem}/sharded").exists()  # local shards, removed once the remote output is written
+
+
+@pytest.mark.slow
+def test_ray_selection_reads_and_writes_fsspec_urls(tmp_path, pool, profile):
+    """``local://`` is fsspec's local filesystem taken through the remote code path (no renames, marker last): Ray
+    workers are separate processes, which ``memory://`` does not reach."""
+    ray = pytest.importorskip("ray")
+    from nag_datasets.selection.ray_select import select_top_fraction_ray
+
+    src = tmp_path / "pool"
+    src.mkdir()
+    for i in range(2):
+        pool.shard(num_shards=2, index=i, contiguous=True).to_parquet(str(src / f"part-{i:06d}.parquet"))
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             object_store_memory=100 * 1024**2, ignore_reinit_error=True)
+    try:
+        report = select_top_fraction_ray(f"local://{src}", f"local://{tmp_path}/out", profile, 0.5,
+                                         token_column="num_tokens")
+        with pytest.raises(FileExistsError, match="overwrite"):
+            select_top_fraction_ray(f"local://{src}", f"local://{tmp_path}/out", profile, 0.5,
+                                    token_column="num_tokens")
+    finally:
+        ray.shutdown()
+    expected, exp_report = select_top_fraction(pool, 0.5, token_column="num_tokens", profile=profile,
+                                               return_report=True)
+    assert (report["documents_selected"], report["tokens_selected"]) == (exp_report.documents_selected,
+                                                                        exp_report.tokens_selected)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["nag_spec.json", "part-000000.parquet",
+                                                                    "part-000001.parquet", "selection.json"]
+    got = load_any(f"local://{tmp_path}/out")
+    kept = set(expected["text"][:])
+    assert got["text"][:] == [t for t in pool["text"][:] if t in kept]  # the selected rows in their original order
+    assert get_spec(got, "nag_fwd_up") == profile.spec

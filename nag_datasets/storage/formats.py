@@ -102,7 +102,7 @@ def _load_remote(url: str, *, split: str, streaming: bool) -> Any:
             if isinstance(ds, datasets.DatasetDict):
                 ds = ds[split]
             return ds.to_iterable_dataset() if streaming else ds
-        files = [fs.unstrip_protocol(f) for f in sorted(fs.glob(root.rstrip("/") + "/**/*.parquet"))]
+        files = location.glob(url, "**/*.parquet")
         if not files:
             raise ValueError(f"{url} is neither a save_to_disk folder nor a folder of parquet files")
         builder, sidecar = "parquet", location.join(url, SIDECAR)

@@ -1,8 +1,9 @@
 """Where data lives: local paths, ``file://`` URLs and remote fsspec URLs (``hf://``, ``s3://``, ``gs://``, ...).
 
 Every path the library takes may be an fsspec URL. ``file://`` URLs are local paths (they get the local, atomic
-rename writers); any other protocol is *remote* and goes through the filesystem ``fsspec`` resolves for it, with
-credentials from that filesystem's usual sources (``storage_options`` passed through where given).
+rename writers); any other protocol is *remote* (``local://`` too: fsspec's local filesystem used like an object
+store) and goes through the filesystem ``fsspec`` resolves for it, with credentials from that filesystem's usual
+sources (environment, config files; ``hf://`` uses ``huggingface_hub``'s token).
 
 >>> is_remote("s3://bucket/pool"), is_remote("file:///tmp/pool"), is_remote("/tmp/pool")
 (True, False, False)
@@ -20,11 +21,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PathLike", "exists", "get_fs", "is_remote", "isdir", "isfile", "join", "list_names", "local_path",
+__all__ = ["PathLike", "exists", "get_fs", "glob", "is_remote", "isdir", "isfile", "join", "list_names", "local_path",
            "read_bytes", "read_text", "remove", "write_bytes", "write_text"]
 
 PathLike = str | os.PathLike[str]
-_LOCAL_PROTOCOLS = ("file", "local")
+_LOCAL_PROTOCOLS = ("file",)
 
 
 def _protocol(path: PathLike) -> str | None:
@@ -62,6 +63,21 @@ def get_fs(url: PathLike, storage_options: dict[str, Any] | None = None) -> tupl
 def join(url: PathLike, *names: str) -> str:
     """``url`` with ``names`` appended, ``/``-separated (local paths too; no normalisation)."""
     return "/".join([os.fspath(url).rstrip("/"), *names])
+
+
+def glob(url: PathLike, pattern: str) -> list[str]:
+    """URLs (with ``url``'s protocol) of the files under the folder ``url`` matching ``pattern``, sorted.
+
+    >>> write_text("memory://doc-glob/a/x.parquet", ""); glob("memory://doc-glob", "**/*.parquet")
+    ['memory://doc-glob/a/x.parquet']
+    """
+    fs, root = get_fs(url)
+    text = os.fspath(url)
+    protocol = text.split("://", 1)[0]
+    base = text.rstrip("/")
+    root = root.rstrip("/")
+    found = sorted(fs.glob(f"{root}/{pattern}"))
+    return [f"{protocol}://{p}" if not p.startswith(root) else base + p[len(root):] for p in found]
 
 
 def exists(url: PathLike) -> bool:

@@ -87,7 +87,6 @@ class _Out:
 
     def exists(self, name: str) -> bool:
         return location.exists(self.path(name)) if self.remote else self.path(name).exists()
-
     def read_json(self, name: str) -> dict[str, Any] | None:
         try:
             text = location.read_text(self.path(name)) if self.remote else self.path(name).read_text()
@@ -98,10 +97,7 @@ class _Out:
 
     def write_json(self, name: str, obj: Any) -> None:
         text = json.dumps(obj, indent=1, sort_keys=True)
-        if self.remote:
-            location.write_text(self.path(name), text)
-        else:
-            atomic_write_text(self.path(name), text)
+        (location.write_text if self.remote else atomic_write_text)(self.path(name), text)
 
     def write_part(self, name: str, ds: Any) -> None:
         if self.remote:
