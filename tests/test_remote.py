@@ -279,3 +279,16 @@ def test_ray_selection_reads_and_writes_fsspec_urls(tmp_path, pool, profile):
     kept = set(expected["text"][:])
     assert got["text"][:] == [t for t in pool["text"][:] if t in kept]  # the selected rows in their original order
     assert get_spec(got, "nag_fwd_up") == profile.spec
+
+
+@pytest.mark.fast
+def test_local_only_folders_refuse_urls_instead_of_mangling_them(mem, profile, tmp_path, monkeypatch):
+    from nag_datasets.hub.export import regenerate_card
+    from nag_datasets.hub.profile_card import profile_card
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="regenerating a card needs a local folder, not the remote URL memory://"):
+        regenerate_card(f"{mem}/export")
+    with pytest.raises(ValueError, match="a profile card needs a local folder"):
+        profile_card(profile, f"{mem}/profile")
+    assert list(tmp_path.iterdir()) == []  # no local "memory:" folder was created

@@ -24,7 +24,7 @@ from nag_datasets.featurize.featurizer import NAGFeaturizer
 from nag_datasets.storage import location
 from nag_datasets.storage.atomic import PENDING, IncompleteOutputError
 from nag_datasets.storage.formats import load_any
-from nag_datasets.storage.ranks import SLEEP_ENV
+from nag_datasets.storage.ranks import SLEEP_ENV, ShardError
 from nag_datasets.storage.streaming import STREAM_MARKER, checkpoint_name, featurize_streaming, part_name
 
 pytestmark = pytest.mark.slow
@@ -122,6 +122,18 @@ def test_two_ranks_on_memory_url_resume_and_equal_the_single_stream(pool_dir, si
         _assert_same(got.select(np.argsort(order)), single, max_rows_differing=2)
     finally:
         location.remove("memory://ranks-test", recursive=True)
+
+
+def test_ranks_refuse_overwrite_and_parts_of_another_world_size(pool_dir, tmp_path):
+    with pytest.raises(ValueError, match="overwrite with several ranks"):
+        featurize_streaming(str(pool_dir), tmp_path / "o", NAGFeaturizer(**SMALL), shard_rows=2, rank=0, world_size=2,
+                            overwrite=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / part_name(0)).write_bytes(b"")  # a single-process run's part
+    with pytest.raises(ShardError, match="another number of ranks"):
+        featurize_streaming(str(pool_dir), out, NAGFeaturizer(**SMALL), shard_rows=2, rank=1, world_size=2)
+    assert [p.name for p in out.iterdir() if not p.name.endswith(".lock")] == [part_name(0)]
 
 
 def _env(**extra: str) -> dict[str, str]:

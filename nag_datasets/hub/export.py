@@ -193,7 +193,7 @@ def regenerate_card(folder: str | os.PathLike[str], **settings: Any) -> Path:
     ``settings`` (any of ``license``, ``source_datasets``, ``pretty_name``, ``source_column``, ``token_column``,
     ``task_categories``, ``tags``, ``repo_id``) replace the stored ones and are saved back to ``nag_recipe.json``.
     """
-    folder = Path(folder)
+    folder = location.require_local(folder, "regenerating a card")
     unknown = sorted(set(settings) - set(CARD_SETTINGS))
     if unknown:
         raise TypeError(f"unknown card setting(s) {unknown}; known: {', '.join(CARD_SETTINGS)}")

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..scoring.target_profile import COUNTS_FILE, META_FILE, NAGProfile, ProfileError
 from ..storage.atomic import atomic_write_text
+from ..storage.location import require_local
 from .templates import CARD_FILE, DEFAULT_TAGS, PROFILE_TEMPLATE, _as_list, _cell, _render, _spec_rows
 from .upload import _resolve_token, _upload
 
@@ -44,7 +45,7 @@ def profile_card(
     """
     from huggingface_hub import DatasetCardData
 
-    folder = Path(folder)
+    folder = require_local(folder, "a profile card")
     if (folder / META_FILE).is_file():
         stored = NAGProfile.load(folder)
         if stored.fingerprint() != profile.fingerprint():

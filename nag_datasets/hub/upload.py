@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import NAGError
+from ..storage.location import require_local
 from ..storage.remote import hub_errors, scrub_token
 from .export import export_for_hub
 from .templates import CARD_FILE, DATA_DIR
@@ -88,7 +89,7 @@ def push_to_hub(
     :class:`HubPublishError` after the export, naming the local folder.
     """
     own = folder is None
-    target = Path(tempfile.mkdtemp(prefix="nag-export-")) / "export" if own else Path(folder)
+    target = Path(tempfile.mkdtemp(prefix="nag-export-")) / "export" if own else require_local(folder, "push's --folder")
     export_kwargs.setdefault("repo_id", repo_id)
     export_for_hub(selected, target, **export_kwargs)
     token = _resolve_token(token, target)

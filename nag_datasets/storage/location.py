@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["PathLike", "exists", "get_fs", "glob", "is_remote", "isdir", "isfile", "join", "list_names", "local_path",
-           "read_bytes", "read_text", "remove", "write_bytes", "write_text"]
+           "read_bytes", "read_text", "remove", "require_local", "write_bytes", "write_text"]
 
 PathLike = str | os.PathLike[str]
 _LOCAL_PROTOCOLS = ("file",)
@@ -51,6 +51,20 @@ def local_path(path: PathLike) -> Path:
 
         return Path(url_to_fs(text)[1])
     return Path(text)
+
+
+def require_local(path: PathLike, what: str) -> Path:
+    """``path`` as a local Path; a remote URL raises ``ValueError`` saying that ``what`` needs a local folder.
+
+    >>> require_local("s3://b/x", "a card")
+    Traceback (most recent call last):
+    ...
+    ValueError: a card needs a local folder, not the remote URL s3://b/x (work on a local copy, then upload it)
+    """
+    if is_remote(path):
+        raise ValueError(f"{what} needs a local folder, not the remote URL {os.fspath(path)} (work on a local copy, "
+                         "then upload it)")
+    return local_path(path)
 
 
 def get_fs(url: PathLike, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
