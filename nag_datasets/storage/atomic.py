@@ -305,9 +305,9 @@ def write_pending(url: str, *, marker: str, what: str) -> str:
     import socket
 
     pending = location.join(url, PENDING)
-    location.write_text(pending, json.dumps({"format": "nag_datasets.pending", "marker": marker, "what": what,
-                                             "host": socket.gethostname(), "pid": os.getpid(),
-                                             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+    info = {"format": "nag_datasets.pending", "marker": marker, "what": what, "host": socket.gethostname(),
+            "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    location.write_text(pending, json.dumps(info))
     return pending
 
 
