@@ -67,7 +67,10 @@ def _part_index(name: str, rank: int, world: int) -> int | None:
 
 
 def _ours(name: str) -> bool:
-    return name.startswith(("part-", ".part-", "_checkpoint-", ".rank-")) or name in (SIDECAR, STREAM_MARKER, PENDING)
+    """Our files, and the hidden temporary files of atomic writes that another rank may have in flight."""
+    return (name.startswith(("part-", ".part-", "_checkpoint-", "._checkpoint-", ".rank-", f".{SIDECAR}.",
+                              f".{STREAM_MARKER}."))
+            or name in (SIDECAR, STREAM_MARKER, PENDING))
 
 
 class _Out:
@@ -111,8 +114,7 @@ class _Out:
         if self.remote:
             location.remove(self.path(name))
         else:
-            with contextlib.suppress(FileNotFoundError):
-                self.path(name).unlink()
+            self.path(name).unlink(missing_ok=True)
 
     def open(self, name: str) -> Any:
         if not self.remote:
