@@ -16,13 +16,14 @@ following ``n_extra`` are extra target documents (never in the pool) used to stu
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+
+from nag_datasets.ordering import seeded_order
 
 __all__ = ["GCIDE_FIELDS", "MMLU_DOMAINS", "RetrievalTask", "TaskConfig", "build_task", "cut_to_tokens",
            "strip_gcide_label"]
@@ -139,7 +140,8 @@ def strip_gcide_label(text: str, label: str) -> str:
 
 
 def _order(rows: Iterable[tuple[str, str]], seed: int) -> list[tuple[str, str]]:
-    return sorted(rows, key=lambda r: hashlib.sha256(f"{seed}:{r[0]}".encode()).hexdigest())
+    rows = list(rows)
+    return [rows[i] for i in seeded_order([r[0] for r in rows], seed)]
 
 
 def _mmlu_by_class(classes: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
