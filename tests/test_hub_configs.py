@@ -77,6 +77,8 @@ def test_two_configs_in_one_folder_load_by_name(data, tmp_path, capsys):
     assert card.data.nag_scored["score_column"] == "nag_similarity"
     assert "# NAG-scored pool" in card.text and "this card describes `scored`" in card.text
     assert 'load_dataset("REPO_ID", "scored", split="train")' in card.text
+    assert "![Score distribution](scored/score_distribution.png)" in card.text and "nag_selection" not in card.data
+    assert "## How it was scored" in card.text and "Nothing was dropped" in card.text
     assert "| `default` | 27 | NAG selection | `data/` |" in card.text.replace(f"{len(selected):,}", "27")
     assert f"| `scored` | {N} | scored pool (column `nag_similarity`) | `scored/` |" in card.text
 

@@ -231,7 +231,7 @@ def _subset_card(meta: dict[str, Any], data: dict[str, Any], config_name: str = 
             "shares": recipe.shares,
             "quality_weight": recipe.quality.get("weight") if recipe.quality else None,
         }
-    else:
+    elif not meta.get("scored"):
         yaml_extra["nag_selection"] = "unknown"
     if meta.get("scored"):
         scored = meta["scored"]
@@ -300,8 +300,9 @@ def _subset_card(meta: dict[str, Any], data: dict[str, Any], config_name: str = 
         "token_column": settings["token_column"] or "num_tokens",
         "source_column": settings["source_column"],
         "signature_columns": meta.get("signature_columns", []),
-        "figure": FIGURE_FILE,
-        "score_text": _score_text(hist),
+        "figure": f"{'' if config_name == DEFAULT_CONFIG else config_name + '/'}{FIGURE_FILE}",
+        "score_text": _score_text(hist).replace("Selected documents", "Documents" if meta.get("scored") else
+                                                "Selected documents", 1),
         "repo_hint": settings.get("repo_id") or "REPO_ID",
         "library_code": library_code,
         "cli_code": cli_code,

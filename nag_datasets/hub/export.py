@@ -180,6 +180,9 @@ def export_for_hub(
         "card": settings,
         "score_histogram": _histogram(sel_scores, pool_scores, recipe, origin),
     }
+    if scored is not None:
+        kind = "contrastive score, not a similarity" if scored["score_kind"] == "contrastive" else "similarity"
+        meta["score_histogram"]["label"] = f"{scored['column']} ({kind}; higher is closer to the target)"
     folder = Path(folder)
     with lock_dir(folder):
         _check_target(folder, overwrite, config_name)
