@@ -296,6 +296,12 @@ def test_revision_and_create_pr_reach_every_commit(data, tmp_path, online, monke
     hub.calls.clear()
     assert main(["push", str(tmp_path / "selected"), "me/ds", "--create-pr"]) == 0
     assert hub.call("upload_folder")["create_pr"] is True and hub.call("upload_file")["revision"] == "refs/pr/7"
+    assert json.loads(capsys.readouterr().out)["pull_request"] == "https://huggingface.co/datasets/me/ds/discussions/7"
+    hub.calls.clear()
+    assert main(["push", str(tmp_path / "selected"), "me/ds", "--create-pr", "--revision", "v2"]) == 1
+    assert main(["push", str(tmp_path / "selected"), "me/ds", "--config-name", "data"]) == 1
+    err = capsys.readouterr().err
+    assert "either --revision or --create-pr" in err and "config name 'data'" in err and hub.calls == []
 
 
 def test_large_exports_use_upload_large_folder(data, tmp_path, online):

@@ -24,6 +24,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     from ..hub.export import _check_target
 
+    _check_config(args.config_name)
     _check_target(Path(args.output), args.overwrite, args.config_name)  # before reading anything
     selected = _load_input(args.input)
     profile = NAGProfile.load(args.profile) if args.profile else None
@@ -38,7 +39,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_config(name: str) -> None:
+    from ..hub.configs import DEFAULT_CONFIG, check_config_name
+
+    if name != DEFAULT_CONFIG:
+        check_config_name(name)
+
+
 def _cmd_push(args: argparse.Namespace) -> int:
+    _check_config(args.config_name)
+    if args.create_pr and args.revision is not None:
+        raise ValueError("pass either --revision or --create-pr: a pull request is opened against the default branch")
     selected = _load_input(args.input)
     profile = NAGProfile.load(args.profile) if args.profile else None
     # Errors (HubPublishError, an existing or locked output) are reported by `cli.main` (one line, exit 1).
@@ -48,7 +59,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
                       overwrite=args.overwrite, language=args.language, config_name=args.config_name,
                       revision=args.revision, create_pr=args.create_pr, max_shard_rows=args.max_shard_rows,
                       max_shard_size=_shard_size(args.max_shard_size))
-    print(json.dumps({"repo": url, "config": args.config_name, "private": not args.public}, indent=1))
+    print(json.dumps({"repo" if not args.create_pr else "pull_request": url, "config": args.config_name,
+                      "private": not args.public}, indent=1))
     return 0
 
 
