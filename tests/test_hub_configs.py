@@ -202,11 +202,17 @@ class FakeHub:
 
 @pytest.fixture
 def online(monkeypatch):
-    """Online as far as the library can tell; every Hub call goes to a FakeHub passed as ``api``."""
+    """Online as far as the library can tell (push refuses HF_HUB_OFFLINE before any Hub call), but every Hub call
+    goes to a FakeHub passed as ``api``: a real ``HfApi`` cannot even be made."""
+    import huggingface_hub
     from huggingface_hub import constants
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a real HfApi was made: tests must pass a FakeHub")
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "HfApi", no_network)
 
 
 DEFAULT_FILES = ["README.md", "nag_recipe.json", "score_distribution.png", "data/train-00000-of-00001.parquet"]
