@@ -31,6 +31,7 @@ _EXPORTS = {
     "get_recipe": "selection.recipe",
     "get_spec": "columns",
     "load_model": "featurize.models",
+    "score_pool": "selection.scored",
     "select_multi_target": "selection.budgeted",
     "select_top_fraction": "selection.budgeted",
 }
@@ -49,6 +50,7 @@ __all__ = [
     "get_recipe",
     "get_spec",
     "load_model",
+    "score_pool",
     "select_multi_target",
     "select_top_fraction",
 ]
