@@ -69,8 +69,9 @@ _SIZE_BUCKETS = (
 
 
 def template_path(name: str) -> Path:
-    """Path of a card template shipped in the package (``hub_cards/<name>``), editable install or wheel alike."""
-    resource = importlib.resources.files("nag_datasets").joinpath("hub_cards", name)
+    """Path of a card template shipped in the package (``nag_datasets.hub_cards``: the top-level ``hub_cards/``
+    folder, mapped into the package by ``setup.py``), editable install or wheel alike."""
+    resource = importlib.resources.files("nag_datasets.hub_cards").joinpath(name)
     if not resource.is_file():
         raise FileNotFoundError(f"card template {name!r} is not installed with nag_datasets (looked for {resource})")
     return Path(str(resource))
