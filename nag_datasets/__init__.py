@@ -27,7 +27,7 @@ _EXPORTS = {
     "SpecMismatchError": "spec",
     "attach_spec": "columns",
     "combine_with_quality": "selection.budgeted",
-    "count_tokens": "selection.budgeted",
+    "count_tokens": "selection.tokens",
     "get_recipe": "selection.recipe",
     "get_spec": "columns",
     "load_model": "featurize.models",

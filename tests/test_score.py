@@ -11,9 +11,10 @@ from helpers import make_signature_dataset, make_spec, random_signatures
 
 from nag_datasets.cli.app import main
 from nag_datasets.scoring.target_profile import NAGProfile
-from nag_datasets.selection.budgeted import count_tokens, select_top_fraction
+from nag_datasets.selection.budgeted import select_top_fraction
 from nag_datasets.selection.recipe import get_recipe, get_score_info
 from nag_datasets.selection.scored import SCORED_KIND, score_pool
+from nag_datasets.selection.tokens import count_tokens
 from nag_datasets.storage.formats import load_any
 
 pytestmark = pytest.mark.fast

@@ -19,7 +19,7 @@ def _ensure_tokens(ds: Any, token_column: str, tokenizer_name: str | None, text_
     from transformers import AutoTokenizer
 
     from ..featurize.models import converted_bundled_dir
-    from ..selection.budgeted import count_tokens
+    from ..selection.tokens import count_tokens
 
     source = tokenizer_name or str(converted_bundled_dir()[0])
     print(f"counting full-document tokens with {source} into column {token_column!r}", file=sys.stderr)
