@@ -32,7 +32,7 @@ from nag_datasets.selection.recipe import get_recipe
 from nag_datasets.storage.atomic import FolderLockedError, lock_dir
 
 FAKE_TOKEN = "hf_FAKEtokenNeverValid0123456789abcdef"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _pool(spec, n=240, seed=1):
