@@ -11,6 +11,7 @@ from .. import __version__
 from ..selection.recipe import SelectionRecipe
 from ..spec import SignatureSpec
 from ..storage.atomic import atomic_write_bytes, atomic_write_text
+from .card_data import ScoredCardData, SelectionCardData, SubsetCardContext
 from .configs import (
     DEFAULT_CONFIG,
     config_data_dir,
@@ -218,26 +219,11 @@ def _subset_card(meta: dict[str, Any], data: dict[str, Any], config_name: str = 
     spec = recipe.spec if recipe else None
     yaml_extra: dict[str, Any] = {}
     if recipe is not None:
-        yaml_extra["nag_selection"] = {
-            "kind": recipe.kind,
-            "fraction": recipe.fraction,
-            "method": recipe.method,
-            "top_k": spec["top_k"] if spec else None,
-            "neuron_type": spec["neuron_type"] if spec else None,
-            "model_name": (spec.get("model_name") or None) if spec else None,
-            "model_fingerprint": spec["model_fingerprint"] if spec else None,
-            "spec_fingerprint": SignatureSpec.from_dict(spec).fingerprint() if spec else None,
-            "profile_fingerprints": [p.get("fingerprint") for p in recipe.profiles],
-            "shares": recipe.shares,
-            "quality_weight": recipe.quality.get("weight") if recipe.quality else None,
-        }
+        yaml_extra["nag_selection"] = SelectionCardData.from_recipe(recipe).to_dict()
     elif not meta.get("scored"):
         yaml_extra["nag_selection"] = "unknown"
     if meta.get("scored"):
-        scored = meta["scored"]
-        yaml_extra["nag_scored"] = {"score_column": scored["column"], "score_kind": scored.get("score_kind"),
-                                    "profile_fingerprint": (scored.get("profile") or {}).get("fingerprint"),
-                                    "config_name": config_name}
+        yaml_extra["nag_scored"] = ScoredCardData.from_meta(meta["scored"], config_name).to_dict()
     card_data = DatasetCardData(
         license=settings["license"],
         pretty_name=settings["pretty_name"],
@@ -276,40 +262,9 @@ def _subset_card(meta: dict[str, Any], data: dict[str, Any], config_name: str = 
     if recipe is not None:
         library_code, cli_code = _reproduce(recipe, settings["token_column"] or "num_tokens",
                                              settings["license"])
-    context = {
-        "title": settings["pretty_name"] or ("NAG-selected subset" if recipe is not None else "NAG-scored pool"
-                                             if meta.get("scored") else
-                                             "Dataset exported with nag-datasets (no selection recipe)"),
-        "config_name": config_name,
-        "data_dir": config_data_dir(config_name),
-        "recipe_path": f"{'' if config_name == DEFAULT_CONFIG else config_name + '/'}nag_recipe.json",
-        "configs": configs if configs and len(configs) > 1 else None,
-        "license": settings["license"],
-        "source_datasets": settings["source_datasets"],
-        "export_version": meta.get("library_version", __version__),
-        "recipe": recipe,
-        "documents": f"{data['rows']:,}",
-        "tokens_text": tokens_text,
-        "pool_text": pool_text,
-        "achieved_text": achieved_text,
-        "excluded_text": excluded_text,
-        "num_shards": data["shards"],
-        "warnings": summary["warnings"],
-        "sources": sources,
-        "sources_have_tokens": bool(settings["token_column"]),
-        "token_column": settings["token_column"] or "num_tokens",
-        "source_column": settings["source_column"],
-        "signature_columns": meta.get("signature_columns", []),
-        "figure": f"{'' if config_name == DEFAULT_CONFIG else config_name + '/'}{FIGURE_FILE}",
-        "score_text": _score_text(hist).replace("Selected documents", "Documents" if meta.get("scored") else
-                                                "Selected documents", 1),
-        "repo_hint": settings.get("repo_id") or "REPO_ID",
-        "library_code": library_code,
-        "cli_code": cli_code,
-        **_scored_context(meta.get("scored")),
-    }
+    recipe_fields: dict[str, Any] = {}
     if recipe is not None:
-        context.update({
+        recipe_fields = {
             "rule_text": _rule_text(recipe),
             "kind_text": _kind_text(recipe),
             "fraction": _pct(recipe.fraction),
@@ -324,8 +279,41 @@ def _subset_card(meta: dict[str, Any], data: dict[str, Any], config_name: str = 
             "spec_fingerprint": SignatureSpec.from_dict(spec).fingerprint() if spec else "",
             "targets": _targets(recipe),
             "contrasts": _contrasts(recipe),
-        })
-    return _render(SUBSET_TEMPLATE, card_data, context)
+        }
+    prefix = "" if config_name == DEFAULT_CONFIG else config_name + "/"
+    context = SubsetCardContext(
+        title=settings["pretty_name"] or ("NAG-selected subset" if recipe is not None else "NAG-scored pool"
+                                          if meta.get("scored") else
+                                          "Dataset exported with nag-datasets (no selection recipe)"),
+        config_name=config_name,
+        data_dir=config_data_dir(config_name),
+        recipe_path=f"{prefix}nag_recipe.json",
+        configs=configs if configs and len(configs) > 1 else None,
+        license=settings["license"],
+        source_datasets=settings["source_datasets"],
+        export_version=meta.get("library_version", __version__),
+        recipe=recipe,
+        documents=f"{data['rows']:,}",
+        tokens_text=tokens_text,
+        pool_text=pool_text,
+        achieved_text=achieved_text,
+        excluded_text=excluded_text,
+        num_shards=data["shards"],
+        warnings=summary["warnings"],
+        sources=sources,
+        sources_have_tokens=bool(settings["token_column"]),
+        token_column=settings["token_column"] or "num_tokens",
+        source_column=settings["source_column"],
+        signature_columns=meta.get("signature_columns", []),
+        figure=f"{prefix}{FIGURE_FILE}",
+        score_text=_score_text(hist).replace("Selected documents", "Documents" if meta.get("scored") else
+                                             "Selected documents", 1),
+        repo_hint=settings.get("repo_id") or "REPO_ID",
+        library_code=library_code,
+        cli_code=cli_code,
+        **{**_scored_context(meta.get("scored")), **recipe_fields},
+    )
+    return _render(SUBSET_TEMPLATE, card_data, context.to_dict())
 
 
 def write_figure(root: Path, meta: dict[str, Any]) -> None:
