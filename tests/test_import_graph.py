@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("nag_datasets.featurize",),
     ("nag_datasets.scoring",),
     ("nag_datasets.selection",),
-    ("nag_datasets.storage.sharded", "nag_datasets.hub", "nag_datasets.analysis"),
+    ("nag_datasets.storage.sharded", "nag_datasets.hub", "nag_datasets.analysis", "nag_datasets.pipelines"),
     ("nag_datasets.cli",),
 ]
 
