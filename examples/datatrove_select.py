@@ -15,12 +15,14 @@ What it does:
    best-first order, same totals) and prints a summary; exit status 1 if it does not.
 
 Rerunning the same command resumes: tasks finished earlier (datatrove's completion markers under
-``WORK/<run>/logs``) are skipped. A run's folder is named after its settings, so other settings start afresh.
+``WORK/<run>/logs``) are skipped. A run's folder is named after its settings (documents,
+``--fraction``, ``--tasks``), so other settings start afresh.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -104,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     targets = targets.select(range(min(args.target_docs, len(targets))))
-    run = Path(args.work) / f"pool{len(pool_rows)}-targets{len(targets)}-tasks{args.tasks}-f{args.fraction:g}"
+    # The run's folder is named after what decides its outputs, so a rerun resumes and other settings start afresh.
+    settings = json.dumps([list(pool_rows["id"]), list(targets["id"]), args.tasks, args.fraction]).encode()
+    run = Path(args.work) / f"run-{hashlib.sha256(settings).hexdigest()[:12]}"
     write_shards(pool_rows, run / "input", args.tasks)
 
     # Configuration only: each datatrove task loads its own model, once, on its first batch (one torch thread).
