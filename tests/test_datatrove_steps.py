@@ -37,6 +37,7 @@ from nag_datasets.pipelines import (
     budget_files,
     datatrove_budget,
     datatrove_steps,
+    text_scorer,
 )
 from nag_datasets.scoring.target_profile import NAGProfile, passes_threshold
 from nag_datasets.selection.budgeted import select_top_fraction
@@ -112,7 +113,10 @@ def _run_budget(work: Path, fraction: float, tasks: int) -> list[dict]:
     return sorted(docs, key=lambda d: d["metadata"]["nag_selection_rank"])
 
 
-@pytest.mark.parametrize("module", [budget_files, datatrove_steps, datatrove_budget])
+@pytest.mark.parametrize(
+    "module",
+    [budget_files, datatrove_steps, datatrove_budget, pytest.param(text_scorer, marks=pytest.mark.slow)],  # real model
+)
 def test_doctests(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0

@@ -36,6 +36,7 @@ Each stage is its own executor; datatrove's completion markers skip finished tas
 >>> _ = LocalPipelineExecutor(stage3, tasks=2, workers=1, logging_dir=f"{work}/logs/3").run()
 >>> kept   # budget 0.6 * 9 tokens: "a b c" (3) and "b c" (2) fit, "a a a" (3 more) would overflow
 ['0', '2']
+>>> import shutil; shutil.rmtree(work)
 """
 
 from __future__ import annotations
