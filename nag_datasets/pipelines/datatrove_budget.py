@@ -108,7 +108,7 @@ class NAGBudgetCut(PipelineStep):
     """Stage 2 (one task): the exact global cut at ``fraction`` of the pool's tokens over all tasks' scores.
 
     Reads ``input_folder/*.nagscores``, writes ``<rank>.nagkeep`` per task and ``selection.json`` (the
-    :class:`~nag_datasets.selection.budgeted.SelectionReport` fields, plus ``world_size`` and ``task_documents``)
+    :class:`~nag_datasets.selection.reports.SelectionReport` fields, plus ``world_size`` and ``task_documents``)
     to ``output_folder`` (default: the input folder). Pass ``profile`` to record it in the report.
     """
 

@@ -57,9 +57,10 @@ class ProfileTextScorer:
     """The NAG :class:`TextScorer`: signatures from ``featurizer``, scored against ``profile``.
 
     Holds configuration only (the featurizer loads its model lazily, once per process). Token counts are full
-    documents in the featurizer's tokenizer (:class:`nag_datasets.selection.budgeted.TokenCounter`), as
+    documents in the featurizer's tokenizer (:class:`nag_datasets.selection.tokens.TokenCounter`), as
     ``count_tokens(ds, featurizer.tokenizer)`` counts them. Each call featurizes its texts as one ``map`` batch
-    would: rows sorted by length, forward passes of ``featurizer.batch_size``.
+    would (the featurizer's own :func:`~nag_datasets.featurize.batching.length_sorted_batches`: rows sorted by
+    length, forward passes of ``featurizer.batch_size``).
 
     >>> from nag_datasets import NAGFeaturizer, NAGProfile
     >>> from nag_datasets.demo_data import load_demo
@@ -112,7 +113,7 @@ class ProfileTextScorer:
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Full token counts of ``texts`` in the featurizer's tokenizer (no truncation, no special tokens)."""
-        from ..selection.budgeted import TokenCounter
+        from ..selection.tokens import TokenCounter
 
         if self._counter is None:
             self._counter = TokenCounter(self.featurizer.tokenizer, column="text")

@@ -43,7 +43,7 @@ from nag_datasets.scoring.target_profile import NAGProfile, passes_threshold
 from nag_datasets.selection.budgeted import select_top_fraction
 from nag_datasets.spec import SpecError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
 
 
