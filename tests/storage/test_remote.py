@@ -186,7 +186,7 @@ def test_cli_profile_and_select_on_memory_urls(mem, pool, profile, capsys):
 
 
 @pytest.mark.fast
-def test_export_to_memory_writes_the_recipe_last_and_reloads(mem, pool, profile, monkeypatch):
+def test_export_to_memory_writes_the_card_last_and_reloads(mem, pool, profile, monkeypatch):
     pytest.importorskip("matplotlib")
     from nag_datasets.hub.export import export_for_hub
 
@@ -202,7 +202,7 @@ def test_export_to_memory_writes_the_recipe_last_and_reloads(mem, pool, profile,
     monkeypatch.setattr(type(fs), "put_file", recording)
     url = export_for_hub(selected, f"{mem}/export", license="cc-by-4.0", profile=profile)
     monkeypatch.undo()
-    assert order[-1] == "nag_recipe.json" and len(order) == 4
+    assert order[-1] == "README.md" and len(order) == 4  # the card (completion marker) last
     assert location.list_names(url) == ["README.md", "data", "nag_recipe.json", "score_distribution.png"]
     _same_rows(load_any(url), selected)  # rows, order, features (spec and recipe included)
     # The CLI: export from a memory:// selection to a memory:// folder; a second run needs --overwrite.

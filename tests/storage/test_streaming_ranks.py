@@ -140,7 +140,7 @@ def _env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", SLEEP_ENV):
         env.pop(k, None)
-    repo = str(Path(__file__).resolve().parents[1])
+    repo = str(Path(__file__).resolve().parents[2])
     env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([repo, env.get("PYTHONPATH", "")]), **extra)
     return env
