@@ -186,6 +186,21 @@ def test_cli_profile_and_select_on_memory_urls(mem, pool, profile, capsys):
 
 
 @pytest.mark.fast
+def test_cli_score_on_memory_urls(mem, pool, profile):
+    from nag_datasets.selection.scored import score_pool
+
+    save_any(pool, f"{mem}/pool.parquet")
+    profile.save(f"{mem}/p")
+    assert main(["score", f"{mem}/pool.parquet", f"{mem}/scored", "--profile", f"{mem}/p"]) == 0
+    got = load_any(f"{mem}/scored")
+    reference = score_pool(pool, profile, None)
+    assert got.column_names == reference.column_names and len(got) == len(pool)
+    np.testing.assert_array_equal(np.asarray(got[profile.score_column]), np.asarray(reference[profile.score_column]))
+    assert OUTPUT_MARKER in location.list_names(f"{mem}/scored")
+    assert main(["score", f"{mem}/pool.parquet", f"{mem}/scored", "--profile", f"{mem}/p"]) == 1  # exists
+
+
+@pytest.mark.fast
 def test_export_to_memory_writes_the_card_last_and_reloads(mem, pool, profile, monkeypatch):
     pytest.importorskip("matplotlib")
     from nag_datasets.hub.export import export_for_hub
