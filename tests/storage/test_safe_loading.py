@@ -187,6 +187,11 @@ REMOTE_WRITES = {
     ("target_profile.py", "location.write_text(location.join(url, META_FILE), meta_text)"),
     ("streaming.py", "ds.to_parquet(self.path(name))"),
     ("ray_select.py", "pq.write_table(table.filter(pa.array(keep)), f)"),
+    # datatrove stages write through datatrove's DataFolder (one object per file); datatrove's completion markers
+    # decide what reruns, and a stage-1 file cut short by a killed task is refused by stage 2 (test_datatrove_steps).
+    ("budget_files.py", 'with folder.open(name, "wb") as f:'),
+    ("datatrove_budget.py", 'with self.output_folder.open(SELECTION_FILE, "w") as f:'),
+    ("datatrove_budget.py", "json.dump(out, f, indent=1)"),
 }
 
 
