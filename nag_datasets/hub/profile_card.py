@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ..scoring.target_profile import COUNTS_FILE, META_FILE, NAGProfile, ProfileError
+from ..scoring.profile_files import COUNTS_FILE, META_FILE
+from ..scoring.target_profile import NAGProfile, ProfileError
 from ..storage.atomic import atomic_write_text
 from ..storage.location import require_local
 from .card_data import ProfileCardContext, ProfileCardData

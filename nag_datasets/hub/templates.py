@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..scoring.target_profile import HUB_CARD_FILE
+from ..scoring.profile_files import HUB_CARD_FILE
 
 __all__ = ["CARD_FILE", "size_category", "template_path"]
 

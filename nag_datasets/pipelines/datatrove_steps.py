@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import NAGError
-from ..scoring.target_profile import passes_threshold
+from ..scoring.map_callables import passes_threshold
 from ._datatrove import BaseFilter, PipelineStep
 from .text_scorer import ProfileTextScorer, TextScorer, score_batch
 

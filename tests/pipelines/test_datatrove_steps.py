@@ -39,7 +39,8 @@ from nag_datasets.pipelines import (
     datatrove_steps,
     text_scorer,
 )
-from nag_datasets.scoring.target_profile import NAGProfile, passes_threshold
+from nag_datasets.scoring.map_callables import passes_threshold
+from nag_datasets.scoring.target_profile import NAGProfile
 from nag_datasets.selection.budgeted import select_top_fraction
 from nag_datasets.spec import SpecError
 

@@ -183,8 +183,8 @@ REMOTE_WRITES = {
     ("formats.py", "location.write_text(location.join(url, OUTPUT_MARKER), _marker_text())"),
     ("formats.py", "ds.to_parquet(url)"),
     ("formats.py", "location.write_text(sidecar, json.dumps(specs, indent=1))"),
-    ("target_profile.py", "location.write_bytes(location.join(url, COUNTS_FILE), payload)"),
-    ("target_profile.py", "location.write_text(location.join(url, META_FILE), meta_text)"),
+    ("profile_files.py", "location.write_bytes(location.join(url, COUNTS_FILE), payload)"),
+    ("profile_files.py", "location.write_text(location.join(url, META_FILE), meta_text)"),
     ("streaming.py", "ds.to_parquet(self.path(name))"),
     ("ray_select.py", "pq.write_table(table.filter(pa.array(keep)), f)"),
     # datatrove stages write through datatrove's DataFolder (one object per file); datatrove's completion markers
