@@ -33,23 +33,13 @@ __all__ = ["PENDING", "FolderLockedError", "IncompleteOutputError", "atomic_dir"
            "recover_interrupted_swap", "remote_dir", "write_pending"]
 
 
-#: Test hook, for crash tests only: when this environment variable names a stage (e.g. ``atomic_dir:filled``), the
-#: process writes the file named by ``NAG_DATASETS_TEST_PAUSE_MARKER`` and sleeps at that stage, so a test can
-#: SIGKILL it there. Stages: ``atomic_write:filled`` and ``atomic_dir:filled`` (content complete in the temporary
-#: sibling, nothing renamed yet), ``atomic_dir:swapped`` (the old folder moved aside, the new one not yet in place),
-#: ``save_any:filled`` (:func:`nag_datasets.storage.formats.save_any`'s parquet/jsonl output written, not yet renamed).
-PAUSE_ENV = "NAG_DATASETS_TEST_PAUSE_AT"
-PAUSE_MARKER_ENV = "NAG_DATASETS_TEST_PAUSE_MARKER"
-
-
-def _test_pause(stage: str) -> None:
-    """The test hook described at ``PAUSE_ENV``; does nothing unless the variable names ``stage``."""
-    if os.environ.get(PAUSE_ENV) != stage:
-        return
-    marker = os.environ.get(PAUSE_MARKER_ENV)
-    if marker:
-        Path(marker).write_text(f"{os.getpid()} {stage}\n")
-    time.sleep(600)
+def stage_reached(stage: str, **where: Any) -> None:
+    """A named point of a write; does nothing. The points: ``atomic_write:filled`` and ``atomic_dir:filled`` (content
+    complete in the temporary sibling, nothing renamed yet), ``atomic_dir:swapped`` (the old folder moved aside, the
+    new one not yet in place), ``save_any:filled`` (a parquet/jsonl output written, not yet renamed), ``shard:done``
+    (``index``, ``rank``: a featurization shard or streamed part recorded). Crash tests replace this function in a
+    subprocess (``tests/storage/hooked_cli.py``) to stop a writer at an exact point and SIGKILL it there; nothing
+    in the package reads an environment variable for it."""
 
 
 class FolderLockedError(NAGError, RuntimeError):
@@ -77,7 +67,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        _test_pause("atomic_write:filled")
+        stage_reached("atomic_write:filled")
         # mkstemp creates 0600; give the file the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
@@ -107,12 +97,12 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
-        _test_pause("atomic_dir:filled")
+        stage_reached("atomic_dir:filled")
         old = None
         if target.exists():
             old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
             os.replace(target, old / target.name)
-            _test_pause("atomic_dir:swapped")
+            stage_reached("atomic_dir:swapped")
         try:
             os.replace(tmp, target)
         except BaseException:

@@ -27,8 +27,9 @@ from typing import Any
 
 from ..columns import attach_spec, signature_columns
 from ..spec import SignatureSpec
+from . import atomic as _atomic
 from . import location
-from .atomic import _test_pause, atomic_dir, atomic_write_text, check_complete, check_replaceable, lock_dir, remote_dir
+from .atomic import atomic_dir, atomic_write_text, check_complete, check_replaceable, lock_dir, remote_dir
 
 SIDECAR = "nag_spec.json"
 #: Written inside every ``save_to_disk`` folder :func:`save_any` produces: ``--overwrite`` replaces only such folders.
@@ -247,7 +248,7 @@ def save_any(ds: Any, path: str | os.PathLike[str], *, overwrite: bool = False) 
                     (tmp / sidecar.name).write_text(json.dumps(specs, indent=1))
             else:
                 ds.to_json(str(tmp / p.name), lines=True)
-            _test_pause("save_any:filled")
+            _atomic.stage_reached("save_any:filled")
             if specs:
                 os.replace(tmp / sidecar.name, sidecar)
             elif suffix == ".parquet" and sidecar.is_file():

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import time
 from typing import Any
 
 from ..errors import NAGError
 
-__all__ = ["FORMAT_VERSION", "SLEEP_ENV", "ShardError", "world_from_env"]
+__all__ = ["FORMAT_VERSION", "ShardError", "world_from_env"]
 
 FORMAT_VERSION = 1
 #: Test hook: ``"i"`` or ``"i:seconds"`` makes the process sleep after finishing shard (or part) ``i``.
-SLEEP_ENV = "NAG_DATASETS_TEST_SLEEP_AFTER_SHARD"
 
 
 class ShardError(NAGError, RuntimeError):
@@ -40,18 +38,6 @@ def world_from_env(env: dict[str, str] | None = None) -> tuple[int, int, int]:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _sleep_hook(index: int, rank: int | None = None) -> None:
-    """The :data:`SLEEP_ENV` test hook; prints (with the rank and pid when ``rank`` is given) before sleeping."""
-    value = os.environ.get(SLEEP_ENV)
-    if not value:
-        return
-    which, _, seconds = value.partition(":")
-    if int(which) == index:
-        who = "" if rank is None else f"rank {rank} pid {os.getpid()} "
-        print(f"[nag_datasets test hook] {who}finished shard {index}; sleeping", flush=True)
-        time.sleep(float(seconds or 3600))
 
 
 def _add_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:

@@ -34,14 +34,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import atomic as _atomic
 from . import location
 from .atomic import atomic_dir, atomic_write_text, lock_dir
 from .cache import cache_root
-from .ranks import FORMAT_VERSION, SLEEP_ENV, ShardError, _add_reports, _now, _sleep_hook, world_from_env
+from .ranks import FORMAT_VERSION, ShardError, _add_reports, _now, world_from_env
 from .streaming import featurize_streaming
 
 __all__ = [
-    "SLEEP_ENV",
     "ShardError",
     "contiguous_range",
     "featurize_sharded",
@@ -245,7 +245,7 @@ def featurize_sharded(
             shard_reports.append(marker["report"])
             shard_entries.append({"shard": i, "row_start": a, "row_stop": b, "files": sorted(marker["files"]),
                                   "marker_sha256": _sha256(marker_path)})
-            _sleep_hook(i)
+            _atomic.stage_reached("shard:done", index=i, rank=None)
         rank_report = _add_reports(shard_reports)
         atomic_write_text(rank_marker, json.dumps(
             {"format": RANK_FORMAT, "version": FORMAT_VERSION, "rank": rank, "world_size": world, "row_start": start,

@@ -36,9 +36,10 @@ import time
 from collections import Counter
 from typing import Any
 
+from . import atomic as _atomic
 from . import location
 from .atomic import PENDING, atomic_write_text, check_replaceable, lock_dir, write_pending
-from .ranks import FORMAT_VERSION, ShardError, _add_reports, _now, _sleep_hook, world_from_env
+from .ranks import FORMAT_VERSION, ShardError, _add_reports, _now, world_from_env
 
 __all__ = ["STREAM_MARKER", "checkpoint_name", "featurize_streaming", "part_name"]
 
@@ -339,7 +340,7 @@ def featurize_streaming(
             reports.append(FeaturizeReport.from_dataset(ds).to_dict())
             rows, featurized, index = rows + n, featurized + n, index + 1
             checkpoint(complete=False)
-            _sleep_hook(index - 1, rank if world > 1 else None)
+            _atomic.stage_reached("shard:done", index=index - 1, rank=rank if world > 1 else None)
             if n < shard_rows:
                 break
         if not done:

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from datasets import Dataset, Features, Value, load_from_disk
+from hooked_cli import SCRIPT as HOOKED_CLI
+from hooked_cli import SLEEP_ENV
 
 from nag_datasets.featurize.featurizer import NAGFeaturizer
 from nag_datasets.storage.formats import load_any
 from nag_datasets.storage.sharded import (
-    SLEEP_ENV,
     contiguous_range,
     featurize_sharded,
     featurize_streaming,
@@ -53,8 +54,10 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "nag_datasets.cli", "featurize", *args, *SMALL_ARGS]
+def _cli(*args: str, hooked: bool = False) -> list[str]:
+    """The featurize command; ``hooked``: through ``hooked_cli.py`` (the write-stage hook armed for kill tests)."""
+    entry = [str(HOOKED_CLI)] if hooked else ["-m", "nag_datasets.cli"]
+    return [sys.executable, *entry, "featurize", *args, *SMALL_ARGS]
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +207,7 @@ def _digest(folder: Path) -> dict[str, tuple[int, str]]:
 @pytest.mark.slow
 def test_sigkill_then_rerun_resumes_without_redoing_shards(pool_dir, tmp_path):
     out, log = tmp_path / "out", tmp_path / "log.txt"
-    cmd = _cli(str(pool_dir), str(out), "--shard-rows", "4", "--keep-shards")
+    cmd = _cli(str(pool_dir), str(out), "--shard-rows", "4", "--keep-shards", hooked=True)
     rank_dir = shards_dir(out) / "rank-00000-of-00001"
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, env={**_env(), SLEEP_ENV: "1:600"}, stdout=f, stderr=subprocess.STDOUT)

@@ -1,8 +1,9 @@
 """Interruption beyond featurization: a SIGKILLed ``nag-datasets select`` or ``export`` leaves the old output (or
 none), never a complete-looking partial one; a rerun completes it; concurrent writers of one output are refused.
 
-The kill tests use the test hook of :mod:`nag_datasets.storage.atomic`: ``NAG_DATASETS_TEST_PAUSE_AT=<stage>`` makes the real
-subprocess write a marker file and sleep at that stage of the atomic write, so the kill provably lands mid-way.
+The kill tests run the real command through ``hooked_cli.py``, which arms the package's write-stage hook
+(:func:`nag_datasets.storage.atomic.stage_reached`): the subprocess writes a marker file and sleeps at the named
+stage of the atomic write, so the kill provably lands mid-way.
 """
 
 from __future__ import annotations
@@ -18,16 +19,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import make_signature_dataset, make_spec, random_signatures
+from hooked_cli import PAUSE_ENV, PAUSE_MARKER_ENV
 
 from nag_datasets.columns import signature_columns
 from nag_datasets.scoring.target_profile import NAGProfile
 from nag_datasets.selection.budgeted import select_top_fraction
 from nag_datasets.selection.recipe import get_recipe
-from nag_datasets.storage.atomic import PAUSE_ENV, PAUSE_MARKER_ENV, FolderLockedError, lock_dir
+from nag_datasets.storage.atomic import FolderLockedError, lock_dir
 from nag_datasets.storage.formats import load_any, save_any
 
 #: Generous bound for a subprocess to reach its pause point (a safety net against hangs, not a timing assert).
 STARTUP_LIMIT_S = 180
+HOOKED_CLI = Path(__file__).resolve().with_name("hooked_cli.py")  # the CLI with the write-stage hook armed
 
 
 def _cli() -> list[str]:
@@ -61,7 +64,7 @@ class Paused:
         self.marker = cwd / f"paused-{stage.replace(':', '_')}.marker"
         self.marker.unlink(missing_ok=True)
         env = _env(**{PAUSE_ENV: stage, PAUSE_MARKER_ENV: str(self.marker)})
-        self.proc = subprocess.Popen(_cli() + args, cwd=cwd, env=env, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, str(HOOKED_CLI), *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
         deadline = time.monotonic() + STARTUP_LIMIT_S
         while not self.marker.is_file():

@@ -19,12 +19,14 @@ from typing import ClassVar
 import numpy as np
 import pytest
 from datasets import Dataset, load_from_disk
+from hooked_cli import SCRIPT as HOOKED_CLI
+from hooked_cli import SLEEP_ENV
 
 from nag_datasets.featurize.featurizer import NAGFeaturizer
 from nag_datasets.storage import location
 from nag_datasets.storage.atomic import PENDING, IncompleteOutputError
 from nag_datasets.storage.formats import load_any
-from nag_datasets.storage.ranks import SLEEP_ENV, ShardError
+from nag_datasets.storage.ranks import ShardError
 from nag_datasets.storage.streaming import STREAM_MARKER, checkpoint_name, featurize_streaming, part_name
 
 pytestmark = pytest.mark.slow
@@ -146,9 +148,10 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _torchrun(pool: Path, out: Path) -> list[str]:
+def _torchrun(pool: Path, out: Path, *, hooked: bool = False) -> list[str]:
+    entry = [str(HOOKED_CLI)] if hooked else ["-m", "nag_datasets.cli"]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            "-m", "nag_datasets.cli", "featurize", str(pool), str(out), "--streaming", "--shard-rows", "2",
+            *entry, "featurize", str(pool), str(out), "--streaming", "--shard-rows", "2",
             *SMALL_ARGS]
 
 
@@ -168,7 +171,7 @@ def test_torchrun_two_ranks_equal_the_single_stream_and_resume_after_sigkill(poo
     # Both ranks stop after their second part (checkpoint written); rank 1 is SIGKILLed there.
     out, log = tmp_path / "out", tmp_path / "log.txt"
     with open(log, "w") as f:
-        proc = subprocess.Popen(_torchrun(pool_dir, out), env=_env(**{SLEEP_ENV: "1:600"}), stdout=f,
+        proc = subprocess.Popen(_torchrun(pool_dir, out, hooked=True), env=_env(**{SLEEP_ENV: "1:600"}), stdout=f,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 600
