@@ -17,7 +17,7 @@ ROOT = "nag_datasets"
 # Lowest first. A module belongs to the layer of its longest matching prefix; it may import modules of its own
 # layer (acyclically) and of lower layers, never of higher ones.
 LAYERS: list[tuple[str, ...]] = [
-    ("nag_datasets", "nag_datasets.errors", "nag_datasets.ordering"),
+    ("nag_datasets", "nag_datasets.errors", "nag_datasets.ordering", "nag_datasets.lazy"),
     ("nag_datasets.spec",),
     ("nag_datasets.columns", "nag_datasets.storage.atomic", "nag_datasets.storage.cache", "nag_datasets.storage.remote",
      "nag_datasets.storage.location"),
