@@ -1,8 +1,8 @@
 """Lazy exports for a package's ``__init__``: names load their module on first use, so ``import nag_datasets`` stays
 light (no torch, transformers or datasets until something needs them).
 
->>> getattr_, dir_ = lazy_exports("json", {"dumps": "encoder"})
->>> getattr_("dumps") is __import__("json").encoder.dumps
+>>> getattr_, dir_ = lazy_exports("json", {"JSONDecoder": "decoder"})
+>>> getattr_("JSONDecoder") is __import__("json").decoder.JSONDecoder
 True
 """
 
