@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("nag_datasets.scoring",),
     ("nag_datasets.selection",),
     ("nag_datasets.storage.sharded", "nag_datasets.hub", "nag_datasets.analysis"),
+    ("nag_datasets.distill",),
     ("nag_datasets.cli",),
 ]
 

@@ -10,10 +10,10 @@ import pytest
 
 pytestmark = pytest.mark.fast
 
-BLOCKED = ("matplotlib", "gguf", "ray", "sklearn")
+BLOCKED = ("matplotlib", "gguf", "ray", "sklearn", "fasttext")
 CORE = ("nag_datasets.errors", "nag_datasets.spec", "nag_datasets.columns", "nag_datasets.featurize",
         "nag_datasets.scoring", "nag_datasets.selection", "nag_datasets.storage", "nag_datasets.hub",
-        "nag_datasets.cli")
+        "nag_datasets.distill", "nag_datasets.cli")
 
 
 def _run(code: str) -> subprocess.CompletedProcess[str]:
@@ -49,7 +49,9 @@ def test_missing_extras_raise_an_install_hint():
     code = """
         from nag_datasets.featurize.models import _require_gguf
         from nag_datasets.hub.figure import _require_matplotlib
-        for check, extra in ((_require_gguf, "gguf"), (_require_matplotlib, "plots")):
+        from nag_datasets.distill.models import _require_fasttext, _require_sklearn
+        for check, extra in ((_require_gguf, "gguf"), (_require_matplotlib, "plots"), (_require_fasttext, "distill"),
+                             (_require_sklearn, "distill")):
             try:
                 check()
             except ImportError as e:
