@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "distill"
 FEATURES = OUT / "features"
@@ -58,18 +60,36 @@ def training_features(task: Any, n: int) -> tuple[list[str], list[str], Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stage", choices=("features", "all"), default="all")
+    parser.add_argument("--tasks", nargs="*", default=list(POOL_SIZE), help="tasks to study (default: both)")
+    parser.add_argument("--speed-docs", type=int, default=64, help="documents timed for docs/s")
     args = parser.parse_args()
     tasks = harness_tasks()
     pools = {}
     for _tcfg, task, _feats in tasks:
-        pools[task.name] = training_features(task, POOL_SIZE[task.name])
+        if task.name in args.tasks:
+            pools[task.name] = training_features(task, POOL_SIZE[task.name])
     if args.stage == "features":
         return
-    from nag_research.evaluate.distill import run_study
+    from nag_research.evaluate.distill import MODELS, pretrain_agreement, run_study, speed
+
+    from nag_datasets.distill import LabelRule, train_model
 
     results = run_study(tasks, pools, log=log)
+    results["pretrain_arm_agreement"] = pretrain_agreement(HERE / "results" / "pretrain" / "full")
+    log(f"pretraining arm agreement: {json.dumps(results['pretrain_arm_agreement'], default=float)[:400]}")
+    # Speed: the first MMLU harness pool documents, the featurizer against models trained on the MMLU training pool.
+    _tcfg, task, _feats = next(t for t in tasks if t[1].name == "mmlu_domains")
+    texts = [task.texts[i] for i in task.pool[: args.speed_docs]]
+    train_texts = pools["mmlu_domains"][0] if "mmlu_domains" in pools else [task.texts[i] for i in task.pool]
+    fake = np.random.default_rng(0).random(len(train_texts))  # speed does not depend on what was learned
+    models = {k: train_model(train_texts, fake, rule=LabelRule(), model=k, seed=0)[0] for k in MODELS}
+    torch_threads = int(os.environ.get("DISTILL_BENCH_TORCH_THREADS", "2"))
+    results["speed"] = speed(texts, models, torch_threads=torch_threads)
+    results["speed"]["torch_threads"] = torch_threads
+    log(f"speed: featurizer {results['speed']['featurizer_docs_per_s']:.1f} docs/s, distilled "
+        f"{results['speed']['distilled_docs_per_s']}, ratio {results['speed']['ratio']}")
     results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
-                          "load_average": os.getloadavg()}
+                          "load_average_at_end": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
     log(f"wrote {OUT / 'results.json'}")

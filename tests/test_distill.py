@@ -327,3 +327,43 @@ def test_cli_distill(tmp_path, sample, capsys):
     assert main(["distill", str(data), str(tmp_path / "y"), "--score-column", "nag_contrast_score",
                  "--positive-share", "1.5"]) == 1
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_combine_with_quality_takes_the_distilled_column(saved, sample):
+    from datasets import Dataset
+
+    from nag_datasets import select_top_fraction
+    from nag_datasets.selection.budgeted import combine_with_quality
+    from nag_datasets.selection.recipe import get_score_info
+
+    texts, _ = sample
+    quality = np.linspace(0, 1, len(texts))
+    ds = score_dataset(Dataset.from_dict({"text": texts, "q": quality, "n": [5] * len(texts)}), saved)
+    combined = combine_with_quality(ds, None, "q", weight=0.5, score_column=SCORE_COLUMN)
+    s = np.asarray(ds[SCORE_COLUMN], dtype=np.float64)
+    want = (s.max() - s) / (s.max() - s.min()) + 0.5 * (1 - quality)  # min-max of (1 - score) and of (1 - q)
+    np.testing.assert_allclose(np.asarray(combined["nag_combined"]), want, rtol=1e-9, atol=1e-9)
+    info = get_score_info(combined, "nag_combined")
+    assert info["score_info"]["kind"] == "nag_distilled" and info["higher_is_better"] is False
+    top = select_top_fraction(combined, 0.1, token_column="n", score_column="nag_combined")
+    assert set(top["text"]) == {texts[i] for i in np.argsort(want, kind="stable")[:40]}
+    with pytest.raises(ValueError, match="exactly one"):
+        combine_with_quality(ds, None, "q")
+
+
+@pytest.mark.slow
+def test_count_tokens_with_the_bundled_tokenizer(tmp_path, sample):
+    """A scorer distilled from a bundled-model profile counts the featurizer's tokens (nag_datasets.count_tokens)."""
+    from datasets import Dataset
+
+    from nag_datasets import count_tokens
+    from nag_datasets.featurize.models import converted_bundled_dir, tokenizer_fingerprint
+    from transformers import AutoTokenizer
+
+    texts, scores = sample
+    tok = AutoTokenizer.from_pretrained(str(converted_bundled_dir()[0]))
+    scorer = distill(texts, scores, tmp_path / "s", params=LIN_SMALL, tokenizer="bundled",
+                     tokenizer_fingerprint=tokenizer_fingerprint(tok))
+    want = count_tokens(Dataset.from_dict({"text": texts[:20]}), tok)["num_tokens"][:]
+    assert scorer.count_tokens(texts[:20]) == list(want)
+    assert "tokenizer `bundled`" in (tmp_path / "s" / "README.md").read_text()

@@ -206,7 +206,7 @@ class DistilledScorer:
         """Provenance recorded in the score column's feature (``selection.recipe.get_score_info``)."""
         source = self.meta.get("source") or {}
         return {"kind": "nag_distilled", "higher_is_better": True, "distilled_fingerprint": self.fingerprint(),
-                "model": self.kind, "profile_fingerprint": source.get("profile_fingerprint"),
+                "model": self.kind, "distilled_from_profile": source.get("profile_fingerprint"),
                 "text_column": self.text_column}
 
 
