@@ -355,10 +355,10 @@ def test_combine_with_quality_takes_the_distilled_column(saved, sample):
 def test_count_tokens_with_the_bundled_tokenizer(tmp_path, sample):
     """A scorer distilled from a bundled-model profile counts the featurizer's tokens (nag_datasets.count_tokens)."""
     from datasets import Dataset
+    from transformers import AutoTokenizer
 
     from nag_datasets import count_tokens
     from nag_datasets.featurize.models import converted_bundled_dir, tokenizer_fingerprint
-    from transformers import AutoTokenizer
 
     texts, scores = sample
     tok = AutoTokenizer.from_pretrained(str(converted_bundled_dir()[0]))
