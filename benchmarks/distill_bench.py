@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -88,8 +87,9 @@ def main() -> None:
     results["speed"]["torch_threads"] = torch_threads
     log(f"speed: featurizer {results['speed']['featurizer_docs_per_s']:.1f} docs/s, distilled "
         f"{results['speed']['distilled_docs_per_s']}, ratio {results['speed']['ratio']}")
-    results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
-                          "load_average_at_end": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    from nag_research.provenance import machine_info
+
+    results["machine"] = machine_info()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
     log(f"wrote {OUT / 'results.json'}")
