@@ -35,6 +35,7 @@ MODELS = ("linear", "fasttext")
 POSITIVE_SHARE = 0.2
 HOLDOUT = 0.25
 RANDOM_SEEDS = 10
+CURVE_SHARES = (0.25, 0.5, 1.0)
 
 
 def _order_key(seed: int, rid: str) -> str:
@@ -148,6 +149,17 @@ def _class_study(task: Any, feats: Any, cls: str, train_texts: list[str], train_
         out["train_seconds"][kind] = time.perf_counter() - t0
         out["agreement"][kind] = agreement(model.predict([train_texts[i] for i in hold]), exact_train[hold])
         out["ap"][f"distilled_{kind}"] = average_precision(model.predict(pool_texts), labels)
+    # Learning curve of the default (linear) model: nested seeded subsets of the training rows, then all rows
+    # (training + held-out: what a deployed scorer would train on), mean AP on the harness pool.
+    curve = {}
+    for share in CURVE_SHARES:
+        rows = fit if share == 1.0 else np.sort(np.random.default_rng(1).permutation(fit)[: round(share * len(fit))])
+        m, _ = train_model([train_texts[i] for i in rows], exact_train[rows],
+                           rule=LabelRule(positive_share=POSITIVE_SHARE), model="linear", seed=0)
+        curve[str(len(rows))] = average_precision(m.predict(pool_texts), labels)
+    m, _ = train_model(train_texts, exact_train, rule=LabelRule(positive_share=POSITIVE_SHARE), model="linear", seed=0)
+    curve[str(n)] = average_precision(m.predict(pool_texts), labels)
+    out["linear_learning_curve_ap"] = curve
     log(f"  {cls:20s} AP exact {out['ap']['exact_nag']:.3f} random {out['ap']['random']:.3f} " + " ".join(
         f"{k} {out['ap'][f'distilled_{k}']:.3f} (p@0.2 {out['agreement'][k]['precision@0.2']:.2f})" for k in MODELS))
     return out
@@ -161,6 +173,10 @@ def _summarize(per_class: dict[str, Any]) -> dict[str, Any]:
         summary["agreement"][kind] = {m: float(np.mean([r["agreement"][kind][m] for r in rows]))
                                       for m in ("precision@0.05", "precision@0.2", "spearman")}
         summary["gain_kept"][kind] = (ap[f"distilled_{kind}"] - ap["random"]) / (ap["exact_nag"] - ap["random"])
+    sizes = list(rows[0]["linear_learning_curve_ap"])
+    curve = {k: float(np.mean([r["linear_learning_curve_ap"][k] for r in rows])) for k in sizes}
+    summary["linear_learning_curve"] = {k: {"mean_ap": v, "gain_kept": (v - ap["random"]) / (ap["exact_nag"] - ap["random"])}
+                                        for k, v in curve.items()}
     return summary
 
 
@@ -240,5 +256,7 @@ def run_study(tasks: Sequence[tuple[Any, Any, Any]], pools: dict[str, tuple[list
                                        "per_class": per_class, "summary": _summarize(per_class)}
         s = results["tasks"][task.name]["summary"]
         log(f"[{task.name}] mean AP " + ", ".join(f"{k} {v:.3f}" for k, v in s["mean_ap"].items()) +
-            "; gain kept " + ", ".join(f"{k} {v:.2f}" for k, v in s["gain_kept"].items()))
+            "; gain kept " + ", ".join(f"{k} {v:.2f}" for k, v in s["gain_kept"].items()) +
+            "; linear by training rows " + ", ".join(f"{k}: {v['mean_ap']:.3f} ({v['gain_kept']:.2f})"
+                                                     for k, v in s["linear_learning_curve"].items()))
     return results
