@@ -367,3 +367,30 @@ def test_count_tokens_with_the_bundled_tokenizer(tmp_path, sample):
     want = count_tokens(Dataset.from_dict({"text": texts[:20]}), tok)["num_tokens"][:]
     assert scorer.count_tokens(texts[:20]) == list(want)
     assert "tokenizer `bundled`" in (tmp_path / "s" / "README.md").read_text()
+
+
+def test_cli_distill_records_the_profile(tmp_path, sample, capsys):
+    """``--profile``: the card and JSON name the (contrastive) profile that made the scores; a bundled-model
+    profile records the bundled tokenizer for ``count_tokens``."""
+    from helpers import make_spec, random_signatures
+
+    from nag_datasets.cli.app import main
+    from nag_datasets.featurize.models import BUNDLED_NAME
+    from nag_datasets.scoring.target_profile import NAGProfile
+
+    spec = make_spec(model_name=BUNDLED_NAME)
+    target = NAGProfile.from_signatures(random_signatures(20, spec, seed=1), spec, description="math questions")
+    profile = target.contrast(NAGProfile.from_signatures(random_signatures(200, spec, seed=2), spec))
+    profile.save(tmp_path / "profile")
+    texts, scores = sample
+    data = tmp_path / "scored.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "s": float(s)}) + "\n" for t, s in zip(texts, scores)))
+    assert main(["distill", str(data), str(tmp_path / "out"), "--score-column", "s", "--profile",
+                 str(tmp_path / "profile")]) == 0
+    capsys.readouterr()
+    meta = DistilledScorer(tmp_path / "out").meta
+    assert meta["source"]["profile_fingerprint"] == profile.fingerprint()
+    assert meta["source"]["score_kind"] == "contrastive" and meta["source"]["description"] == "math questions"
+    assert meta["tokenizer"] == {"name": "bundled", "fingerprint": spec.tokenizer_fingerprint}
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert profile.fingerprint() in card and "contrastive" in card and "math questions" in card
