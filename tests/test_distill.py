@@ -394,3 +394,20 @@ def test_cli_distill_records_the_profile(tmp_path, sample, capsys):
     assert meta["tokenizer"] == {"name": "bundled", "fingerprint": spec.tokenizer_fingerprint}
     card = (tmp_path / "out" / "README.md").read_text()
     assert profile.fingerprint() in card and "contrastive" in card and "math questions" in card
+
+
+@pytest.mark.slow
+def test_ray_map_batches_adds_the_scores(saved, sample):
+    """On Ray Data the scorer travels as configuration (pickled without its model) and scores as in-process."""
+    ray = pytest.importorskip("ray")
+    texts, _ = sample
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             object_store_memory=100 * 1024**2, ignore_reinit_error=True)
+    try:
+        scorer = DistilledScorer(saved)
+        rows = ray.data.from_items([{"text": t, "i": i} for i, t in enumerate(texts)]) \
+            .map_batches(scorer.add_scores, batch_format="numpy", batch_size=64).take_all()
+    finally:
+        ray.shutdown()
+    got = np.array([r[SCORE_COLUMN] for r in sorted(rows, key=lambda r: r["i"])], dtype=np.float32)
+    np.testing.assert_array_equal(got, scorer.score_texts(texts))

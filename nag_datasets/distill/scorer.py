@@ -202,6 +202,11 @@ class DistilledScorer:
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
         return {self.out_column: self.score_texts(list(batch[self.text_column]))}
 
+    def add_scores(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The whole batch plus the score column: for engines whose map replaces the batch, such as Ray Data's
+        ``ds.map_batches(scorer.add_scores, batch_format="numpy")``."""
+        return {**batch, **self(batch)}
+
     def score_info(self) -> dict[str, Any]:
         """Provenance recorded in the score column's feature (``selection.recipe.get_score_info``)."""
         source = self.meta.get("source") or {}
