@@ -29,7 +29,7 @@ fast = pytest.mark.fast
 
 
 @fast
-@pytest.mark.parametrize("module", ["baselines", "metrics", "harness", "tasks"])
+@pytest.mark.parametrize("module", ["baselines", "metrics", "harness", "tasks", "distill"])
 def test_doctests(module):
     import doctest
     import importlib
