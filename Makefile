@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM := false
 .PHONY: setup demo test test-fast test-full
 setup: $(VENV)/.nag-installed
 
-$(VENV)/.nag-installed: setup.cfg pyproject.toml
+$(VENV)/.nag-installed: setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned: a bare or open-ended requirement would pull a multi-GB CUDA build.

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from nag_research.provenance import save_results
 
+from nag_datasets.featurize.batching import length_sorted_batches
 from nag_datasets.featurize.featurizer import NAGFeaturizer
 from nag_datasets.featurize.impact import ImpactRecorder, base_model
 from nag_datasets.featurize.models import load_model
@@ -85,19 +86,8 @@ def load_texts(n_docs: int, seed: int) -> tuple[list[str], str]:
 
 def make_batches(id_lists: Sequence[list[int]], batch_size: int, pad_id: int,
                  sort: bool = True) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Right-padded ``(input_ids, attention_mask)`` batches; length-sorted like the featurizer when ``sort``."""
-    order = sorted(range(len(id_lists)), key=lambda i: (len(id_lists[i]), i)) if sort else list(range(len(id_lists)))
-    batches = []
-    for start in range(0, len(order), batch_size):
-        chunk = [id_lists[i] for i in order[start:start + batch_size]]
-        width = max(len(x) for x in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for j, x in enumerate(chunk):
-            ids[j, : len(x)] = torch.tensor(x, dtype=torch.long)
-            mask[j, : len(x)] = 1
-        batches.append((ids, mask))
-    return batches
+    """Right-padded ``(input_ids, attention_mask)`` batches, length-sorted like the featurizer when ``sort``."""
+    return [(ids, mask) for _, ids, mask in length_sorted_batches(id_lists, batch_size, pad_id, sort=sort)]
 
 
 def padded_tokens(batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> int:

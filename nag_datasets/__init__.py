@@ -27,10 +27,11 @@ _EXPORTS = {
     "SpecMismatchError": "spec",
     "attach_spec": "columns",
     "combine_with_quality": "selection.budgeted",
-    "count_tokens": "selection.budgeted",
+    "count_tokens": "selection.tokens",
     "get_recipe": "selection.recipe",
     "get_spec": "columns",
     "load_model": "featurize.models",
+    "score_pool": "selection.scored",
     "select_multi_target": "selection.budgeted",
     "select_top_fraction": "selection.budgeted",
 }
@@ -49,6 +50,7 @@ __all__ = [
     "get_recipe",
     "get_spec",
     "load_model",
+    "score_pool",
     "select_multi_target",
     "select_top_fraction",
 ]

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import NAGError
+from .ordering import seeded_order
 from .storage.atomic import atomic_write_text
 
 COLUMNS = ("id", "source", "subject", "split", "text")
@@ -313,7 +314,7 @@ def _unique_texts(rows: Iterator[dict[str, str]]) -> list[dict[str, str]]:
 
 
 def _by_sample_key(rows: list[dict[str, str]], seed: int) -> list[dict[str, str]]:
-    return sorted(rows, key=lambda row: hashlib.sha256(f"{seed}:{row['id']}".encode()).hexdigest())
+    return [rows[i] for i in seeded_order([row["id"] for row in rows], seed)]
 
 
 def _round_robin_by_subject(rows: list[dict[str, str]], n: int) -> list[dict[str, str]]:

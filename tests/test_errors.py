@@ -47,10 +47,14 @@ def test_every_exception_class_of_the_package_is_a_nag_error() -> None:
     ("nag_datasets.featurize.sites:UnsupportedArchitectureError", ValueError),
     ("nag_datasets.featurize.featurizer:InvalidTextError", ValueError),
     ("nag_datasets.storage.atomic:FolderLockedError", RuntimeError),
+    ("nag_datasets.storage.atomic:IncompleteOutputError", FileNotFoundError),
     ("nag_datasets.featurize.models:ModelLoadError", RuntimeError),
     ("nag_datasets.storage.sharded:ShardError", RuntimeError),
     ("nag_datasets.hub:HubPublishError", RuntimeError),
     ("nag_datasets.demo_data:SourceNotInstalledError", ImportError),
+    ("nag_datasets.pipelines.budget_files:BudgetStageError", RuntimeError),
+    ("nag_datasets.pipelines.datatrove_steps:MissingScoreError", ValueError),
+    ("nag_datasets.pipelines._datatrove:DatatroveMissingError", ImportError),
 ])
 def test_errors_keep_their_builtin_parent(name: str, builtin: type[BaseException]) -> None:
     module, attr = name.split(":")

@@ -37,6 +37,7 @@ _ETYMOLOGY = r"\[(?:[^\[\]]|\[[^\[\]]*\])*\]"  # may hold accent escapes such as
 _LABEL_AFTER_POS = re.compile(r"\\,? " + _POS + r",?(?: " + _ETYMOLOGY + r")?\s+" + _LABEL)
 _LABEL_AT_SENSE = re.compile(r"\n\s+(?:\d+\.|\([a-z]\))\s+" + _LABEL)
 _GCIDE_ACCENT = re.compile(r"\[\"(\w)\]")
+_GCIDE_PAREN = re.compile(r"\(([^()\n]{1,40})\)")
 _WN_SENSE = re.compile(r"^ {4}(?:(n|v|adj|adv) +)?\d+: (.*)$")
 _WN_CROSS_REFERENCE = re.compile(r"\s*\[(?:syn|ant): [^\]]*\]")
 _KJV_CHAPTER = re.compile(r"^(.+) (\d+)$")
@@ -170,6 +171,19 @@ def gcide_field_labels(text: str) -> set[str]:
     """
     found = _LABEL_AFTER_POS.findall(text) + _LABEL_AT_SENSE.findall(text)
     return {_GCIDE_ACCENT.sub(r"\1", label) for label in found}
+
+
+def strip_gcide_label(text: str, label: str) -> str:
+    """Remove every ``(label)`` marker from a GCIDE entry (accent escapes folded), so the class is not in the text.
+
+    >>> strip_gcide_label('Tort \\\\Tort\\\\, n.\\n   2. (Law) Any civil wrong.', 'Law')   # runs of spaces fold to one
+    'Tort \\\\Tort\\\\, n.\\n 2. Any civil wrong.'
+    """
+    def repl(m: re.Match[str]) -> str:
+        return "" if _GCIDE_ACCENT.sub(r"\1", m.group(1)).strip() == label else m.group(0)
+
+    out = _GCIDE_PAREN.sub(repl, text)
+    return re.sub(r"[ \t]{2,}", " ", out)
 
 
 def gcide_entries(cache_dir: str | Path | None = None) -> Iterator[GcideEntry]:

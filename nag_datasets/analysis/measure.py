@@ -7,13 +7,14 @@ batch), tokenizes with ``add_special_tokens=False`` and keeps the first ``max_le
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..featurize.batching import length_sorted_batches
 from ..featurize.impact import ImpactRecorder, base_model, top_k_indices
 from ..featurize.textcut import first_token_ids
 
@@ -35,20 +36,6 @@ def token_ids(texts: Sequence[str], tokenizer: Any, max_length: int) -> list[lis
     return [first_token_ids(t, tokenizer, max_length, False)[0] for t in texts]
 
 
-def _batches(id_lists: list[list[int]], batch_size: int, pad_id: int
-             ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
-    order = sorted(range(len(id_lists)), key=lambda i: (len(id_lists[i]), i))
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        width = max(len(id_lists[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for j, i in enumerate(chunk):
-            ids[j, :len(id_lists[i])] = torch.tensor(id_lists[i], dtype=torch.long)
-            mask[j, :len(id_lists[i])] = 1
-        yield chunk, ids, mask
-
-
 def _pad_id(tokenizer: Any) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
@@ -61,7 +48,7 @@ def document_losses(model: nn.Module, tokenizer: Any, texts: Sequence[str], *, m
     out = np.full(len(ids), np.nan)
     live = [i for i, x in enumerate(ids) if len(x) >= 2]
     device = next(model.parameters()).device
-    for chunk, batch, mask in _batches([ids[i] for i in live], batch_size, _pad_id(tokenizer)):
+    for chunk, batch, mask in length_sorted_batches([ids[i] for i in live], batch_size, _pad_id(tokenizer)):
         logits = model(input_ids=batch.to(device), attention_mask=mask.to(device), use_cache=False).logits.float()
         logp = torch.log_softmax(logits[:, :-1], dim=-1)
         nll = -logp.gather(-1, batch[:, 1:, None].to(device))[..., 0]
@@ -115,7 +102,7 @@ def multiple_choice_accuracy(model: nn.Module, tokenizer: Any, items: Sequence[t
                 raise ValueError(f"' {x}' is not a single token for this tokenizer; use method='option'")
             letter_ids.append(enc[0])
         prompts = [tokenizer(p, add_special_tokens=False)["input_ids"][-max_length:] for p, _, _ in items]
-        for chunk, batch, mask in _batches(prompts, batch_size, pad):
+        for chunk, batch, mask in length_sorted_batches(prompts, batch_size, pad):
             logits = model(input_ids=batch.to(device), attention_mask=mask.to(device), use_cache=False).logits
             last = mask.sum(1) - 1
             scores = logits[torch.arange(len(chunk)), last.to(device)][:, letter_ids]
@@ -132,7 +119,7 @@ def multiple_choice_accuracy(model: nn.Module, tokenizer: Any, items: Sequence[t
                 owners.append((i, k))
                 starts.append(max(1, len(full) - len(o)))
         ll = np.zeros(len(seqs))
-        for chunk, batch, mask in _batches(seqs, batch_size, pad):
+        for chunk, batch, mask in length_sorted_batches(seqs, batch_size, pad):
             logits = model(input_ids=batch.to(device), attention_mask=mask.to(device), use_cache=False).logits
             logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
             tok = logp.gather(-1, batch[:, 1:, None].to(device))[..., 0]
@@ -159,7 +146,7 @@ def mean_pooled_embeddings(model: nn.Module, tokenizer: Any, texts: Sequence[str
         raise ValueError("a text has no tokens; filter empty texts first")
     device = next(model.parameters()).device
     out: np.ndarray | None = None
-    for chunk, batch, mask in _batches(ids, batch_size, _pad_id(tokenizer)):
+    for chunk, batch, mask in length_sorted_batches(ids, batch_size, _pad_id(tokenizer)):
         hidden = base_model(model)(input_ids=batch.to(device), attention_mask=mask.to(device),
                                    use_cache=False).last_hidden_state.float()
         m = mask.to(device, torch.float32)[..., None]
@@ -190,7 +177,7 @@ def signatures_and_embeddings(model: nn.Module, tokenizer: Any, texts: Sequence[
         handle = last.register_forward_hook(
             lambda m, i, o: captured.append(o[0] if isinstance(o, tuple) else o), prepend=True)
         try:
-            for chunk, batch, mask in _batches(ids, batch_size, _pad_id(tokenizer)):
+            for chunk, batch, mask in length_sorted_batches(ids, batch_size, _pad_id(tokenizer)):
                 captured.clear()
                 impacts = rec.impacts(batch.to(device), mask.to(device))
                 for t, imp in impacts.items():
@@ -219,7 +206,7 @@ def mean_impacts(model: nn.Module, tokenizer: Any, texts: Sequence[str], *, neur
         raise ValueError("no text has a token")
     total: np.ndarray | None = None
     with ImpactRecorder(model, [neuron_type], layers) as rec:
-        for _, batch, mask in _batches(ids, batch_size, _pad_id(tokenizer)):
+        for _, batch, mask in length_sorted_batches(ids, batch_size, _pad_id(tokenizer)):
             dev = next(model.parameters()).device
             imp = rec.impacts(batch.to(dev), mask.to(dev))[neuron_type].double().sum(0).cpu().numpy()
             total = imp if total is None else total + imp

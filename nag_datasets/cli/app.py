@@ -2,7 +2,9 @@
 
     nag-datasets featurize POOL OUT [--model M] [--neuron-types fwd_up] [--top-k 20] [--num-proc N]
     nag-datasets profile TARGET_FEATURIZED PROFILE_DIR [--column nag_fwd_up] [--description "..."]
-    nag-datasets select POOL_FEATURIZED OUT --profile PROFILE_DIR --fraction 0.2 [--token-column num_tokens]
+    nag-datasets score POOL_FEATURIZED OUT --profile PROFILE_DIR [--token-column num_tokens]
+    nag-datasets select POOL_FEATURIZED OUT --profile PROFILE_DIR --fraction 0.2 [--token-column num_tokens] [--keep-score]
+    nag-datasets select SCORED_POOL OUT --score-column nag_similarity --fraction 0.2
     nag-datasets demo
 
 Datasets are ``save_to_disk`` folders, parquet files or folders, or ``.jsonl`` files (see :mod:`nag_datasets.storage.formats`).
@@ -19,9 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nag-datasets", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from . import cmd_demo, cmd_distill, cmd_evaluate, cmd_featurize, cmd_hub, cmd_profile, cmd_select
+    from . import cmd_demo, cmd_distill, cmd_evaluate, cmd_featurize, cmd_hub, cmd_profile, cmd_score, cmd_select
 
-    for command in (cmd_featurize, cmd_profile, cmd_select, cmd_demo, cmd_hub, cmd_evaluate, cmd_distill):
+    for command in (cmd_featurize, cmd_profile, cmd_score, cmd_select, cmd_demo, cmd_hub, cmd_evaluate, cmd_distill):
         command.register_cli(sub)
     return parser
 

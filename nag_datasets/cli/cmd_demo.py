@@ -21,7 +21,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..demo_data import load_demo
     from ..featurize.featurizer import NAGFeaturizer
     from ..scoring.target_profile import NAGProfile
-    from ..selection.budgeted import count_tokens, select_top_fraction
+    from ..selection.budgeted import select_top_fraction
+    from ..selection.tokens import count_tokens
 
     print("NAG demo: target = GSM8K word problems; pool = held-out GSM8K, HumanEval and MMLU.")
     print("(The sources differ in format, so this shows the mechanics, not evidence of selection quality.)\n")

@@ -33,10 +33,10 @@ def cmd_featurize(args: argparse.Namespace) -> int:
                                on_invalid=args.on_invalid, num_workers=args.num_proc)
     ds = None if args.streaming else load_any(args.input)
     if args.streaming:
-        from ..storage.sharded import featurize_streaming
+        from ..storage.streaming import featurize_streaming
 
         summary = featurize_streaming(args.input, args.output, featurizer, shard_rows=args.shard_rows or 10_000,
-                                      overwrite=args.overwrite)
+                                      overwrite=args.overwrite, wait_timeout=args.wait_timeout)
         print(json.dumps(summary, indent=1))
         return 0
     if args.sharded or args.shard_rows or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
@@ -76,7 +76,8 @@ def register_cli(subparsers: Any) -> None:
     f.add_argument("--shard-rows", type=int, default=None,
                    help="rows per resumable shard (implies --sharded unless --streaming; streaming default 10000)")
     f.add_argument("--streaming", action="store_true",
-                   help="stream the input and write OUT/part-NNNNNN.parquet shards incrementally (resumable)")
+                   help="stream the input and write OUT/part-NNNNNN.parquet shards incrementally (resumable; under a "
+                        "launcher each rank streams its split and checkpoints its stream state)")
     f.add_argument("--keep-shards", action="store_true", help="keep OUT.shards/ after assembling OUT")
     f.add_argument("--wait-timeout", type=float, default=None, help="seconds rank 0 waits for the other ranks")
     f.set_defaults(func=cmd_featurize)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 #: Weighting parameters the command line passes through when given.
@@ -19,15 +18,16 @@ _PARAMS = ("alpha", "m", "eps")
 def _check_args(args: argparse.Namespace) -> None:
     """Argument checks that need no data, so that a mistake costs nothing."""
     from ..scoring.target_profile import ProfileError
+    from ..storage.location import exists
 
-    if Path(args.output).exists() and not args.overwrite:
+    if exists(args.output) and not args.overwrite:
         raise FileExistsError(f"{args.output} exists; pass --overwrite to replace the profile saved there")
     if args.background is None:
         given = [f"--{k}" for k in ("weighting", *_PARAMS) if getattr(args, k) is not None]
         if given:
             raise ProfileError(f"{', '.join(given)} need --background POOL: the paper's profile takes no weighting")
         return
-    if not Path(args.background).exists():
+    if not exists(args.background):
         raise FileNotFoundError(f"no background dataset at {args.background}")
     if args.background_sample < 1:
         raise ProfileError(f"--background-sample must be >= 1, got {args.background_sample}")
@@ -36,7 +36,7 @@ def _check_args(args: argparse.Namespace) -> None:
 def cmd_profile(args: argparse.Namespace) -> int:
     from ..scoring.target_profile import NAGProfile
     from ..scoring.weighting import get_weighting
-    from ..storage.formats import _is_saved_dataset, load_any
+    from ..storage.formats import is_saved_dataset, load_any
 
     _check_args(args)
     weighting = None
@@ -49,7 +49,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
                                "skipped_null": profile.skipped_null}
     if args.background is not None:
         # A saved folder is memory-mapped; files are streamed, so a large pool is never loaded whole.
-        background_ds = load_any(args.background, streaming=not _is_saved_dataset(Path(args.background)))
+        background_ds = load_any(args.background, streaming=not is_saved_dataset(args.background))
         background = NAGProfile.from_dataset(background_ds, column=args.column, sample=args.background_sample,
                                              seed=args.background_seed,
                                              description=f"background: sample of {args.background}")

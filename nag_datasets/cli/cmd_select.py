@@ -1,4 +1,9 @@
-"""``nag-datasets select POOL_FEATURIZED OUT --profile DIR --fraction F``: budgeted selection, optional JSON report."""
+"""``nag-datasets select POOL OUT (--profile DIR | --score-column C) --fraction F``: budgeted selection.
+
+With ``--profile`` the pool's signatures are scored against the profile (``--keep-score`` keeps the selected rows'
+scores, in the column selection names them: ``nag_similarity`` or ``nag_contrast_score``); with ``--score-column``
+a scored pool (``nag-datasets score``) is cut at its precomputed scores. ``--report`` also writes the JSON report.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ def _ensure_tokens(ds: Any, token_column: str, tokenizer_name: str | None, text_
     from transformers import AutoTokenizer
 
     from ..featurize.models import converted_bundled_dir
-    from ..selection.budgeted import count_tokens
+    from ..selection.tokens import count_tokens
 
     source = tokenizer_name or str(converted_bundled_dir()[0])
     print(f"counting full-document tokens with {source} into column {token_column!r}", file=sys.stderr)
@@ -26,18 +31,29 @@ def cmd_select(args: argparse.Namespace) -> int:
     from ..selection.budgeted import select_top_fraction
     from ..storage.atomic import atomic_write_text
     from ..storage.formats import check_output, load_any, save_any
+    from ..storage.location import is_remote, write_text
 
     if not 0.0 <= args.fraction <= 1.0:
         raise ValueError(f"--fraction must be within [0, 1], got {args.fraction}")
+    if args.keep_score and args.profile is None:
+        raise ValueError("--keep-score needs --profile (with --score-column the score column is kept anyway)")
     check_output(args.output, overwrite=args.overwrite)  # before any data or model is loaded
-    profile = NAGProfile.load(args.profile)
+    profile = NAGProfile.load(args.profile) if args.profile is not None else None
     ds = _ensure_tokens(load_any(args.input), args.token_column, args.tokenizer, args.text_column)
-    selected, report = select_top_fraction(ds, args.fraction, token_column=args.token_column, profile=profile,
-                                           column=args.column, method=args.method, seed=args.seed,
-                                           return_report=True)
+    if args.keep_score:
+        from ..selection.scored import score_pool
+
+        ds = score_pool(ds, profile, args.column)
+    by = {"profile": profile, "column": args.column} if profile is not None else {"score_column": args.score_column}
+    selected, report = select_top_fraction(ds, args.fraction, token_column=args.token_column, method=args.method,
+                                           seed=args.seed, return_report=True, **by)
     save_any(selected, args.output, overwrite=args.overwrite)
     if args.report:
-        atomic_write_text(args.report, json.dumps(report.to_dict(), indent=1))
+        text = json.dumps(report.to_dict(), indent=1)
+        if is_remote(args.report):
+            write_text(args.report, text)  # one object: it appears whole or not at all
+        else:
+            atomic_write_text(args.report, text)
     print(json.dumps(report.to_dict(), indent=1))
     return 0
 
@@ -47,7 +63,10 @@ def register_cli(subparsers: Any) -> None:
     s = subparsers.add_parser("select", help="keep the pool documents most similar to a target, within a token budget")
     s.add_argument("input")
     s.add_argument("output")
-    s.add_argument("--profile", required=True)
+    by = s.add_mutually_exclusive_group(required=True)
+    by.add_argument("--profile", default=None, help="a saved profile folder: score the pool's signatures")
+    by.add_argument("--score-column", default=None, help="rank by this precomputed score column (a scored pool)")
+    s.add_argument("--keep-score", action="store_true", help="keep the selected rows' scores (with --profile)")
     s.add_argument("--fraction", type=float, required=True)
     s.add_argument("--token-column", default="num_tokens")
     s.add_argument("--tokenizer", default=None, help="tokenizer for counting tokens when the column is missing")

@@ -5,16 +5,18 @@ The card is rendered from ``distilled.json`` alone, so ``write_card(folder)`` ca
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
 
+from ..hub.card_data import _Fields
 from ..hub.templates import CARD_FILE, DEFAULT_TAGS, _cell, _render
 from ..hub.upload import _resolve_token, _upload
 from ..storage.atomic import atomic_write_text
 from .scorer import META_FILE, WORDS, DistilledScorer
 
-__all__ = ["DISTILLED_TEMPLATE", "push_scorer", "write_card"]
+__all__ = ["DISTILLED_TEMPLATE", "DistilledCardContext", "push_scorer", "write_card"]
 
 DISTILLED_TEMPLATE = "distilled_scorer.md"
 
@@ -22,19 +24,37 @@ _MODEL_TEXT = {"fasttext": "fastText classifier (word uni- and bigrams)",
                "linear": "linear model on hashed word uni- and bigrams (scikit-learn)"}
 
 
-def card_context(meta: dict[str, Any], *, title: str | None = None) -> dict[str, Any]:
-    """The template's values, from a folder's ``distilled.json``."""
-    agreement = meta.get("agreement") or {}
-    rows = [(k, f"{v:.3f}") for k, v in agreement.items() if k != "rows"]
-    tok = meta.get("tokenizer") or {}
-    tokenizer = (f"tokenizer `{tok['name']}`" + (f" (`{tok['fingerprint']}`)" if tok.get("fingerprint") else "")
-                 if tok.get("name") else f"{WORDS} (no tokenizer recorded)")
-    source = {k: _cell(v) if isinstance(v, str) else v for k, v in (meta.get("source") or {}).items()}
-    return {"title": title or "Distilled NAG scorer", "model": meta["model"],
-            "model_text": _MODEL_TEXT.get(meta["model"], meta["model"]), "params": meta["params"],
-            "files": sorted(meta["files"]), "fingerprint": meta["fingerprint"], "seed": meta.get("seed"),
-            "tokenizer": tokenizer, "source": source, "sample": meta.get("sample", {}),
-            "rule_text": meta.get("rule_text", ""), "agreement": agreement, "agreement_rows": rows}
+@dataclasses.dataclass
+class DistilledCardContext(_Fields):
+    """The values ``hub_cards/distilled_scorer.md`` shows, all from a folder's ``distilled.json``."""
+
+    title: str
+    model: str
+    model_text: str
+    params: dict[str, Any]
+    files: list[str]
+    fingerprint: str
+    seed: int | None
+    tokenizer: str
+    source: dict[str, Any]
+    sample: dict[str, Any]
+    rule_text: str
+    agreement: dict[str, Any]
+    agreement_rows: list[tuple[str, str]]
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], *, title: str | None = None) -> DistilledCardContext:
+        agreement = meta.get("agreement") or {}
+        tok = meta.get("tokenizer") or {}
+        tokenizer = (f"tokenizer `{tok['name']}`" + (f" (`{tok['fingerprint']}`)" if tok.get("fingerprint") else "")
+                     if tok.get("name") else f"{WORDS} (no tokenizer recorded)")
+        source = {k: _cell(v) if isinstance(v, str) else v for k, v in (meta.get("source") or {}).items()}
+        return cls(title=title or "Distilled NAG scorer", model=meta["model"],
+                   model_text=_MODEL_TEXT.get(meta["model"], meta["model"]), params=meta["params"],
+                   files=sorted(meta["files"]), fingerprint=meta["fingerprint"], seed=meta.get("seed"),
+                   tokenizer=tokenizer, source=source, sample=meta.get("sample", {}),
+                   rule_text=meta.get("rule_text", ""), agreement=agreement,
+                   agreement_rows=[(k, f"{v:.3f}") for k, v in agreement.items() if k != "rows"])
 
 
 def write_card(folder: str | os.PathLike[str], *, title: str | None = None, license: str = "unknown") -> Path:
@@ -52,7 +72,8 @@ def write_card(folder: str | os.PathLike[str], *, title: str | None = None, lice
                        "agreement": meta.get("agreement")},
     )
     path = folder / CARD_FILE
-    atomic_write_text(path, _render(DISTILLED_TEMPLATE, card_data, card_context(meta, title=title)))
+    context = DistilledCardContext.from_meta(meta, title=title).to_dict()
+    atomic_write_text(path, _render(DISTILLED_TEMPLATE, card_data, context))
     return path
 
 

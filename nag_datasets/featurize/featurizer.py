@@ -23,6 +23,7 @@ import numpy as np
 from ..columns import column_name, signature_feature
 from ..errors import NAGError
 from ..spec import NEURON_TYPES, SignatureSpec
+from .batching import length_sorted_batches
 from .spec_column import SPEC_COLUMN, register_spec, spec_value
 
 #: Per-row outcomes written to ``nag_status``. Only ``ok`` and ``truncated`` rows carry a signature.
@@ -381,14 +382,14 @@ class NAGFeaturizer:
                 if truncated:
                     status[i] = "truncated"
         out: dict[str, list[Any]] = {column_name(t): [None] * n for t in self.neuron_types}
-        live = sorted((i for i in range(n) if ids[i] is not None), key=lambda i: (len(ids[i]), i))  # type: ignore[arg-type]
-        for start in range(0, len(live), self.batch_size):
-            chunk = live[start:start + self.batch_size]
-            sigs = self._signatures([ids[i] for i in chunk], st)  # type: ignore[misc]
+        live = [i for i in range(n) if ids[i] is not None]
+        pad = st["tokenizer"].pad_token_id
+        for chunk, input_ids, mask in length_sorted_batches([ids[i] for i in live], self.batch_size, pad):  # type: ignore[misc]
+            sigs = self._signatures(input_ids, mask, st)
             for t, arr in sigs.items():
                 col = out[column_name(t)]
-                for j, i in enumerate(chunk):
-                    col[i] = arr[j]
+                for j, c in enumerate(chunk):
+                    col[live[c]] = arr[j]
         out["nag_tokens"] = [len(x) if x is not None else 0 for x in ids]
         out["nag_status"] = status
         if "spec_value" not in st:
@@ -402,16 +403,7 @@ class NAGFeaturizer:
 
         return [first_token_ids(t, tokenizer, self.max_length, self.add_special_tokens) for t in texts]
 
-    def _signatures(self, id_lists: list[list[int]], st: dict[str, Any]) -> dict[str, np.ndarray]:
-        import torch
-
-        width = max(len(x) for x in id_lists)
-        pad = st["tokenizer"].pad_token_id
-        input_ids = torch.full((len(id_lists), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(id_lists), width), dtype=torch.long)
-        for j, x in enumerate(id_lists):
-            input_ids[j, : len(x)] = torch.tensor(x, dtype=torch.long)
-            mask[j, : len(x)] = 1
+    def _signatures(self, input_ids: Any, mask: Any, st: dict[str, Any]) -> dict[str, np.ndarray]:
         dev = st["device"]
         sigs = st["recorder"].signatures(input_ids.to(dev), mask.to(dev), self.top_k)
         out = {}

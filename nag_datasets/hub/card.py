@@ -8,15 +8,24 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..selection.budgeted import DEFAULT_SAMPLE_SIZE
 from ..selection.recipe import SelectionRecipe
 from ..spec import SignatureSpec
 from ..storage.atomic import atomic_write_bytes, atomic_write_text
+from .card_data import ScoredCardData, SelectionCardData, SubsetCardContext
+from .configs import (
+    DEFAULT_CONFIG,
+    config_data_dir,
+    local_configs,
+    ordered,
+    read_config_meta,
+    shard_files,
+    yaml_configs,
+)
 from .figure import _figure_png, _score_text
+from .reproduce import _reproduce
 from .templates import (
     _MAX_SOURCES,
     CARD_FILE,
-    DATA_DIR,
     DEFAULT_TAGS,
     FIGURE_FILE,
     SUBSET_TEMPLATE,
@@ -29,19 +38,15 @@ from .templates import (
 )
 
 
-def _shard_files(folder: Path) -> list[Path]:
-    return sorted((folder / DATA_DIR).glob("train-*.parquet"))
-
-
-def _data_stats(folder: Path, source_column: str | None, token_column: str | None) -> dict[str, Any]:
+def _data_stats(folder: Path, config_name: str, source_column: str | None, token_column: str | None) -> dict[str, Any]:
     """Rows, tokens and per-source counts read back from the written shards (only the needed columns)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    files = _shard_files(folder)
+    files = shard_files(folder, config_name)
     if not files:
-        raise FileNotFoundError(f"{folder / DATA_DIR} holds no train-*.parquet shards")
+        raise FileNotFoundError(f"{folder / config_data_dir(config_name)} holds no train-*.parquet shards")
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     columns = [c for c in (source_column, token_column) if c]
     schema_names = pq.read_schema(files[0]).names
@@ -174,103 +179,37 @@ def _targets(recipe: SelectionRecipe) -> list[dict[str, str]]:
     return rows
 
 
-def _py_args(args: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in args.items())
-
-
-def _reproduce(recipe: SelectionRecipe, token_column: str, license: str) -> tuple[str, str]:
-    """Library code and CLI commands that redo the selection from the same pool (CLI only where it can)."""
-    from ..featurize.models import BUNDLED_NAME
-
-    spec = recipe.spec
-    lines = ["from datasets import load_dataset"]
-    if spec:
-        lines.append("from nag_datasets.featurize.featurizer import NAGFeaturizer")
-    if recipe.profiles:
-        lines.append("from nag_datasets.scoring.target_profile import NAGProfile")
-    fn = "select_multi_target" if recipe.kind == "multi_target" else "select_top_fraction"
-    imports = [fn] + (["combine_with_quality"] if recipe.quality else [])
-    lines += [f"from nag_datasets.selection.budgeted import {', '.join(imports)}", ""]
-    lines.append(f'POOL = "POOL"  # your pool: a Hub dataset id or local folder with a text column and {token_column!r}')
-    if recipe.kind != "multi_target" and recipe.profiles:
-        lines.append('PROFILE_DIR = "PROFILE_DIR"  # the target profile with the fingerprint above')
-    lines.append('pool = load_dataset(POOL, split="train")')
-    bundled = bool(spec) and spec.get("model_name") == BUNDLED_NAME and \
-        str(spec.get("model_fingerprint", "")).startswith("gguf-sha256:")
-    if spec:
-        feat = {"neuron_types": [spec["neuron_type"]], "top_k": spec["top_k"], "max_length": spec["max_length"],
-                "layers": list(spec["layers"]), "add_special_tokens": spec["add_special_tokens"]}
-        if spec.get("dtype"):
-            feat["dtype"] = spec["dtype"]
-        if bundled:  # the bundled model is the default: no name to give
-            lines.append(f"featurizer = NAGFeaturizer({_py_args(feat)})  # bundled {BUNDLED_NAME}")
-        elif spec.get("model_name"):
-            lines.append(f"featurizer = NAGFeaturizer({spec['model_name']!r}, {_py_args(feat)})")
+def _configs_table(folder: Path, names: list[str]) -> list[dict[str, str]]:
+    """One row per config of the repo: name, rows, what it is, where its shards are (unknown: published elsewhere)."""
+    local = set(local_configs(folder))
+    rows = []
+    for name in names:
+        meta = read_config_meta(folder, name) if name in local else None
+        if meta is None:
+            what, count = "(published earlier; see its nag_recipe.json)", "unknown"
         else:
-            lines.append(f"MODEL = \"MODEL\"  # a folder or Hub id of the model with weights fingerprint "
-                         f"{spec['model_fingerprint']}")
-            lines.append(f"featurizer = NAGFeaturizer(MODEL, {_py_args(feat)})")
-        lines.append("pool = featurizer.apply(pool)")
-    method = {"method": recipe.method}
-    if recipe.method == "sampled" and recipe.reports:
-        method.update(sample_size=recipe.reports[0].get("sample_size"), seed=recipe.reports[0].get("seed"))
-    if recipe.kind == "multi_target":
-        paths = [f"PROFILE_{i}" for i in range(len(recipe.profiles))]
-        lines.append(f"profiles = [NAGProfile.load(p) for p in {paths!r}]  # fingerprints in the table above")
-        args = {"token_column": token_column, "dedup": bool(recipe.dedup), **method}
-        lines.append(f"selected = select_multi_target(pool, profiles, {recipe.fraction!r}, {_py_args(args)})")
-    elif recipe.quality:
-        column = recipe.score_column or "nag_combined"
-        lines.append(f"profile = NAGProfile.load(PROFILE_DIR)  # fingerprint {recipe.profiles[0]['fingerprint']}")
-        lines.append(f"pool = combine_with_quality(pool, profile, {recipe.quality['column']!r}, "
-                     f"weight={recipe.quality['weight']!r}, out_column={column!r})")
-        args = {"token_column": token_column, "score_column": column, **method}
-        lines.append(f"selected = select_top_fraction(pool, {recipe.fraction!r}, {_py_args(args)})")
-    elif recipe.profiles:
-        lines.append(f"profile = NAGProfile.load(PROFILE_DIR)  # fingerprint {recipe.profiles[0]['fingerprint']}")
-        args = {"token_column": token_column, "profile": "PROFILE", **method}
-        code = _py_args(args).replace("'PROFILE'", "profile")
-        lines.append(f"selected = select_top_fraction(pool, {recipe.fraction!r}, {code})")
-    else:
-        args = {"token_column": token_column, "score_column": recipe.score_column,
-                "higher_is_better": recipe.higher_is_better, **method}
-        lines.append(f"selected = select_top_fraction(pool, {recipe.fraction!r}, {_py_args(args)})")
-    library = "\n".join(lines)
-
-    if recipe.kind != "top_fraction" or recipe.quality or not recipe.profiles or not spec:
-        return library, ""
-    if recipe.method == "sampled" and method.get("sample_size") != DEFAULT_SAMPLE_SIZE:
-        return library, ""
-    model = "" if bundled else f"--model {spec.get('model_name') or 'MODEL'} "
-    featurize = (f"{model}--neuron-types {spec['neuron_type']} --top-k {spec['top_k']} "
-                 f"--max-length {spec['max_length']} --layers {','.join(map(str, spec['layers']))}")
-    if spec.get("dtype"):
-        featurize += f" --dtype {spec['dtype']}"
-    select = f"--fraction {recipe.fraction!r} --token-column {token_column} --method {recipe.method}"
-    if recipe.method == "sampled":
-        select += f" --seed {method.get('seed')}"
-    profile_line = "nag-datasets profile target_nag PROFILE_DIR  # or download the published profile"
-    contrast = recipe.profiles[0] if recipe.profiles[0].get("score_kind") == "contrastive" else None
-    if contrast is not None:
-        w = dict(contrast.get("weighting") or {})
-        flags = f"--weighting {w.pop('name', 'shrinkage')}" + "".join(f" --{k} {v!r}" for k, v in w.items())
-        sample = (contrast.get("background") or {}).get("sample") or {}
-        if sample:
-            flags += f" --background-sample {sample.get('size')} --background-seed {sample.get('seed')}"
-        profile_line = (f"nag-datasets profile target_nag PROFILE_DIR --background pool_nag {flags}"
-                        "  # or download the published profile")
-    cli = "\n".join([
-        f"nag-datasets featurize TARGET target_nag {featurize}",
-        f"nag-datasets featurize POOL pool_nag {featurize}",
-        profile_line,
-        f"nag-datasets select pool_nag selected --profile PROFILE_DIR {select}",
-        f"nag-datasets export selected EXPORT_DIR --license {license}",
-    ])
-    return library, cli
+            what = ("NAG selection" if meta.get("recipe") else
+                    f"scored pool (column `{meta['scored']['column']}`)" if meta.get("scored") else "rows without recipe")
+            count = f"{int(meta['rows']):,}"
+        rows.append({"name": name, "rows": count, "what": what, "path": f"{config_data_dir(name)}/"})
+    return rows
 
 
-def _subset_card(meta: dict[str, Any], data: dict[str, Any]) -> str:
-    """README.md text for an export, from its ``nag_recipe.json`` content and the stats of its shards."""
+def _scored_context(scored: dict[str, Any] | None) -> dict[str, Any]:
+    if not scored:
+        return {"scored": None}
+    profile = scored.get("profile") or {}
+    return {"scored": {"column": scored["column"], "kind": scored.get("score_kind") or "similarity",
+                       "fingerprint": profile.get("fingerprint"),
+                       "description": _cell(profile.get("description") or "(no description)")},
+            "spec_rows": _spec_rows(scored["spec"]) if scored.get("spec") else [],
+            "spec_fingerprint": SignatureSpec.from_dict(scored["spec"]).fingerprint() if scored.get("spec") else ""}
+
+
+def _subset_card(meta: dict[str, Any], data: dict[str, Any], config_name: str = DEFAULT_CONFIG,
+                 configs: list[dict[str, str]] | None = None) -> str:
+    """README.md text for an export, from config ``config_name``'s ``nag_recipe.json`` content and the stats of its
+    shards; ``configs`` (one row per config of the repo) adds the configs table and the YAML ``configs:`` list."""
     from huggingface_hub import DatasetCardData
 
     settings = meta["card"]
@@ -280,21 +219,11 @@ def _subset_card(meta: dict[str, Any], data: dict[str, Any]) -> str:
     spec = recipe.spec if recipe else None
     yaml_extra: dict[str, Any] = {}
     if recipe is not None:
-        yaml_extra["nag_selection"] = {
-            "kind": recipe.kind,
-            "fraction": recipe.fraction,
-            "method": recipe.method,
-            "top_k": spec["top_k"] if spec else None,
-            "neuron_type": spec["neuron_type"] if spec else None,
-            "model_name": (spec.get("model_name") or None) if spec else None,
-            "model_fingerprint": spec["model_fingerprint"] if spec else None,
-            "spec_fingerprint": SignatureSpec.from_dict(spec).fingerprint() if spec else None,
-            "profile_fingerprints": [p.get("fingerprint") for p in recipe.profiles],
-            "shares": recipe.shares,
-            "quality_weight": recipe.quality.get("weight") if recipe.quality else None,
-        }
-    else:
+        yaml_extra["nag_selection"] = SelectionCardData.from_recipe(recipe).to_dict()
+    elif not meta.get("scored"):
         yaml_extra["nag_selection"] = "unknown"
+    if meta.get("scored"):
+        yaml_extra["nag_scored"] = ScoredCardData.from_meta(meta["scored"], config_name).to_dict()
     card_data = DatasetCardData(
         license=settings["license"],
         pretty_name=settings["pretty_name"],
@@ -302,7 +231,8 @@ def _subset_card(meta: dict[str, Any], data: dict[str, Any]) -> str:
         task_categories=list(settings["task_categories"]) or None,
         size_categories=[size_category(data["rows"])],
         tags=list(dict.fromkeys([*DEFAULT_TAGS, *settings["tags"]])),
-        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": f"{DATA_DIR}/train-*"}]}],
+        configs=yaml_configs([c["name"] for c in configs] if configs else [config_name]),
+        language=list(settings.get("language") or []) or None,
         **yaml_extra,
     )
     tokens = summary["tokens"]
@@ -332,32 +262,9 @@ def _subset_card(meta: dict[str, Any], data: dict[str, Any]) -> str:
     if recipe is not None:
         library_code, cli_code = _reproduce(recipe, settings["token_column"] or "num_tokens",
                                              settings["license"])
-    context = {
-        "title": settings["pretty_name"] or ("NAG-selected subset" if recipe is not None else
-                                             "Dataset exported with nag-datasets (no selection recipe)"),
-        "license": settings["license"],
-        "source_datasets": settings["source_datasets"],
-        "export_version": meta.get("library_version", __version__),
-        "recipe": recipe,
-        "documents": f"{data['rows']:,}",
-        "tokens_text": tokens_text,
-        "pool_text": pool_text,
-        "achieved_text": achieved_text,
-        "excluded_text": excluded_text,
-        "num_shards": data["shards"],
-        "warnings": summary["warnings"],
-        "sources": sources,
-        "sources_have_tokens": bool(settings["token_column"]),
-        "source_column": settings["source_column"],
-        "signature_columns": meta.get("signature_columns", []),
-        "figure": FIGURE_FILE,
-        "score_text": _score_text(hist),
-        "repo_hint": settings.get("repo_id") or "REPO_ID",
-        "library_code": library_code,
-        "cli_code": cli_code,
-    }
+    recipe_fields: dict[str, Any] = {}
     if recipe is not None:
-        context.update({
+        recipe_fields = {
             "rule_text": _rule_text(recipe),
             "kind_text": _kind_text(recipe),
             "fraction": _pct(recipe.fraction),
@@ -372,11 +279,53 @@ def _subset_card(meta: dict[str, Any], data: dict[str, Any]) -> str:
             "spec_fingerprint": SignatureSpec.from_dict(spec).fingerprint() if spec else "",
             "targets": _targets(recipe),
             "contrasts": _contrasts(recipe),
-        })
-    return _render(SUBSET_TEMPLATE, card_data, context)
+        }
+    prefix = "" if config_name == DEFAULT_CONFIG else config_name + "/"
+    context = SubsetCardContext(
+        title=settings["pretty_name"] or ("NAG-selected subset" if recipe is not None else "NAG-scored pool"
+                                          if meta.get("scored") else
+                                          "Dataset exported with nag-datasets (no selection recipe)"),
+        config_name=config_name,
+        data_dir=config_data_dir(config_name),
+        recipe_path=f"{prefix}nag_recipe.json",
+        configs=configs if configs and len(configs) > 1 else None,
+        license=settings["license"],
+        source_datasets=settings["source_datasets"],
+        export_version=meta.get("library_version", __version__),
+        recipe=recipe,
+        documents=f"{data['rows']:,}",
+        tokens_text=tokens_text,
+        pool_text=pool_text,
+        achieved_text=achieved_text,
+        excluded_text=excluded_text,
+        num_shards=data["shards"],
+        warnings=summary["warnings"],
+        sources=sources,
+        sources_have_tokens=bool(settings["token_column"]),
+        token_column=settings["token_column"] or "num_tokens",
+        source_column=settings["source_column"],
+        signature_columns=meta.get("signature_columns", []),
+        figure=f"{prefix}{FIGURE_FILE}",
+        score_text=_score_text(hist).replace("Selected documents", "Documents" if meta.get("scored") else
+                                             "Selected documents", 1),
+        repo_hint=settings.get("repo_id") or "REPO_ID",
+        library_code=library_code,
+        cli_code=cli_code,
+        **{**_scored_context(meta.get("scored")), **recipe_fields},
+    )
+    return _render(SUBSET_TEMPLATE, card_data, context.to_dict())
 
 
-def _write_card_files(folder: Path, meta: dict[str, Any]) -> None:
-    data = _data_stats(folder, meta["card"]["source_column"], meta["card"]["token_column"])
-    atomic_write_bytes(folder / FIGURE_FILE, _figure_png(meta["score_histogram"]))
-    atomic_write_text(folder / CARD_FILE, _subset_card(meta, data))
+def write_figure(root: Path, meta: dict[str, Any]) -> None:
+    """The score figure of the config whose ``nag_recipe.json`` content is ``meta``, into that config's ``root``."""
+    atomic_write_bytes(root / FIGURE_FILE, _figure_png(meta["score_histogram"]))
+
+
+def write_card(folder: Path, config_name: str = DEFAULT_CONFIG, repo_configs: Any = ()) -> None:
+    """``README.md`` of an export folder: config ``config_name`` described, every config (the folder's and
+    ``repo_configs``, those published elsewhere in the repo) listed and in the YAML."""
+    folder = Path(folder)
+    meta = read_config_meta(folder, config_name)
+    data = _data_stats(folder, config_name, meta["card"]["source_column"], meta["card"]["token_column"])
+    names = ordered([*local_configs(folder), *repo_configs, config_name])
+    atomic_write_text(folder / CARD_FILE, _subset_card(meta, data, config_name, _configs_table(folder, names)))

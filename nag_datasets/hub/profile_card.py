@@ -11,8 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from ..scoring.target_profile import COUNTS_FILE, META_FILE, NAGProfile, ProfileError
+from ..scoring.profile_files import COUNTS_FILE, META_FILE
+from ..scoring.target_profile import NAGProfile, ProfileError
 from ..storage.atomic import atomic_write_text
+from ..storage.location import require_local
+from .card_data import ProfileCardContext, ProfileCardData
 from .templates import CARD_FILE, DEFAULT_TAGS, PROFILE_TEMPLATE, _as_list, _cell, _render, _spec_rows
 from .upload import _resolve_token, _upload
 
@@ -44,7 +47,7 @@ def profile_card(
     """
     from huggingface_hub import DatasetCardData
 
-    folder = Path(folder)
+    folder = require_local(folder, "a profile card")
     if (folder / META_FILE).is_file():
         stored = NAGProfile.load(folder)
         if stored.fingerprint() != profile.fingerprint():
@@ -59,39 +62,30 @@ def profile_card(
         source_datasets=_as_list(source_datasets) or None,
         tags=[*DEFAULT_TAGS, "nag-profile"],
         viewer=False,
-        nag_profile={
-            "fingerprint": profile.fingerprint(),
-            "spec_fingerprint": spec.fingerprint(),
-            "num_targets": profile.num_targets,
-            "neuron_type": spec.neuron_type,
-            "top_k": spec.top_k,
-            "model_name": spec.model_name or None,
-            "model_fingerprint": spec.model_fingerprint,
-            **{k: v for k, v in profile.summary().items() if k in ("score_kind", "weighting", "background")},
-        },
+        nag_profile=ProfileCardData.from_profile(profile).to_dict(),
     )
     top_layer, top = _top_neurons(profile)
-    context = {
-        "title": pretty_name or "NAG target profile",
-        "description": _cell(profile.description),
-        "license": license,
-        "source_datasets": _as_list(source_datasets),
-        "num_targets": f"{profile.num_targets:,}",
-        "skipped_null": profile.skipped_null,
-        "fingerprint": profile.fingerprint(),
-        "spec_fingerprint": spec.fingerprint(),
-        "spec_rows": _spec_rows(spec.to_dict()),
-        "top_k": spec.top_k,
-        "num_layers": spec.num_layers,
-        "neurons_per_layer": spec.neurons_per_layer,
-        "top_layer": top_layer,
-        "top_neurons": top,
-        "repo_hint": repo_id or "REPO_ID",
-        "contrastive": profile.score_kind == "contrastive",
-        "summary": profile.summary(),
-    }
+    context = ProfileCardContext(
+        title=pretty_name or "NAG target profile",
+        description=_cell(profile.description),
+        license=license,
+        source_datasets=_as_list(source_datasets),
+        num_targets=f"{profile.num_targets:,}",
+        skipped_null=profile.skipped_null,
+        fingerprint=profile.fingerprint(),
+        spec_fingerprint=spec.fingerprint(),
+        spec_rows=_spec_rows(spec.to_dict()),
+        top_k=spec.top_k,
+        num_layers=spec.num_layers,
+        neurons_per_layer=spec.neurons_per_layer,
+        top_layer=top_layer,
+        top_neurons=top,
+        repo_hint=repo_id or "REPO_ID",
+        contrastive=profile.score_kind == "contrastive",
+        summary=profile.summary(),
+    )
     path = folder / CARD_FILE
-    atomic_write_text(path, _render(PROFILE_TEMPLATE, card_data, context))
+    atomic_write_text(path, _render(PROFILE_TEMPLATE, card_data, context.to_dict()))
     return path
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..scoring.target_profile import HUB_CARD_FILE
+from ..scoring.profile_files import HUB_CARD_FILE
 
 __all__ = ["CARD_FILE", "size_category", "template_path"]
 
@@ -45,6 +45,10 @@ EXPORT_FORMAT_VERSION = 1
 DEFAULT_MAX_SHARD_ROWS = 100_000
 
 
+#: Shards are cut to at most this many bytes of Arrow data, as ``Dataset.push_to_hub`` cuts them.
+DEFAULT_MAX_SHARD_SIZE = "500MB"
+
+
 DEFAULT_TAGS = ("nag", "nag-datasets", "data-selection")
 
 
@@ -53,7 +57,7 @@ _MAX_SOURCES = 30
 
 #: Settings of a card that are not in the data: stored in ``nag_recipe.json`` so ``regenerate_card`` can reuse them.
 CARD_SETTINGS = ("license", "source_datasets", "pretty_name", "source_column", "token_column", "task_categories",
-                 "tags", "repo_id")
+                 "tags", "repo_id", "language")
 
 
 # The Hub's size buckets, by upper bound (exclusive).
@@ -65,8 +69,9 @@ _SIZE_BUCKETS = (
 
 
 def template_path(name: str) -> Path:
-    """Path of a card template shipped in the package (``hub_cards/<name>``), editable install or wheel alike."""
-    resource = importlib.resources.files("nag_datasets").joinpath("hub_cards", name)
+    """Path of a card template shipped in the package (``nag_datasets.hub_cards``: the top-level ``hub_cards/``
+    folder, mapped into the package by ``setup.py``), editable install or wheel alike."""
+    resource = importlib.resources.files("nag_datasets.hub_cards").joinpath(name)
     if not resource.is_file():
         raise FileNotFoundError(f"card template {name!r} is not installed with nag_datasets (looked for {resource})")
     return Path(str(resource))

@@ -1,4 +1,6 @@
-"""Uploading an export folder to the Hub: token resolution, private repos, data first and card last."""
+"""Uploading an export folder to the Hub: token resolution, private repos, data first and card last, one config at a
+time (the repo's other configs stay), on a branch or as a pull request, large exports through the resumable uploader.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +9,17 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import __version__
 from ..errors import NAGError
+from ..storage.atomic import lock_dir
+from ..storage.location import require_local
 from ..storage.remote import hub_errors, scrub_token
+from .card import write_card
+from .configs import DEFAULT_CONFIG, configs_in_repo_files, shard_files
 from .export import export_for_hub
-from .templates import CARD_FILE, DATA_DIR
+from .templates import CARD_FILE, DATA_DIR, FIGURE_FILE, RECIPE_FILE
 
 __all__ = ["HubPublishError", "push_to_hub"]
 
@@ -51,22 +57,104 @@ def _resolve_token(token: str | None, folder: Path) -> str:
     return token
 
 
-def _upload(folder: Path, repo_id: str, *, token: str, private: bool, what: str, data_patterns: list[str]) -> str:
-    """Create the repo if needed, upload everything but the card, then the card (so nothing rewrites its body)."""
-    from huggingface_hub import HfApi
+#: An export at least this large (bytes, all files) is uploaded with ``HfApi.upload_large_folder`` where the installed
+#: ``huggingface_hub`` has it (resumable, multi-threaded, several commits). huggingface_hub 2.x removed it: its
+#: ``upload_folder`` does the same by itself, so there every export goes through ``upload_folder``.
+LARGE_FOLDER_BYTES = 1 << 30
 
-    api = HfApi()
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _config_files(folder: Path, config_name: str) -> tuple[str, list[str]]:
+    """The repo pattern of config ``config_name``'s files, and the paths of those files in ``folder``."""
+    if config_name == DEFAULT_CONFIG:
+        files = [f"{DATA_DIR}/{p.name}" for p in shard_files(folder)]
+        return f"{DATA_DIR}/*", files + [n for n in (RECIPE_FILE, FIGURE_FILE) if (folder / n).is_file()]
+    root = folder / config_name
+    return f"{config_name}/*", [p.relative_to(folder).as_posix() for p in root.rglob("*") if p.is_file()]
+
+
+class _Target(NamedTuple):
+    repo_id: str
+    revision: str | None
+    create_pr: bool
+    token: str
+
+
+def _commit(api: Any, folder: Path, t: _Target, *, config_name: str, large_threshold: int, message: str) -> Any:
+    """Upload everything but the card (replacing config ``config_name``'s files only); returns the commit info."""
+    pattern, local = _config_files(folder, config_name)
+    large = getattr(api, "upload_large_folder", None)
+    if large is not None and not t.create_pr and _folder_bytes(folder) >= large_threshold:
+        # No delete_patterns there: upload, then delete what is left of an earlier version of this config.
+        large(repo_id=t.repo_id, folder_path=str(folder), repo_type="dataset", revision=t.revision,
+              ignore_patterns=[CARD_FILE])
+        _delete_stale(api, t, pattern, local)
+        return None
+    return api.upload_folder(repo_id=t.repo_id, folder_path=folder, repo_type="dataset", token=t.token,
+                             revision=t.revision, create_pr=t.create_pr, ignore_patterns=[CARD_FILE],
+                             delete_patterns=[pattern], commit_message=message)
+
+
+def _delete_stale(api: Any, t: _Target, pattern: str, local: list[str]) -> None:
+    from huggingface_hub import CommitOperationDelete
+
+    prefix = pattern[:-1]
+    keep = set(local)
+    stale = [f for f in api.list_repo_files(t.repo_id, repo_type="dataset", revision=t.revision, token=t.token)
+             if f.startswith(prefix) and f not in keep]
+    if stale:
+        api.create_commit(repo_id=t.repo_id, repo_type="dataset", revision=t.revision, token=t.token,
+                          operations=[CommitOperationDelete(path_in_repo=f) for f in stale],
+                          commit_message=f"Remove {len(stale)} stale file(s) of the previous upload")
+
+
+def _repo_configs(api: Any, t: _Target) -> list[str]:
+    """Configs already in the repo at the target revision (none when the repo or revision is new)."""
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        files = api.list_repo_files(t.repo_id, repo_type="dataset", revision=t.revision, token=t.token)
+    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError):
+        return []
+    return configs_in_repo_files(files)
+
+
+def _upload(folder: Path, repo_id: str, *, token: str, private: bool, what: str, config_name: str = DEFAULT_CONFIG,
+            revision: str | None = None, create_pr: bool = False, api: Any = None,
+            large_threshold: int = LARGE_FOLDER_BYTES) -> str:
+    """Create the repo if needed, upload everything but the card, then the card (so nothing rewrites its body).
+
+    The card lists the configs already in the repo too. With ``create_pr`` the data commit opens a pull request and
+    the card goes into the same one; the pull request's URL is returned instead of the repo's.
+    """
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+    t = _Target(repo_id, revision, bool(create_pr), token)
     try:
         url = api.create_repo(repo_id, token=token, private=private, repo_type="dataset", exist_ok=True)
-        api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="dataset", token=token,
-                          ignore_patterns=[CARD_FILE], delete_patterns=data_patterns,
-                          commit_message=f"Upload {what} (nag-datasets {__version__})")
+        if revision is not None and not revision.startswith("refs/"):
+            api.create_branch(repo_id, branch=revision, repo_type="dataset", token=token, exist_ok=True)
+        others = [c for c in _repo_configs(api, t) if c != config_name]
+        if others:
+            with lock_dir(folder):
+                write_card(folder, config_name, others)
+        info = _commit(api, folder, t, config_name=config_name, large_threshold=large_threshold,
+                       message=f"Upload {what}, config {config_name} (nag-datasets {__version__})")
+        pr_revision = getattr(info, "pr_revision", None) if create_pr else None
         api.upload_file(path_or_fileobj=str(folder / CARD_FILE), path_in_repo=CARD_FILE, repo_id=repo_id,
-                        repo_type="dataset", token=token, commit_message="Upload the card")
+                        repo_type="dataset", token=token, revision=pr_revision or revision,
+                        create_pr=bool(create_pr) and pr_revision is None, commit_message="Upload the card")
     except hub_errors() as e:
         message = scrub_token(f"{type(e).__name__}: {e}", token)
         raise HubPublishError(f"uploading {what} to {repo_id} failed ({message}). The local export is complete at "
                               f"{folder}.", folder) from None
+    if create_pr and getattr(info, "pr_url", None):
+        return str(info.pr_url)
     return str(getattr(url, "url", url))
 
 
@@ -77,24 +165,37 @@ def push_to_hub(
     private: bool = True,
     token: str | None = None,
     folder: str | os.PathLike[str] | None = None,
+    config_name: str = DEFAULT_CONFIG,
+    revision: str | None = None,
+    create_pr: bool = False,
+    api: Any = None,
+    large_folder_bytes: int = LARGE_FOLDER_BYTES,
     **export_kwargs: Any,
 ) -> str:
-    """Export ``selected`` (see :func:`export_for_hub`), then upload it as the dataset repo ``repo_id``; returns its URL.
+    """Export ``selected`` (see :func:`export_for_hub`) as config ``config_name``, then upload it to the dataset repo
+    ``repo_id``; returns its URL (the pull request's with ``create_pr``).
 
-    The data, recipe and figure are uploaded first and ``README.md`` last, in separate commits. New repos are private
-    unless ``private=False`` (an existing repo keeps its visibility). ``token`` defaults to huggingface_hub's usual
-    sources (``HF_TOKEN``, the saved login) and is never printed or written. Without ``folder`` the export goes to a
-    temporary folder, removed after a successful upload. Offline, unauthenticated or refused uploads raise
+    The data, recipe and figure are uploaded first and ``README.md`` last, in separate commits. Publishing a config
+    replaces that config's files only: the repo's other configs stay, and the card's YAML lists them all, so
+    ``load_dataset(repo_id, name)`` loads each. ``revision`` (a branch, created if missing) and ``create_pr`` (open a
+    pull request holding both commits) are passed to every commit. An export of ``large_folder_bytes`` or more goes
+    through ``HfApi.upload_large_folder`` when the installed ``huggingface_hub`` has it and no pull request is
+    asked for. New repos are private unless ``private=False`` (an existing repo keeps its visibility). ``token``
+    defaults to huggingface_hub's usual sources (``HF_TOKEN``, the saved login) and is never printed or written.
+    ``api`` replaces the ``HfApi`` client (tests pass a recorder). Without ``folder`` the export goes to a temporary
+    folder, removed after a successful upload. Offline, unauthenticated or refused uploads raise
     :class:`HubPublishError` after the export, naming the local folder.
     """
+    if create_pr and revision is not None:
+        raise ValueError("pass either revision or create_pr: a pull request is opened against the default branch")
     own = folder is None
-    target = Path(tempfile.mkdtemp(prefix="nag-export-")) / "export" if own else Path(folder)
+    target = Path(tempfile.mkdtemp(prefix="nag-export-")) / "export" if own else require_local(folder, "push's --folder")
     export_kwargs.setdefault("repo_id", repo_id)
-    export_for_hub(selected, target, **export_kwargs)
+    export_for_hub(selected, target, config_name=config_name, **export_kwargs)
     token = _resolve_token(token, target)
-    url = _upload(target, repo_id, token=token, private=private, what="the NAG selection",
-                  data_patterns=[f"{DATA_DIR}/*"])
-    logger.info("uploaded %s to %s (private=%s)", target, repo_id, private)
+    url = _upload(target, repo_id, token=token, private=private, what="the NAG selection", config_name=config_name,
+                  revision=revision, create_pr=create_pr, api=api, large_threshold=large_folder_bytes)
+    logger.info("uploaded %s to %s (private=%s, config %s)", target, repo_id, private, config_name)
     if own:
         shutil.rmtree(target.parent, ignore_errors=True)
     return url

@@ -14,11 +14,16 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..columns import row_indices
+from ..columns import row_indices, signature_table_column
 from ..spec import SignatureSpec, SpecError
 from .kernel import first_row_with_unset_bits
 
-__all__ = ["add_row_column", "numeric_column", "signature_blocks", "table_length"]
+__all__ = ["add_row_column", "numeric_column", "score_dataset_column", "signature_blocks", "table_length"]
+
+#: Score the whole underlying table and take the indices when the mapping covers at least this share of it;
+#: below, copy only the referenced rows.
+FULL_TABLE_SHARE = 0.25
+
 
 
 def _children(arr: pa.Array) -> pa.Array:
@@ -153,3 +158,36 @@ def add_row_column(
         out.set_format(fmt["type"], columns=cols, output_all_columns=fmt["output_all_columns"],
                        **fmt["format_kwargs"])
     return out
+
+
+def score_dataset_column(ds: Any, column: str, spec: SignatureSpec, table: np.ndarray, norm: int | None, *,
+                         num_threads: int | None = None) -> np.ndarray:
+    """Scores (float32, NaN for null rows) of a Dataset's signature ``column`` against a scoring ``table``, in the
+    dataset's row order: read zero-copy from Arrow, or, for a small selection of a large table, only the rows its
+    indices mapping references. The caller has checked the column's spec."""
+    from .kernel import score_blocks
+
+    blocks = list(signature_blocks(signature_table_column(ds, column), spec))
+    idx = row_indices(ds)
+    n_table = table_length(ds)
+    if idx is None or len(idx) >= FULL_TABLE_SHARE * n_table:
+        starts = list(np.cumsum([0] + [len(s) for s, _ in blocks])[:-1])
+        full = score_blocks(blocks, table, norm, num_threads=num_threads, row_offsets=starts)
+        return full if idx is None else full[idx]
+    # A small selection of a large table: copy just the referenced rows, block by block.
+    order = np.argsort(idx, kind="stable")
+    sorted_idx = idx[order]
+    gathered, offsets = [], []
+    start = 0
+    for sigs, valid in blocks:
+        lo, hi = np.searchsorted(sorted_idx, [start, start + len(sigs)])
+        if hi > lo:
+            local = sorted_idx[lo:hi] - start
+            gathered.append((sigs[local], None if valid is None else valid[local]))
+            offsets.append(int(lo))
+        start += len(sigs)
+    sorted_scores = score_blocks(gathered, table, norm, num_threads=num_threads, row_offsets=offsets)
+    out = np.empty(len(idx), np.float32)
+    out[order] = sorted_scores
+    return out
+

@@ -18,9 +18,7 @@ array([0.75, 0.25], dtype=float32)
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -28,19 +26,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
-from .. import __version__
-from ..columns import column_name, get_spec, row_indices, signature_table_column
-from ..errors import NAGError
-from ..featurize.spec_column import check_batch, check_dataset_column, dataset_spec, refuse_split_dict
+from ..columns import column_name, get_spec
+from ..featurize.spec_column import check_dataset_column, dataset_spec, refuse_split_dict
 from ..spec import SignatureSpec, SpecError
-from ..storage.atomic import atomic_dir, check_replaceable, lock_dir, read_versioned_json
-from ._arrow import signature_blocks, table_length
-from .kernel import SignatureIndexError, counts_dtype, score_blocks
-from .sampling import sample_keys, smallest_keys
+from ..storage import location
+from ._arrow import score_dataset_column
+from .counting import CountAccumulator, count_rows
+from .kernel import counts_dtype, score_blocks
+from .map_callables import SCORE_COLUMN, ScoreReport, SimilarityFilter, SimilarityScorer
+from .profile_files import (
+    COUNTS_FILE,
+    META_FILE,
+    PROFILE_FORMAT_VERSION,
+    ProfileError,
+    profile_location,
+    read_profile_files,
+    write_profile_files,
+)
 
-__all__ = ["NAGProfile", "ProfileError", "ScoreReport", "SimilarityFilter", "SimilarityScorer", "passes_threshold"]
+__all__ = ["NAGProfile", "ProfileError", "ScoreReport"]
 
 #: Profile classes by the ``kind`` their saved files record; subclasses in other modules register themselves
 #: (``nag_datasets.scoring`` imports them), so this module never imports them back.
@@ -63,139 +68,7 @@ def _profile_kind(kind: str) -> Any:
 #: Default size of a background sample (the whole pool when it is smaller); see the contrastive profile.
 DEFAULT_BACKGROUND_SAMPLE = 10_000
 
-HUB_CARD_FILE = "README.md"  # the card a Hub repo shows (nag_datasets.hub.templates.CARD_FILE)
-PROFILE_FORMAT = "nag_datasets.profile"  # a stored format id: kept when the module moved
-PROFILE_FORMAT_VERSION = 1
-#: Contrastive profiles are written as format version 2 (two count tables and a weighting), so that a library that
-#: only knows version 1 refuses them by version instead of misreading them.
-CONTRASTIVE_FORMAT_VERSION = 2
-COUNTS_FILE = "profile.safetensors"
-META_FILE = "profile.json"
-SCORE_COLUMN = "nag_similarity"
 
-#: Score the whole underlying table and take the indices when the mapping covers at least this share of it;
-#: below, copy only the referenced rows.
-_FULL_TABLE_SHARE = 0.25
-
-
-class ProfileError(NAGError, ValueError):
-    """A profile is inconsistent, or its files are missing, corrupt or were changed."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ScoreReport:
-    """What one call of :meth:`NAGProfile.score` did."""
-
-    rows: int
-    null_rows: int
-    column: str | None
-    seconds: float
-    rows_per_second: float
-    profile_fingerprint: str
-    spec_fingerprint: str
-    score_kind: str = "similarity"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def passes_threshold(scores: np.ndarray, min_similarity: float) -> np.ndarray:
-    """The one comparison every filter uses (in float64, so a threshold is never rounded to float32; NaN fails)."""
-    return np.asarray(scores, dtype=np.float64) >= float(min_similarity)
-
-
-def _signature_array(values: Any, L: int, K: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """A batch column (lists, numpy, torch or Arrow) as ``(n, L, K)`` integers plus a validity mask."""
-    if isinstance(values, np.ndarray) and values.dtype != object and values.ndim == 3:
-        arr, valid = values, None
-    elif isinstance(values, (pa.Array, pa.ChunkedArray)):
-        return _signature_array(values.to_pylist(), L, K)
-    else:
-        rows = list(values)
-        mask = np.array([r is not None for r in rows], dtype=np.bool_)
-        valid = None if mask.all() else mask
-        kept = [r for r in rows if r is not None]
-        if not kept:
-            return np.zeros((len(rows), L, K), np.uint32), mask
-        try:
-            dense = np.asarray(kept)
-        except ValueError:
-            dense = None
-        if dense is None or dense.dtype == object or dense.ndim != 3:
-            try:
-                dense = np.stack([np.asarray(r) for r in kept])
-            except ValueError as e:
-                raise ValueError(f"signatures in this batch do not all have shape ({L}, {K}): {e}") from None
-        if valid is None:
-            arr = dense
-        else:
-            arr = np.zeros((len(rows), *dense.shape[1:]), dtype=dense.dtype)
-            arr[mask] = dense
-    if arr.shape[1:] != (L, K):
-        raise ValueError(f"signatures have shape {arr.shape[1:]}, the profile expects ({L}, {K})")
-    if arr.dtype.kind == "f":
-        if not np.array_equal(arr, np.floor(arr)):
-            raise ValueError("signatures hold non-integer values")
-        arr = arr.astype(np.int64)
-    return arr, valid
-
-
-def _one_row(values: Any) -> bool:
-    """Whether a batch value is one row's signature (``map``/``filter`` called without ``batched=True``)."""
-    if values is None:
-        return True
-    if isinstance(values, np.ndarray):
-        return values.dtype != object and values.ndim == 2
-    if isinstance(values, (list, tuple)) and values:
-        first = next((v for v in values if v is not None), None)
-        return first is not None and np.ndim(first) == 1
-    return False
-
-
-class SimilarityScorer:
-    """Picklable ``ds.map(fn, batched=True)`` callable adding ``out_column`` (float32, NaN for null signatures).
-
-    Every batch's ``nag_spec`` values (written by the featurizer) must name the profile's spec. A batch without that
-    column is refused unless the dataset's typed spec was checked when the callable was made
-    (:meth:`NAGProfile.scorer_for`, ``scorer(dataset=ds)``) or ``check_spec=False`` says the caller vouches for it.
-    It scores with the profile's table: counts for the paper's profile, float weights for a contrastive one.
-    """
-
-    def __init__(self, profile: NAGProfile, column: str, out_column: str = SCORE_COLUMN, *, check_spec: bool = True,
-                 spec_checked: bool = False) -> None:
-        self.table, self.num_targets = profile.scoring_table()
-        self.spec = profile.spec
-        self.shape = (profile.spec.num_layers, profile.spec.top_k)
-        self.column = column
-        self.out_column = out_column
-        self.check_spec = bool(check_spec)
-        self.spec_checked = bool(spec_checked)
-
-    def scores(self, batch: dict[str, Any]) -> np.ndarray:
-        if self.column not in batch:
-            raise KeyError(f"column {self.column!r} not in batch; columns: {list(batch)}")
-        if _one_row(batch[self.column]):
-            raise TypeError(f"got one row instead of a batch: call ds.map / ds.filter with batched=True "
-                            f"(column {self.column!r} holds a single signature)")
-        if self.check_spec:
-            check_batch(batch, self.column, self.spec, required=not self.spec_checked)
-        sigs, valid = _signature_array(batch[self.column], *self.shape)
-        # One thread: map workers are processes already, and batches are small.
-        return score_blocks([(sigs, valid)], self.table, self.num_targets, num_threads=1)
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
-        return {self.out_column: self.scores(batch)}
-
-
-class SimilarityFilter:
-    """Picklable ``ds.filter(fn, batched=True)`` callable: keep rows with similarity >= ``min_similarity``."""
-
-    def __init__(self, scorer: SimilarityScorer, min_similarity: float) -> None:
-        self.scorer = scorer
-        self.min_similarity = float(min_similarity)
-
-    def __call__(self, batch: dict[str, Any]) -> list[bool]:
-        return passes_threshold(self.scorer.scores(batch), self.min_similarity).tolist()
 
 
 class NAGProfile:
@@ -254,9 +127,9 @@ class NAGProfile:
             raise ProfileError(
                 f"target signatures have shape {sigs.shape}, expected (n, {spec.num_layers}, {spec.top_k})"
             )
-        acc = _CountAccumulator(spec)
+        acc = CountAccumulator(spec)
         acc.add(sigs, valid)
-        return acc.profile(description)
+        return cls._from_accumulator(acc, description)
 
     @classmethod
     def from_dataset(
@@ -277,7 +150,7 @@ class NAGProfile:
         ``seed`` in a way that does not depend on batching: a streamed pool and the same pool in memory give the
         same profile. That is how a contrastive profile's background is made (see :meth:`contrast`).
         """
-        from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+        from datasets import Dataset, DatasetDict, IterableDatasetDict
 
         if isinstance(ds, (DatasetDict, IterableDatasetDict)):
             raise TypeError(f"from_dataset needs one split, got a {type(ds).__name__} with splits {list(ds)}: "
@@ -286,21 +159,14 @@ class NAGProfile:
             raise ProfileError(f"sample must be >= 1, got {sample}")
         # A Dataset's spec may also come from its nag_spec column (plain map); a stream needs typed features.
         spec = dataset_spec(ds, column) if isinstance(ds, Dataset) else get_spec(ds, column)
-        if isinstance(ds, IterableDataset):
-            blocks = _stream_blocks(ds, column, spec, batch_size)
-        elif isinstance(ds, Dataset):
-            blocks = _dataset_blocks(ds, column, spec)
-        else:
-            raise TypeError(f"from_dataset needs a datasets.Dataset or IterableDataset, got {type(ds).__name__}")
-        if sample is None:
-            acc = _CountAccumulator(spec)
-            for _, sigs, valid in blocks:
-                acc.add(sigs, valid)
-            return acc.profile(description)
-        reservoir = _Reservoir(int(sample), int(seed), spec)
-        for positions, sigs, valid in blocks:
-            reservoir.add(positions, sigs, valid)
-        return reservoir.profile(description)
+        acc, sample_info = count_rows(ds, column, spec, sample=sample, seed=seed, batch_size=batch_size)
+        return cls._from_accumulator(acc, description, sample_info=sample_info)
+
+    @classmethod
+    def _from_accumulator(cls, acc: CountAccumulator, description: str, *,
+                          sample_info: dict[str, Any] | None = None) -> NAGProfile:
+        return NAGProfile(acc.counts(), acc.num_targets, acc.spec, description, skipped_null=acc.skipped_null,
+                          sample_info=sample_info)
 
     @classmethod
     def merge(cls, profiles: Sequence[NAGProfile], *, description: str | None = None) -> NAGProfile:
@@ -445,7 +311,8 @@ class NAGProfile:
         t0 = time.perf_counter()
         if isinstance(data, Dataset):
             column = self.check_column(data, column)
-            scores = self._score_dataset(data, column, num_threads)
+            # the spec was checked against the column by check_column (typed or nag_spec)
+            scores = score_dataset_column(data, column, self.spec, *self.scoring_table(), num_threads=num_threads)
         elif type(data).__module__.split(".")[0] == "datasets":
             refuse_split_dict(data, "NAGProfile.score")
             raise TypeError(
@@ -474,33 +341,6 @@ class NAGProfile:
             score_kind=self.score_kind,
         )
         return scores, report
-
-    def _score_dataset(self, ds: Any, column: str, num_threads: int | None) -> np.ndarray:
-        spec = self.spec  # checked against the column by check_column (typed or nag_spec)
-        blocks = list(signature_blocks(signature_table_column(ds, column), spec))
-        table, norm = self.scoring_table()
-        idx = row_indices(ds)
-        n_table = table_length(ds)
-        if idx is None or len(idx) >= _FULL_TABLE_SHARE * n_table:
-            starts = list(np.cumsum([0] + [len(s) for s, _ in blocks])[:-1])
-            full = score_blocks(blocks, table, norm, num_threads=num_threads, row_offsets=starts)
-            return full if idx is None else full[idx]
-        # A small selection of a large table: copy just the referenced rows, block by block.
-        order = np.argsort(idx, kind="stable")
-        sorted_idx = idx[order]
-        gathered, offsets = [], []
-        start = 0
-        for sigs, valid in blocks:
-            lo, hi = np.searchsorted(sorted_idx, [start, start + len(sigs)])
-            if hi > lo:
-                local = sorted_idx[lo:hi] - start
-                gathered.append((sigs[local], None if valid is None else valid[local]))
-                offsets.append(int(lo))
-            start += len(sigs)
-        sorted_scores = score_blocks(gathered, table, norm, num_threads=num_threads, row_offsets=offsets)
-        out = np.empty(len(idx), np.float32)
-        out[order] = sorted_scores
-        return out
 
     def scorer(
         self, column: str | None = None, *, out_column: str | None = None, dataset: Any = None,
@@ -545,66 +385,34 @@ class NAGProfile:
             meta["sample"] = dict(self.sample_info)
         return meta
 
-    def save(self, folder: str | Path) -> Path:
+    def save(self, folder: str | Path) -> Path | str:
         """Write ``profile.safetensors`` (counts) and ``profile.json`` (spec, hash) into ``folder``, atomically.
 
-        An existing profile folder is replaced; a folder holding anything else is refused.
-        """
-        from safetensors.numpy import save
+        An existing profile folder is replaced; a folder holding anything else is refused. ``folder`` may be an
+        fsspec URL (returned as given): the counts are written first, ``profile.json`` last.
 
-        folder = Path(folder)
-        payload = save(self._tensors(), metadata={"format": PROFILE_FORMAT})
-        meta = {
-            "format": PROFILE_FORMAT,
-            "format_version": self._format_version,
-            **self._meta(),
-            "counts_sha256": hashlib.sha256(payload).hexdigest(),
-            "fingerprint": self.fingerprint(),
-            "library_version": __version__,
-        }
-        with lock_dir(folder):
-            try:
-                check_replaceable(folder, overwrite=True, marker=META_FILE, ours=(COUNTS_FILE, META_FILE).__contains__,
-                                  what="profile")
-            except FileExistsError as e:
-                raise ProfileError(str(e)) from None
-            with atomic_dir(folder) as tmp:
-                (tmp / COUNTS_FILE).write_bytes(payload)
-                (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        return folder
+        >>> import numpy as np
+        >>> from nag_datasets.spec import SignatureSpec
+        >>> spec = SignatureSpec(model_fingerprint="f", tokenizer_fingerprint="t", neuron_type="fwd_up", top_k=1,
+        ...                      layers=(0,), max_length=8, add_special_tokens=False, neurons_per_layer=4)
+        >>> profile = NAGProfile(np.array([[1, 0, 1, 0]]), 2, spec)
+        >>> NAGProfile.load(profile.save("memory://doc-profile/p")).fingerprint() == profile.fingerprint()
+        True
+        """
+        return write_profile_files(folder, self._tensors(), {**self._meta(), "fingerprint": self.fingerprint()},
+                                   version=self._format_version)
 
     @classmethod
     def load(cls, folder: str | Path) -> NAGProfile:
         """Read a profile written by :meth:`save` (a contrastive one comes back as a contrastive profile); any
         missing, corrupt or altered file raises :class:`ProfileError`."""
-        from safetensors import SafetensorError
-        from safetensors.numpy import load
-
-        folder = Path(folder)
-        meta_path, counts_path = folder / META_FILE, folder / COUNTS_FILE
-        for p in (meta_path, counts_path):
-            if not p.is_file():
-                raise ProfileError(f"not a saved profile: {p} is missing")
-        meta = read_versioned_json(meta_path, fmt=PROFILE_FORMAT, version=(1, CONTRASTIVE_FORMAT_VERSION),
-                                   error=ProfileError, what="profile description")
-        missing = [k for k in ("spec", "num_targets", "counts_sha256") if k not in meta]
-        if missing:
-            raise ProfileError(f"{meta_path} lacks {', '.join(missing)}")
-        payload = counts_path.read_bytes()
-        digest = hashlib.sha256(payload).hexdigest()
-        if digest != meta["counts_sha256"]:
-            raise ProfileError(
-                f"{counts_path} does not match the sha256 recorded in {meta_path} ({digest[:12]}... vs "
-                f"{str(meta['counts_sha256'])[:12]}...): the file was changed, truncated or belongs to another profile"
-            )
+        meta, tensors = read_profile_files(folder)
+        meta_path = location.join(str(folder), META_FILE) if location.is_remote(folder) else Path(folder) / META_FILE
+        counts_path = str(meta_path)[: -len(META_FILE)] + COUNTS_FILE
         try:
             spec = SignatureSpec.from_dict(meta["spec"])
         except SpecError as e:
             raise ProfileError(f"{meta_path}: {e}") from None
-        try:
-            tensors = load(payload)
-        except (SafetensorError, ValueError, TypeError) as e:
-            raise ProfileError(f"{counts_path} is not a readable safetensors file: {e}") from None
         kind = meta.get("kind", "frequency")
         expected = {"counts", "background_counts"} if kind == "contrastive" else {"counts"}
         if set(tensors) != expected:
@@ -644,144 +452,6 @@ class NAGProfile:
         Cards for profiles are written by :func:`nag_datasets.hub.profile_card`; only the profile's files (and its
         card) are downloaded.
         """
-        path = Path(folder_or_repo)
-        if path.is_dir():
-            return cls.load(path)
-        if path.exists() or str(folder_or_repo).startswith((".", "/", "~")):
-            raise ProfileError(f"{folder_or_repo} is not a profile folder")
-        from huggingface_hub import snapshot_download
-
-        from ..storage.remote import hub_errors, scrub_token
-
-        try:
-            local = snapshot_download(str(folder_or_repo), repo_type=repo_type, revision=revision, token=token,
-                                      allow_patterns=[COUNTS_FILE, META_FILE, HUB_CARD_FILE])
-        except hub_errors() as e:  # offline without a cached copy, unknown repo, no access
-            message = scrub_token(f"{type(e).__name__}: {e}", token or "")
-            raise ProfileError(f"{folder_or_repo!r} is not a local folder and the Hub {repo_type} repo could not be "
-                               f"fetched ({message})") from None
-        return cls.load(local)
+        return cls.load(profile_location(folder_or_repo, revision, repo_type=repo_type, token=token))
 
 
-class _CountAccumulator:
-    """Adds blocks of target signatures into per-layer neuron counts (exact integers)."""
-
-    _ROWS = 16_384
-
-    def __init__(self, spec: SignatureSpec) -> None:
-        self.spec = spec
-        L, N = spec.num_layers, spec.neurons_per_layer
-        self.flat = np.zeros(L * N, np.int64)
-        self.layer_base = (np.arange(L, dtype=np.int64) * N)[None, :, None]
-        self.num_targets = 0
-        self.skipped_null = 0
-
-    def add(self, sigs: np.ndarray, valid: np.ndarray | None = None, weight: np.ndarray | None = None) -> None:
-        n = len(sigs)
-        w = np.ones(n, np.int64) if weight is None else np.asarray(weight, np.int64)
-        if valid is not None:
-            self.skipped_null += int(w[~valid].sum())
-            w = np.where(valid, w, 0)
-        N, K = self.spec.neurons_per_layer, self.spec.top_k
-        for lo in range(0, n, self._ROWS):
-            wi = w[lo : lo + self._ROWS]
-            rows = np.flatnonzero(wi)
-            if not len(rows):
-                continue
-            part = np.asarray(sigs[lo : lo + self._ROWS][rows]).astype(np.int64)
-            if part.min() < 0 or part.max() >= N:
-                raise SignatureIndexError(
-                    f"a target signature has neuron index {int(part.min() if part.min() < 0 else part.max())} "
-                    f"outside 0..{N - 1} (neurons_per_layer={N})"
-                )
-            ordered = np.sort(part, axis=2)
-            repeats = ordered[:, :, 1:] == ordered[:, :, :-1]
-            if repeats.any():
-                r, layer, _ = np.argwhere(repeats)[0]
-                raise ProfileError(
-                    f"target row {lo + int(rows[r])} repeats a neuron in layer {int(layer)}: a NAG is a set of "
-                    f"{K} distinct neurons"
-                )
-            codes = (part + self.layer_base).ravel()
-            counts_w = wi[rows]
-            if np.all(counts_w == 1):
-                self.flat += np.bincount(codes, minlength=len(self.flat))
-            else:
-                self.flat += np.bincount(codes, weights=np.repeat(counts_w, part.shape[1] * K),
-                                         minlength=len(self.flat)).round().astype(np.int64)
-            self.num_targets += int(counts_w.sum())
-
-    def profile(self, description: str) -> NAGProfile:
-        if self.num_targets == 0:
-            raise ProfileError(
-                f"no valid target signatures ({self.skipped_null} null rows skipped): a profile needs at least one"
-            )
-        counts = self.flat.reshape(self.spec.num_layers, self.spec.neurons_per_layer)
-        return NAGProfile(counts, self.num_targets, self.spec, description, skipped_null=self.skipped_null)
-
-
-def _dataset_blocks(ds: Any, column: str, spec: SignatureSpec) -> Any:
-    """``(positions, signatures, valid)`` blocks of a Dataset's column in its row order (zero-copy when direct)."""
-    idx = row_indices(ds)
-    blocks = signature_blocks(signature_table_column(ds, column), spec)
-    if idx is None:
-        start = 0
-        for sigs, valid in blocks:
-            yield np.arange(start, start + len(sigs), dtype=np.int64), sigs, valid
-            start += len(sigs)
-        return
-    # An indices mapping: gather each block's referenced rows (a row referenced twice counts twice).
-    order = np.argsort(idx, kind="stable")
-    sorted_idx = idx[order]
-    start = 0
-    for sigs, valid in blocks:
-        lo, hi = np.searchsorted(sorted_idx, [start, start + len(sigs)])
-        if hi > lo:
-            local = sorted_idx[lo:hi] - start
-            yield order[lo:hi].astype(np.int64), sigs[local], None if valid is None else valid[local]
-        start += len(sigs)
-
-
-def _stream_blocks(ds: Any, column: str, spec: SignatureSpec, batch_size: int) -> Any:
-    """``(positions, signatures, valid)`` blocks of an IterableDataset's column, one streamed pass."""
-    from ..columns import signature_feature
-
-    want = signature_feature(spec)
-    stream = ds.select_columns([column]).cast_column(column, want).with_format("arrow")
-    start = 0
-    for table in stream.iter(batch_size=batch_size):
-        for sigs, valid in signature_blocks(table.column(column), spec):
-            yield np.arange(start, start + len(sigs), dtype=np.int64), sigs, valid
-            start += len(sigs)
-
-
-class _Reservoir:
-    """A seeded uniform sample of ``size`` rows with a signature, over one pass of any batching (bottom-k keys)."""
-
-    def __init__(self, size: int, seed: int, spec: SignatureSpec) -> None:
-        self.size, self.seed, self.spec = size, seed, spec
-        self.keys = np.empty(0, np.uint64)
-        self.positions = np.empty(0, np.int64)
-        self.sigs = np.empty((0, spec.num_layers, spec.top_k), np.dtype(spec.index_dtype))
-        self.rows = 0
-        self.null_rows = 0
-
-    def add(self, positions: np.ndarray, sigs: np.ndarray, valid: np.ndarray | None) -> None:
-        if valid is not None:
-            self.null_rows += int((~valid).sum())
-            positions, sigs = positions[valid], sigs[valid]
-        self.rows += len(positions)
-        keys = np.concatenate([self.keys, sample_keys(positions, self.seed)])
-        pos = np.concatenate([self.positions, positions])
-        keep = smallest_keys(keys, pos, self.size)
-        self.keys, self.positions = keys[keep], pos[keep]
-        self.sigs = np.concatenate([self.sigs, np.asarray(sigs)])[keep]
-
-    def profile(self, description: str) -> NAGProfile:
-        acc = _CountAccumulator(self.spec)
-        acc.add(self.sigs)
-        profile = acc.profile(description)
-        profile.skipped_null = self.null_rows
-        profile.sample_info = {"size": self.size, "seed": self.seed, "rows_with_signature": self.rows,
-                               "sampled": len(self.sigs)}
-        return profile

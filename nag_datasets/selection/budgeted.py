@@ -29,6 +29,8 @@ from ..scoring.target_profile import NAGProfile
 from .budget import budget_cut
 from .recipe import SelectionRecipe, get_score_info, score_feature
 from .recipe import attach_recipe as _attach_recipe
+from .reports import MultiTargetReport, SelectionReport
+from .tokens import TokenCounter, count_tokens
 
 __all__ = [
     "MultiTargetReport",
@@ -46,124 +48,6 @@ METHODS = ("exact", "sampled")
 
 #: Pool rows sampled by ``method="sampled"`` (the command line has no option for it).
 DEFAULT_SAMPLE_SIZE = 100_000
-
-
-@dataclasses.dataclass
-class SelectionReport:
-    """What a selection kept, out of which pool, and how."""
-
-    method: str
-    fraction: float
-    documents_selected: int
-    tokens_selected: int
-    pool_documents: int
-    pool_tokens: int
-    achieved_fraction: float
-    threshold: float | None
-    null_rows_skipped: int
-    null_tokens_skipped: int
-    higher_is_better: bool = True
-    score_column: str | None = None
-    signature_column: str | None = None
-    spec: dict[str, Any] | None = None
-    profile_fingerprint: str | None = None
-    profile_description: str | None = None
-    profile_num_targets: int | None = None
-    #: ``"similarity"`` (the paper's profile, in [0, 1]) or ``"contrastive"`` (weights, any sign); None without one.
-    score_kind: str | None = None
-    #: The profile's :meth:`~nag_datasets.scoring.target_profile.NAGProfile.summary` (weighting and background when contrastive).
-    profile: dict[str, Any] | None = None
-    seed: int | None = None
-    sample_size: int | None = None
-    sample_documents: int | None = None
-    #: Pool rows whose text repeats an earlier pool row's, and selected rows repeating an earlier selected row's
-    #: (None when not counted: no text column, or ``count_duplicates=False``).
-    duplicate_rows: int | None = None
-    duplicate_rows_selected: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SelectionReport:
-        return cls(**d)
-
-
-@dataclasses.dataclass
-class MultiTargetReport:
-    """Per-target reports of a multi-target selection plus the totals of the concatenated result.
-
-    ``target_documents[i]`` rows of the result (in order) come from target ``i``; with ``dedup`` they exclude the
-    ``duplicates_dropped[i]`` rows an earlier target had already selected.
-    """
-
-    fraction: float
-    share: float
-    dedup: bool
-    targets: list[SelectionReport]
-    target_documents: list[int]
-    duplicates_dropped: list[int]
-    duplicate_tokens_dropped: list[int]
-    documents_selected: int
-    tokens_selected: int
-    pool_tokens: int
-    achieved_fraction: float
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["targets"] = [t.to_dict() for t in self.targets]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> MultiTargetReport:
-        d = dict(d)
-        d["targets"] = [SelectionReport.from_dict(t) for t in d["targets"]]
-        return cls(**d)
-
-
-# -- token counts ------------------------------------------------------------------------------------------------
-
-
-class TokenCounter:
-    """Picklable ``ds.map(fn, batched=True)`` callable: full token count of each text (no truncation or specials)."""
-
-    def __init__(self, tokenizer: Any, column: str = "text", out_column: str = "num_tokens") -> None:
-        self.tokenizer = tokenizer
-        self.column = column
-        self.out_column = out_column
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
-        texts = ["" if t is None else t for t in list(batch[self.column])]
-        enc = self.tokenizer(texts, add_special_tokens=False, truncation=False, return_attention_mask=False,
-                             verbose=False)
-        return {self.out_column: np.array([len(ids) for ids in enc["input_ids"]], dtype=np.int64)}
-
-
-def count_tokens(
-    ds: Any,
-    tokenizer: Any,
-    column: str = "text",
-    *,
-    out_column: str = "num_tokens",
-    batch_size: int = 1000,
-    num_proc: int | None = None,
-) -> Any:
-    """``ds`` with an int64 column of each document's full token count in ``tokenizer`` (null text counts 0).
-
-    >>> from datasets import Dataset
-    >>> class Words:  # any callable with the `transformers` tokenizer interface works
-    ...     def __call__(self, texts, **kwargs):
-    ...         return {"input_ids": [t.split() for t in texts]}
-    >>> count_tokens(Dataset.from_dict({"text": ["a b c", "d"]}), Words())["num_tokens"][:]
-    [3, 1]
-    """
-    return ds.map(
-        TokenCounter(tokenizer, column, out_column),
-        batched=True,
-        batch_size=batch_size,
-        num_proc=num_proc,
-        desc="Counting tokens",
-    )
 
 
 # -- the selection rule on arrays --------------------------------------------------------------------------------

@@ -14,6 +14,9 @@ stopping at the first document that would overflow. On Ray:
 
 Needs ``pip install 'nag-datasets[ray]'``. Inputs are parquet files or folders of them, e.g. the output of
 ``nag-datasets featurize --streaming``; ``ray.init()`` is called (locally) unless Ray is already initialised.
+Inputs and ``OUT`` may be fsspec URLs (``s3://``, ``gs://``, ...): every Ray task opens them through fsspec itself,
+so they must be reachable from every worker (not ``memory://``). A remote ``OUT`` is written in place, parts first
+and ``selection.json`` (the completion marker) last.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ..storage.atomic import atomic_write_text, check_replaceable, lock_dir
+from ..storage import location
+from ..storage.atomic import atomic_write_text, check_replaceable, lock_dir, remote_dir
 
 __all__ = ["RaySelectionReport", "select_top_fraction_ray"]
 
@@ -88,39 +92,61 @@ class RaySelectionReport:
         return list(self.__dataclass_fields__)
 
 
-def _files(source: Any) -> list[Path]:
-    if isinstance(source, (str, os.PathLike)):
-        p = Path(source)
-        files = sorted(p.rglob("*.parquet")) if p.is_dir() else [p]
-    else:
-        files = [Path(s) for s in source]
-    if not files or not all(f.is_file() for f in files):
+def _files(source: Any) -> list[str]:
+    """Paths (local) or URLs (remote) of the input's parquet files, sorted."""
+    sources = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    files: list[str] = []
+    for s in sources:
+        if location.is_remote(s):
+            from ..storage.atomic import check_complete
+
+            if location.isdir(s):
+                check_complete(s)
+            files += location.glob(s, "**/*.parquet") if location.isdir(s) else [os.fspath(s)]
+        else:
+            p = location.local_path(s)
+            files += [str(f) for f in sorted(p.rglob("*.parquet"))] if p.is_dir() else [str(p)]
+    if not files or not all(location.isfile(f) for f in files):
         raise FileNotFoundError(f"no parquet files found in {source}")
     return files
 
 
-def _file_spec(path: Path, column: str) -> Any:
+def _open(path: str, mode: str = "rb") -> Any:
+    """A binary file object for a local path or an fsspec URL (opened in whichever process runs this)."""
+    if location.is_remote(path):
+        fs, p = location.get_fs(path)
+        return fs.open(p, mode)
+    return open(path, mode)
+
+
+def _sidecars(path: str) -> list[str]:
+    folder = path.rsplit("/", 1)[0] if location.is_remote(path) else str(Path(path).parent)
+    return [path + ".spec.json", location.join(folder, "nag_spec.json")]
+
+
+def _file_spec(path: str, column: str) -> Any:
     import pyarrow.parquet as pq
     from datasets import Features
 
     from ..columns import spec_from_feature
     from ..spec import SignatureSpec, SpecError
 
-    feats = Features.from_arrow_schema(pq.read_schema(str(path)))
+    with _open(path) as f:
+        feats = Features.from_arrow_schema(pq.read_schema(f))
     if column not in feats:
         raise KeyError(f"column {column!r} not in {path}; columns: {list(feats)}")
     spec = spec_from_feature(feats[column])
     if spec is None:
-        for sidecar in (path.with_name(path.name + ".spec.json"), path.parent / "nag_spec.json"):
-            if sidecar.is_file():
-                d = json.loads(sidecar.read_text()).get(column)
+        for sidecar in _sidecars(path):
+            if location.isfile(sidecar):
+                d = json.loads(location.read_text(sidecar)).get(column)
                 if d:
                     return SignatureSpec.from_dict(d)
         raise SpecError(f"{path}: column {column!r} carries no signature spec and no sidecar names one")
     return spec
 
 
-def _check_file_spec(path: Path, column: str, expected: Any) -> None:
+def _check_file_spec(path: str, column: str, expected: Any) -> None:
     """Refuse a file whose ``column`` was not computed with ``expected``: by its typed spec (or sidecar) and, when the
     file has the featurizer's ``nag_spec`` column (a plain ``map`` written by any parquet writer), by its values."""
     import pyarrow.compute as pc
@@ -129,9 +155,11 @@ def _check_file_spec(path: Path, column: str, expected: Any) -> None:
     from ..featurize.spec_column import SPEC_COLUMN, check_spec_values
     from ..spec import SpecError
 
-    has_values = SPEC_COLUMN in pq.read_schema(str(path)).names
+    with _open(path) as f:
+        has_values = SPEC_COLUMN in pq.read_schema(f).names
     if has_values:
-        values = pc.unique(pq.read_table(str(path), columns=[SPEC_COLUMN]).column(0)).to_pylist()
+        with _open(path) as f:
+            values = pc.unique(pq.read_table(f, columns=[SPEC_COLUMN]).column(0)).to_pylist()
         check_spec_values(values, column, expected, against="profile")
     try:
         typed = _file_spec(path, column)
@@ -139,7 +167,7 @@ def _check_file_spec(path: Path, column: str, expected: Any) -> None:
         if has_values:
             return
         raise
-    expected.check_compatible(typed, what=f"{path.name}:{column}", against="profile")
+    expected.check_compatible(typed, what=f"{path.rsplit('/', 1)[-1]}:{column}", against="profile")
 
 
 def _scores(table: Any, counts: np.ndarray, num_targets: int | None, spec_json: str, column: str,
@@ -163,7 +191,8 @@ def _score_items(batch: dict[str, np.ndarray], **kw: Any) -> dict[str, np.ndarra
 
     pos, score, tokens = [], [], []
     for path, group, offset in zip(batch["file"], batch["row_group"], batch["offset"]):
-        table = pq.ParquetFile(str(path)).read_row_group(int(group), columns=[kw["column"], kw["token_column"]])
+        with _open(str(path)) as f:
+            table = pq.ParquetFile(f).read_row_group(int(group), columns=[kw["column"], kw["token_column"]])
         s, t = _scores(table, **kw)
         pos.append(np.arange(int(offset), int(offset) + len(s), dtype=np.int64))
         score.append(s)
@@ -181,7 +210,8 @@ def _write_files(batch: dict[str, np.ndarray], *, out: str, cut_score: float | N
 
     rows, tokens = [], []
     for path, index, offset in zip(batch["file"], batch["index"], batch["offset"]):
-        table = pq.read_table(str(path))
+        with _open(str(path)) as f:
+            table = pq.read_table(f)
         s, t = _scores(table, **kw)
         if cut_score is None:
             keep = np.zeros(table.num_rows, np.bool_)
@@ -193,6 +223,10 @@ def _write_files(batch: dict[str, np.ndarray], *, out: str, cut_score: float | N
         tokens.append(int(t[keep].sum()))
         if keep.any():
             name = f"part-{int(index):06d}.parquet"
+            if location.is_remote(out):  # one object: appears whole; the driver writes the marker after all parts
+                with _open(location.join(out, name), "wb") as f:
+                    pq.write_table(table.filter(pa.array(keep)), f)
+                continue
             tmp = Path(out) / f".{name}.tmp"
             pq.write_table(table.filter(pa.array(keep)), str(tmp))  # schema metadata (features, spec) kept
             os.replace(tmp, Path(out) / name)
@@ -239,12 +273,15 @@ def select_top_fraction_ray(
         _check_file_spec(f, column, profile.spec)
     items, file_items, offset = [], [], 0
     for i, f in enumerate(files):
-        meta = pq.ParquetFile(str(f)).metadata
-        file_items.append({"file": str(f), "index": i, "offset": offset})
+        with _open(f) as handle:
+            meta = pq.ParquetFile(handle).metadata
+        file_items.append({"file": f, "index": i, "offset": offset})
         for g in range(meta.num_row_groups):
-            items.append({"file": str(f), "row_group": g, "offset": offset})
+            items.append({"file": f, "row_group": g, "offset": offset})
             offset += meta.row_group(g).num_rows
-    out = Path(output)
+    remote = location.is_remote(output)
+    out: Any = os.fspath(output) if remote else location.local_path(output)
+    ours = lambda n: n.startswith("part-") or n == "nag_spec.json"
     if not ray.is_initialized():
         ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     ctx = ray.data.DataContext.get_current()
@@ -254,11 +291,12 @@ def select_top_fraction_ray(
     kw = {"counts": table, "num_targets": norm, "spec_json": profile.spec.to_json(),
           "column": column, "token_column": token_column}
     try:
-        with lock_dir(out):
-            if out.exists():
+        guard = (remote_dir(out, marker="selection.json", overwrite=overwrite, ours=ours, what="Ray selection")
+                 if remote else lock_dir(out))
+        with guard:
+            if not remote and out.exists():
                 # Only an earlier Ray selection (parts, nag_spec.json, selection.json) is replaced.
-                check_replaceable(out, overwrite=overwrite, marker="selection.json", what="Ray selection",
-                                  ours=lambda n: n.startswith("part-") or n == "nag_spec.json")
+                check_replaceable(out, overwrite=overwrite, marker="selection.json", what="Ray selection", ours=ours)
                 shutil.rmtree(out)
             scored = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
                 _score_items, fn_kwargs=kw, batch_size=1).materialize()
@@ -279,9 +317,13 @@ def select_top_fraction_ray(
                     kept, kept_tokens = kept + n, int(cumulative[n - 1])
                 if n < len(cumulative):
                     break  # the first document that overflows: the walk stops here
-            tmp = out.with_name(f".{out.name}.tmp-ray")
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
+            if remote:
+                tmp = out  # no rename on object stores: parts in place, selection.json last
+            else:
+                tmp = out.with_name(f".{out.name}.tmp-ray")
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir(parents=True)
+            write = location.write_text if remote else atomic_write_text
             written = ray.data.from_items(file_items, override_num_blocks=len(file_items)).map_batches(
                 _write_files, batch_size=1,
                 fn_kwargs={**kw, "out": str(tmp), "cut_score": cut_score, "cut_pos": cut_pos}).take_all()
@@ -290,7 +332,7 @@ def select_top_fraction_ray(
             if (rows_written, tokens_written) != (kept, kept_tokens):
                 raise RuntimeError(f"wrote {rows_written} rows / {tokens_written} tokens, the cut kept {kept} / "
                                    f"{kept_tokens}")
-            atomic_write_text(tmp / "nag_spec.json", json.dumps({column: profile.spec.to_dict()}, indent=1))
+            write(location.join(tmp, "nag_spec.json"), json.dumps({column: profile.spec.to_dict()}, indent=1))
             report = RaySelectionReport(
                 method="exact", fraction=float(fraction), documents_selected=kept,
                 tokens_selected=kept_tokens, pool_documents=pool_docs, pool_tokens=pool_tokens,
@@ -301,8 +343,9 @@ def select_top_fraction_ray(
                 profile_num_targets=profile.num_targets, input_files=len(files), score_blocks=len(items),
                 score_worker_processes=len(pids), score_kind=profile.score_kind, profile=profile.summary(),
             )
-            atomic_write_text(tmp / "selection.json", json.dumps(report.to_dict(), indent=1))
-            os.replace(tmp, out)
+            write(location.join(tmp, "selection.json"), json.dumps(report.to_dict(), indent=1))
+            if not remote:
+                os.replace(tmp, out)
     finally:
         ctx.execution_options.preserve_order = previous_order
     return report

@@ -1,2 +1,3 @@
-"""Storage: crash-safe writes and locks (``atomic``), dataset formats on disk (``formats``), and resumable
-sharded and streaming featurization runs (``sharded``)."""
+"""Storage: local paths and fsspec URLs (``location``), crash-safe writes, locks and remote completion markers
+(``atomic``), dataset formats (``formats``), launcher ranks (``ranks``), resumable sharded (``sharded``) and
+streaming (``streaming``) featurization runs."""

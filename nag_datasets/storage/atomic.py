@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NAGError
+from . import location
 
-__all__ = ["FolderLockedError", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "check_replaceable", "lock_dir",
-           "read_versioned_json", "recover_interrupted_swap"]
+__all__ = ["PENDING", "FolderLockedError", "IncompleteOutputError", "atomic_dir", "atomic_write_bytes",
+           "atomic_write_text", "check_complete", "check_replaceable", "lock_dir", "read_versioned_json",
+           "recover_interrupted_swap", "remote_dir", "write_pending"]
 
 
 #: Test hook, for crash tests only: when this environment variable names a stage (e.g. ``atomic_dir:filled``), the
@@ -52,6 +54,10 @@ def _test_pause(stage: str) -> None:
 
 class FolderLockedError(NAGError, RuntimeError):
     """Another process (or another writer in this one) is writing the same output folder."""
+
+
+class IncompleteOutputError(NAGError, FileNotFoundError):
+    """A remote output folder whose writer has not written its completion marker (still running, or killed)."""
 
 
 def _umask() -> int:
@@ -189,16 +195,32 @@ def check_replaceable(folder: str | os.PathLike[str], *, overwrite: bool, marker
 
     Ours means: it holds ``marker`` (the file our writers put inside every output; None when the names alone tell)
     and nothing that ``ours(name)`` does not recognise. Anything else is the user's, and is never replaced: the
-    refusal names the foreign files. Call it holding :func:`lock_dir`.
+    refusal names the foreign files. Call it holding :func:`lock_dir` (local folders). ``folder`` may be an fsspec
+    URL: a remote folder left incomplete by one of our writers (see :func:`remote_dir`) counts as ours.
     """
-    folder = Path(folder)
-    if not folder.exists():
-        return
-    if not overwrite:
-        raise FileExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace it")
-    if not folder.is_dir():
-        raise FileExistsError(f"{folder} exists and is not a folder; refusing to replace it")
-    names = sorted(p.name for p in folder.iterdir())
+    if location.is_remote(folder):
+        if not location.exists(folder):
+            return
+        if not location.isdir(folder):
+            raise FileExistsError(f"{folder} exists and is not a folder; refusing to replace it")
+        names = location.list_names(folder)
+        if not names:
+            return  # object stores hold no empty folders: an empty prefix is no output
+        if not overwrite:
+            raise FileExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace it")
+        if PENDING in names:
+            names = [n for n in names if n != PENDING]
+            if marker is not None and marker not in names:
+                names.append(marker)  # an interrupted write of ours: replaceable like a complete one
+    else:
+        folder = location.local_path(folder)
+        if not folder.exists():
+            return
+        if not overwrite:
+            raise FileExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace it")
+        if not folder.is_dir():
+            raise FileExistsError(f"{folder} exists and is not a folder; refusing to replace it")
+        names = sorted(p.name for p in folder.iterdir())
     foreign = [n for n in names if n != marker and not ours(n)]
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
@@ -210,7 +232,7 @@ def check_replaceable(folder: str | os.PathLike[str], *, overwrite: bool, marker
 
 
 def read_versioned_json(
-    path: Path, *, fmt: str, version: int | tuple[int, ...], error: type[Exception], what: str
+    path: Path | str, *, fmt: str, version: int | tuple[int, ...], error: type[Exception], what: str
 ) -> dict[str, Any]:
     """Read one of our JSON description files, checking its ``format`` and ``format_version``.
 
@@ -220,7 +242,7 @@ def read_versioned_json(
     import json
 
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(location.read_text(path) if location.is_remote(path) else Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise error(f"{path} is not valid JSON (corrupt or truncated): {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != fmt:
@@ -230,3 +252,87 @@ def read_versioned_json(
         readable = " or ".join(str(v) for v in versions)
         raise error(f"{path} has format_version {meta.get('format_version')!r}; this library reads {readable}")
     return meta
+
+
+# -- remote folders ----------------------------------------------------------------------------------------------
+
+#: Written first into a remote output folder by :func:`remote_dir` and deleted after the completion marker.
+PENDING = ".nag_pending.json"
+
+
+@contextlib.contextmanager
+def remote_dir(url: str, *, marker: str, overwrite: bool, ours: Callable[[str], bool],
+               what: str = "output") -> Iterator[str]:
+    """Write the remote folder ``url`` in place: object stores have no atomic rename, so data goes first and the
+    completion ``marker`` last; yields ``url``. The body writes its data, then ``marker``.
+
+    Order: refuse like :func:`check_replaceable`; write ``.nag_pending.json`` (who writes, which marker ends the
+    write); delete the previous marker, then the previous files; run the body; check that ``marker`` exists;
+    delete the pending file. A reader (:func:`check_complete`) refuses a folder whose pending file names a marker
+    that is absent. A body that raises removes a folder it created; a killed writer leaves it marked incomplete,
+    and a rerun with ``overwrite`` replaces it. There is no lock: one writer per remote output at a time.
+
+    >>> with remote_dir("memory://doc/remote_out", marker="done.json", overwrite=False, ours=bool) as url:
+    ...     location.write_text(location.join(url, "data.txt"), "rows")
+    ...     location.write_text(location.join(url, "done.json"), "{}")
+    >>> location.list_names("memory://doc/remote_out")
+    ['data.txt', 'done.json']
+    """
+    check_replaceable(url, overwrite=overwrite, marker=marker, ours=ours, what=what)
+    existed = bool(location.list_names(url))
+    pending = write_pending(url, marker=marker, what=what)
+    if existed:
+        location.remove(location.join(url, marker))  # first: from here on a reader sees an incomplete folder
+        for name in location.list_names(url):
+            if name != PENDING:
+                location.remove(location.join(url, name), recursive=True)
+    try:
+        yield url
+    except BaseException:
+        if not existed:
+            with contextlib.suppress(OSError):
+                location.remove(url, recursive=True)
+        raise
+    if not location.exists(location.join(url, marker)):
+        raise RuntimeError(f"the writer of {url} finished without writing its completion marker {marker}")
+    location.remove(pending)
+
+
+def write_pending(url: str, *, marker: str, what: str) -> str:
+    """Write :data:`PENDING` into the remote folder ``url`` (who writes, and which ``marker`` will end the write);
+    returns its URL. Until ``marker`` exists, :func:`check_complete` refuses the folder."""
+    import json
+    import socket
+
+    pending = location.join(url, PENDING)
+    info = {"format": "nag_datasets.pending", "marker": marker, "what": what, "host": socket.gethostname(),
+            "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    location.write_text(pending, json.dumps(info))
+    return pending
+
+
+def check_complete(url: str | os.PathLike[str]) -> None:
+    """Raise :class:`IncompleteOutputError` if ``url`` is a remote folder one of our writers has not finished.
+
+    A folder counts as incomplete while it holds :data:`PENDING` and not the completion marker that file names.
+    Folders without a pending file (complete outputs, other tools' data) pass; local paths always pass (local
+    writers rename complete folders into place).
+    """
+    import json
+
+    if not location.is_remote(url):
+        return
+    names = location.list_names(url)
+    if PENDING not in names:
+        return
+    try:
+        info = json.loads(location.read_text(location.join(url, PENDING)))
+    except (OSError, ValueError):
+        info = {}
+    marker = info.get("marker") if isinstance(info, dict) else None
+    if marker in names:
+        return
+    raise IncompleteOutputError(
+        f"{url} is incomplete: a nag_datasets writer (host {info.get('host')}, pid {info.get('pid')}, started "
+        f"{info.get('started')}) has not written its completion marker {marker}; it is still running or was "
+        "interrupted: wait for it, rerun it, or replace the output with --overwrite")

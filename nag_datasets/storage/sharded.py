@@ -1,4 +1,4 @@
-"""Featurizing beyond one process: launcher ranks with resumable shards, and streaming parquet output.
+"""Featurizing beyond one process: launcher ranks with resumable shards (streaming runs: :mod:`.streaming`).
 
 Three ways to spread featurization, from simplest to largest:
 
@@ -11,7 +11,8 @@ Three ways to spread featurization, from simplest to largest:
   the shared folder: no process group needed) and assembles the shards, in the original row order, into ``OUT``.
 * :func:`featurize_streaming`: reads the input as a stream and writes ``OUT/part-000000.parquet`` ... one shard at
   a time (features, spec included, in each file's metadata plus a ``nag_spec.json`` sidecar), so a pool larger
-  than memory or disk cache can be processed; it resumes the same way.
+  than memory or disk cache can be processed; under a launcher each rank streams its own split of the input and
+  resumes from ``IterableDataset.state_dict()`` checkpoints (see :mod:`nag_datasets.storage.streaming`).
 
 Length bucketing happens inside every ``map`` batch (rows are sorted by token count before the forward batches),
 so no padding-heavy batches are formed whichever path is used.
@@ -25,20 +26,22 @@ so no padding-heavy batches are formed whichever path is used.
 from __future__ import annotations
 
 import copy
-import datetime as _dt
 import hashlib
 import json
 import os
 import shutil
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..errors import NAGError
-from .atomic import atomic_dir, atomic_write_text, check_replaceable, lock_dir
+from . import location
+from .atomic import atomic_dir, atomic_write_text, lock_dir
+from .cache import cache_root
+from .ranks import FORMAT_VERSION, SLEEP_ENV, ShardError, _add_reports, _now, _sleep_hook, world_from_env
+from .streaming import featurize_streaming
 
 __all__ = [
+    "SLEEP_ENV",
     "ShardError",
     "contiguous_range",
     "featurize_sharded",
@@ -50,30 +53,10 @@ __all__ = [
 
 SHARD_FORMAT = "nag_datasets.featurize_shard"
 RANK_FORMAT = "nag_datasets.featurize_rank"
-STREAM_FORMAT = "nag_datasets.featurize_stream"
-FORMAT_VERSION = 1
 RANK_MARKER = "complete.json"
-STREAM_MARKER = "_SUCCESS.json"
-#: Test hook: ``"i"`` or ``"i:seconds"`` makes the process sleep after finishing shard (or part) ``i``.
-SLEEP_ENV = "NAG_DATASETS_TEST_SLEEP_AFTER_SHARD"
-
-
-class ShardError(NAGError, RuntimeError):
-    """A shard folder or marker is inconsistent with this run (other input, settings or world size)."""
 
 
 # -- plan ------------------------------------------------------------------------------------------------------
-
-
-def world_from_env(env: dict[str, str] | None = None) -> tuple[int, int, int]:
-    """``(rank, world_size, local_rank)`` as set by ``torchrun``, ``accelerate launch`` or deepspeed (else 0, 1, 0)."""
-    env = dict(os.environ if env is None else env)
-    world = int(env.get("WORLD_SIZE", "1") or 1)
-    rank = int(env.get("RANK", "0") or 0)
-    local = int(env.get("LOCAL_RANK", str(rank)) or 0)
-    if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"invalid launcher environment: RANK={rank}, WORLD_SIZE={world}")
-    return rank, world, local
 
 
 def contiguous_range(num_rows: int, world_size: int, rank: int) -> tuple[int, int]:
@@ -95,8 +78,13 @@ def shard_ranges(start: int, stop: int, shard_rows: int | None) -> list[tuple[in
 
 
 def shards_dir(output: str | os.PathLike[str]) -> Path:
-    """The folder that holds the ranks' shards of ``output`` (``OUT.shards`` beside it)."""
-    p = Path(output)
+    """The folder that holds the ranks' shards of ``output``: ``OUT.shards`` beside a local ``OUT``; for a remote
+    ``OUT`` (fsspec URL) a folder under the cache root named after the URL (set ``$NAG_DATASETS_CACHE`` to a
+    filesystem all nodes share when ranks run on several machines)."""
+    if location.is_remote(output):
+        digest = hashlib.sha256(os.fspath(output).encode()).hexdigest()[:16]
+        return cache_root() / "shards" / f"{os.fspath(output).rstrip('/').rsplit('/', 1)[-1]}-{digest}.shards"
+    p = location.local_path(output)
     return p.with_name(p.name + ".shards")
 
 
@@ -113,27 +101,6 @@ def _sha256(path: Path) -> str:
         while block := f.read(1 << 22):
             h.update(block)
     return h.hexdigest()
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _sleep_hook(index: int) -> None:
-    value = os.environ.get(SLEEP_ENV)
-    if not value:
-        return
-    which, _, seconds = value.partition(":")
-    if int(which) == index:
-        print(f"[nag_datasets test hook] finished shard {index}; sleeping", flush=True)
-        time.sleep(float(seconds or 3600))
-
-
-def _add_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """The sum of shard or part reports (as stored in their markers), as a dict for the JSON summary."""
-    from ..featurize.featurizer import FeaturizeReport
-
-    return sum((FeaturizeReport.from_dict(r) for r in reports), FeaturizeReport.empty()).to_dict()
 
 
 def _prepare(featurizer: Any, local_rank: int) -> Any:
@@ -211,7 +178,8 @@ def featurize_sharded(
     """Featurize this rank's contiguous slice of ``input`` shard by shard; rank 0 assembles ``output``.
 
     ``input`` is a path :func:`nag_datasets.storage.formats.load_any` reads (every rank opens it; use a folder on a filesystem
-    all nodes share) or a `datasets.Dataset`. ``rank``/``world_size``/``local_rank`` default to the launcher's
+    all nodes share, or an fsspec URL) or a `datasets.Dataset`. ``output`` may be an fsspec URL: the shards then
+    stay local (:func:`shards_dir`) and rank 0 writes ``output`` remotely with ``save_any``. ``rank``/``world_size``/``local_rank`` default to the launcher's
     environment (:func:`world_from_env`). ``shard_rows`` cuts each rank's slice into resumable shards (None: one
     shard per rank). Shards whose marker validates (same input fingerprint, row range, settings, spec and
     sha256 of the Arrow files) are skipped, so rerunning the same command after a crash finishes the job. Rank 0
@@ -229,8 +197,8 @@ def featurize_sharded(
     local = (env_local if rank == env_rank else rank) if local_rank is None else int(local_rank)
     if world < 1 or not 0 <= rank < world:
         raise ValueError(f"rank {rank} is not within world_size {world}")
-    out_path = Path(output)
-    if out_path.exists() and not overwrite:
+    out_path: Any = os.fspath(output) if location.is_remote(output) else location.local_path(output)
+    if location.exists(out_path) and not overwrite:
         raise FileExistsError(f"{out_path} exists; pass overwrite=True (--overwrite) to replace it")
     ds = load_any(input) if isinstance(input, (str, os.PathLike)) else input
     featurizer = _prepare(featurizer, local)
@@ -342,148 +310,3 @@ def _busy(folder: Path) -> bool:
         return True
     lock.release()
     return False
-
-
-# -- streaming -------------------------------------------------------------------------------------------------
-
-
-def _open_stream(source: Any) -> Any:
-    """An `IterableDataset` over ``source`` (a path :func:`load_any` accepts, a Dataset or an IterableDataset)."""
-    import datasets
-
-    from .formats import load_any
-
-    if isinstance(source, datasets.IterableDataset):
-        return source
-    if isinstance(source, datasets.Dataset):
-        return source.to_iterable_dataset()
-    return load_any(source, streaming=True)
-
-
-def _part_ok(path: Path, rows: int, features: Any) -> bool:
-    import pyarrow.parquet as pq
-    from datasets import Features
-
-    try:
-        meta = pq.read_metadata(str(path))
-        schema = pq.read_schema(str(path))
-    except (OSError, ValueError):
-        return False
-    return meta.num_rows == rows and Features.from_arrow_schema(schema) == features
-
-
-def featurize_streaming(
-    input: Any,
-    output: str | os.PathLike[str],
-    featurizer: Any,
-    *,
-    shard_rows: int = 10_000,
-    map_batch_size: int | None = None,
-    overwrite: bool = False,
-) -> dict[str, Any]:
-    """Stream ``input`` through ``featurizer`` into ``output/part-NNNNNN.parquet`` files of ``shard_rows`` rows.
-
-    Only one shard is held in memory at a time. Every part carries the output features (spec included) in its
-    parquet metadata; ``output/nag_spec.json`` holds the specs too, and ``output/_SUCCESS.json`` the counts once
-    complete. Rerunning after an interruption keeps the complete parts (same row counts and features) and
-    featurizes the rest. Rows are featurized in ``map`` batches of ``map_batch_size`` (default as
-    ``featurizer.apply``), so with ``shard_rows`` a multiple of it the result equals ``featurizer.apply`` on the
-    whole dataset. ``load_any(output)`` reads the folder back.
-    """
-    from datasets import Dataset
-
-    from ..featurize.featurizer import FeaturizeReport
-    from .formats import SIDECAR
-
-    if shard_rows < 1:
-        raise ValueError(f"shard_rows must be >= 1, got {shard_rows}")
-    if world_from_env()[1] > 1:
-        raise ValueError("streaming runs in one process; under a launcher (WORLD_SIZE > 1) use featurize_sharded "
-                         "(nag-datasets featurize --sharded) instead")
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a folder")
-    stream = _open_stream(input)
-    batch_size = map_batch_size or max(featurizer.batch_size * 8, 64)
-    with lock_dir(out):
-        if (out / STREAM_MARKER).exists() and not overwrite:
-            raise FileExistsError(f"{out} holds a complete result; pass overwrite=True (--overwrite) to redo it")
-        if out.exists() and overwrite:
-            # Only a folder of our parts is replaced; anything else in it is the user's.
-            check_replaceable(out, overwrite=True, marker=None, what="streaming output",
-                              ours=lambda n: n.startswith(("part-", ".part-")) or n in (SIDECAR, STREAM_MARKER))
-            shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
-        stray = [p.name for p in out.iterdir() if not (p.name.startswith("part-") or p.name.startswith(".part-")
-                                                        or p.name == SIDECAR)]
-        if stray:
-            raise FileExistsError(f"{out} holds files that are not streaming parts ({', '.join(stray[:5])})")
-        for tmp in out.glob(".part-*"):
-            tmp.unlink()
-        in_features = stream.features
-        features = featurizer.output_features(in_features) if in_features is not None else None
-        if features is not None:
-            _write_sidecar(out / SIDECAR, features)
-        # Keep the complete prefix of parts; anything after the first bad one is redone.
-        kept = 0
-        if features is not None:
-            while _part_ok(out / f"part-{kept:06d}.parquet", shard_rows, features):
-                kept += 1
-        for p in out.glob("part-*.parquet"):
-            if int(p.stem.split("-")[1]) >= kept:
-                p.unlink()
-        reports = [_part_report(out / f"part-{i:06d}.parquet") for i in range(kept)]
-        rows = kept * shard_rows
-        index = kept
-        for chunk in (stream.skip(rows) if rows else stream).iter(batch_size=shard_rows):
-            n = len(next(iter(chunk.values()))) if chunk else 0
-            if n == 0:
-                break
-            merged: dict[str, list[Any]] = {k: list(v) for k, v in chunk.items()}
-            new: dict[str, list[Any]] = {}
-            for lo in range(0, n, batch_size):
-                part = featurizer({k: v[lo:lo + batch_size] for k, v in merged.items()})
-                for k, v in part.items():
-                    new.setdefault(k, []).extend(v)
-            merged.update(new)
-            if features is None:  # the source declares no features (e.g. JSON lines): infer from the first shard
-                features = featurizer.output_features(Dataset.from_dict(dict(chunk)).features)
-                _write_sidecar(out / SIDECAR, features)
-            ds = Dataset.from_dict(merged, features=features)
-            tmp = out / f".part-{index:06d}.tmp"
-            ds.to_parquet(str(tmp))
-            os.replace(tmp, out / f"part-{index:06d}.parquet")
-            reports.append(FeaturizeReport.from_dataset(ds).to_dict())
-            rows += n
-            _sleep_hook(index)
-            index += 1
-            if n < shard_rows:
-                break
-        report = _add_reports(reports)
-        summary = {"format": STREAM_FORMAT, "version": FORMAT_VERSION, "output": str(out), "parts": index,
-                   "parts_skipped": kept, "shard_rows": shard_rows, "report": report, "created": _now()}
-        atomic_write_text(out / STREAM_MARKER, json.dumps(summary, indent=1, sort_keys=True))
-    return summary
-
-
-def _write_sidecar(path: Path, features: Any) -> None:
-    from ..columns import spec_from_feature
-
-    specs = {name: spec_from_feature(f).to_dict() for name, f in features.items() if spec_from_feature(f) is not None}
-    atomic_write_text(path, json.dumps(specs, indent=1, sort_keys=True))
-
-
-def _part_report(path: Path) -> dict[str, Any]:
-    import numpy as np
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from ..featurize.featurizer import NULL_STATUSES
-
-    table = pq.read_table(str(path), columns=["nag_status", "nag_tokens"])
-    status = Counter(table.column("nag_status").to_pylist())
-    nulls = {k: status[k] for k in NULL_STATUSES if status.get(k)}
-    tokens = pc.sum(table.column("nag_tokens")).as_py() or 0
-    return {"rows": table.num_rows, "featurized_rows": status.get("ok", 0) + status.get("truncated", 0),
-            "truncated_rows": status.get("truncated", 0), "null_rows": sum(nulls.values()), "null_by_reason": nulls,
-            "tokens": int(np.int64(tokens))}

@@ -38,7 +38,7 @@ def featurize_labelled_set(ds: Any, name: str, *, top_k: int, max_length: int, n
                            tokenizer: Any = None) -> Any:
     """Featurize ``ds`` (cached on disk) and add ``num_tokens``, each document's full token count."""
     from nag_datasets.featurize.featurizer import NAGFeaturizer
-    from nag_datasets.selection.budgeted import count_tokens
+    from nag_datasets.selection.tokens import count_tokens
 
     from .sets import featurize_cached
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from nag_datasets.ordering import seeded_order
+
 __all__ = [
     "analysis_cache_dir",
     "cached_array",
@@ -42,7 +44,7 @@ def analysis_cache_dir() -> Path:
 
 
 def _order(ids: Sequence[str], seed: int) -> list[int]:
-    return sorted(range(len(ids)), key=lambda i: hashlib.sha256(f"{seed}:{ids[i]}".encode()).hexdigest())
+    return seeded_order(ids, seed)
 
 
 def _dataset(rows: list[dict[str, str]]) -> Any:

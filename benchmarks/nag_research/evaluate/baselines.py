@@ -28,10 +28,20 @@ import numpy as np
 
 from nag_datasets.spec import SignatureSpec
 
-__all__ = ["WEIGHTINGS", "contrastive_embedding_scores", "contrastive_nag_scores", "contrastive_profile",
-           "contrastive_weights",
-           "dsir_scores", "embedding_scores", "nag_scores", "neuron_counts", "random_scores", "slice_signatures",
-           "tfidf_scores"]
+__all__ = [
+    "WEIGHTINGS",
+    "contrastive_embedding_scores",
+    "contrastive_nag_scores",
+    "contrastive_profile",
+    "contrastive_weights",
+    "dsir_scores",
+    "embedding_scores",
+    "harness_subset",
+    "nag_scores",
+    "neuron_counts",
+    "random_scores",
+    "tfidf_scores",
+]
 
 #: Contrastive weightings and the parameters each takes (the names the library's ``NAGProfile.contrast`` uses).
 WEIGHTINGS: dict[str, tuple[str, ...]] = {
@@ -49,21 +59,18 @@ def random_scores(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).random(n)
 
 
-def slice_signatures(sigs: np.ndarray, spec: SignatureSpec, *, layers: str | Sequence[int] = "all",
-                     top_k: int | None = None) -> tuple[np.ndarray, SignatureSpec]:
-    """Signatures restricted to some layers (positions in ``spec.layers``, or ``"all"``/``"last"``) and/or to
-    their top-``top_k`` prefix (rows are sorted by impact), with the matching spec."""
-    if layers == "all":
-        pos = list(range(spec.num_layers))
-    elif layers == "last":
-        pos = [spec.num_layers - 1]
-    else:
-        pos = [int(p) for p in layers]
-    k = spec.top_k if top_k is None else int(top_k)
-    if not 1 <= k <= spec.top_k:
-        raise ValueError(f"top_k={k} must be within 1..{spec.top_k} (prefixes only)")
-    out = np.ascontiguousarray(sigs[:, pos, :k])
-    return out, spec.replace(layers=tuple(spec.layers[p] for p in pos), top_k=k)
+def harness_subset(sigs: np.ndarray, spec: SignatureSpec, *, layers: str | Sequence[int] = "all",
+                   top_k: int | None = None) -> tuple[np.ndarray, SignatureSpec]:
+    """The harness's layer/K options applied with the library's own slicing: ``layers`` are *positions* in
+    ``spec.layers`` (or ``"all"``/``"last"``), ``top_k`` a prefix of every row (rows are sorted by impact)."""
+    from nag_datasets.analysis.subsets import prefix_signatures, slice_signatures
+
+    if layers != "all":
+        chosen = "last" if layers == "last" else [spec.layers[int(p)] for p in layers]
+        sigs, spec = slice_signatures(sigs, spec, chosen)
+    if top_k is not None and int(top_k) != spec.top_k:
+        sigs, spec = prefix_signatures(sigs, spec, int(top_k))
+    return sigs, spec
 
 
 def nag_scores(pool_sigs: np.ndarray, target_sigs: np.ndarray, spec: SignatureSpec) -> np.ndarray:

@@ -88,6 +88,7 @@ def featurize_texts(
     """Signatures, embeddings and token counts of ``texts`` on the bundled model (see the module docstring)."""
     import torch
 
+    from nag_datasets.featurize.batching import length_sorted_batches
     from nag_datasets.featurize.featurizer import NAGFeaturizer
     from nag_datasets.featurize.textcut import first_token_ids
 
@@ -130,15 +131,7 @@ def featurize_texts(
             for name in EMBEDDING_LAYERS:
                 out[f"emb_{name}"] = np.zeros((len(chunk), hidden), np.float32)
             out["tokens"] = np.array([len(x) for x in ids], np.int64)
-            order = sorted(range(len(chunk)), key=lambda i: (len(ids[i]), i))
-            for b in range(0, len(order), batch_size):
-                rows = order[b:b + batch_size]
-                width = max(len(ids[i]) for i in rows)
-                input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-                mask = torch.zeros((len(rows), width), dtype=torch.long)
-                for j, i in enumerate(rows):
-                    input_ids[j, :len(ids[i])] = torch.tensor(ids[i])
-                    mask[j, :len(ids[i])] = 1
+            for rows, input_ids, mask in length_sorted_batches(ids, batch_size, tokenizer.pad_token_id):
                 store.clear()
                 sigs = recorder.signatures(input_ids, mask, top_k)
                 for t, s in sigs.items():

@@ -27,9 +27,9 @@ from .baselines import (
     contrastive_nag_scores,
     dsir_scores,
     embedding_scores,
+    harness_subset,
     nag_scores,
     random_scores,
-    slice_signatures,
     tfidf_scores,
 )
 from .features import FeatureSet, featurize_texts
@@ -226,7 +226,7 @@ def _score(method: MethodSpec, task: RetrievalTask, feats: FeatureSet, pool: np.
                                             centred=bool(method.opt("centred")))
     if method.family == "nag":
         t = method.opt("type")
-        sigs, spec = slice_signatures(feats.signatures[t], feats.specs[t], layers=method.opt("layers"),
+        sigs, spec = harness_subset(feats.signatures[t], feats.specs[t], layers=method.opt("layers"),
                                       top_k=method.opt("k"))
         return nag_scores(sigs[pool], sigs[targets], spec)
     if method.family == "embedding":

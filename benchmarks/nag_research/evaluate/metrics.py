@@ -1,4 +1,6 @@
 """Retrieval metrics for one ranking of a labelled pool: AP, ROC-AUC, and precision/recall within a token budget.
+The research code's one metrics module (the harness, the analyses and the notebooks use it); AP and AUC are
+scikit-learn's, the budget rule is the library's own selection.
 
 All functions take ``scores`` (higher = more target-like) and boolean ``labels`` (True = the document shares the
 target's class). Ties are handled the way scikit-learn does: documents with equal scores enter the ranking together.
@@ -16,11 +18,22 @@ BudgetMetrics(fraction=0.5, documents=2, tokens=20, precision=0.5, recall=0.5)
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["BudgetMetrics", "at_budget", "average_precision", "jaccard", "roc_auc", "selected_at_budget"]
+__all__ = [
+    "BudgetMetrics",
+    "at_budget",
+    "average_precision",
+    "jaccard",
+    "precision_recall_at",
+    "rank_correlation",
+    "roc_auc",
+    "selected_at_budget",
+    "top_fraction_overlap",
+]
 
 
 def _check(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -34,43 +47,32 @@ def _check(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def average_precision(scores: Any, labels: Any) -> float:
-    """Area under the step precision-recall curve: sum over score thresholds of (recall gain) x (precision).
-
-    Thresholds are the distinct scores, highest first, so tied documents are admitted together (as in
-    ``sklearn.metrics.average_precision_score``). NaN when there is no positive.
+    """Area under the step precision-recall curve (``sklearn.metrics.average_precision_score``: the thresholds are
+    the distinct scores, so tied documents are admitted together). NaN when there is no positive.
     """
+    from sklearn.metrics import average_precision_score
+
     s, y = _check(scores, labels)
-    positives = int(y.sum())
-    if positives == 0:
+    if not y.any():
         return float("nan")
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    # last index of every run of equal scores
-    ends = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]
-    tp = np.cumsum(y)[ends]
-    admitted = ends + 1
-    precision = tp / admitted
-    recall = tp / positives
-    gains = np.diff(np.r_[0.0, recall])
-    return float(np.sum(gains * precision))
+    return float(average_precision_score(y, s))
 
 
 def roc_auc(scores: Any, labels: Any) -> float:
     """Probability that a random positive scores above a random negative (ties count one half); NaN if one class."""
+    from sklearn.metrics import roc_auc_score
+
     s, y = _check(scores, labels)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
+    if y.all() or not y.any():
         return float("nan")
-    order = np.argsort(s, kind="stable")
-    sorted_s = s[order]
-    ranks = np.empty(len(s), dtype=np.float64)
-    # average 1-based rank within each run of ties
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_s) != 0) + 1]
-    ends = np.r_[starts[1:], len(s)]
-    for a, b in zip(starts, ends):
-        ranks[order[a:b]] = (a + 1 + b) / 2.0
-    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
+    return float(roc_auc_score(y, s))
+
+
+def rank_correlation(a: Any, b: Any) -> float:
+    """Spearman rank correlation of two score vectors over the same documents (``scipy.stats.spearmanr``)."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)).statistic)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,3 +118,17 @@ def jaccard(a: Any, b: Any) -> float:
     sa, sb = set(np.asarray(a).tolist()), set(np.asarray(b).tolist())
     union = sa | sb
     return len(sa & sb) / len(union) if union else 1.0
+
+
+def precision_recall_at(scores: Any, labels: Any, tokens: Any, fractions: Sequence[float]) -> list[dict[str, float]]:
+    """:func:`at_budget` at each token share, as plain rows (``fraction``, ``selected``, ``precision``, ``recall``)."""
+    rows = []
+    for f in fractions:
+        m = at_budget(scores, labels, tokens, float(f))
+        rows.append({"fraction": m.fraction, "selected": m.documents, "precision": m.precision, "recall": m.recall})
+    return rows
+
+
+def top_fraction_overlap(a: Any, b: Any, tokens: Any, fraction: float) -> float:
+    """:func:`jaccard` of the selections two rankings make within the same share of the pool's tokens."""
+    return jaccard(selected_at_budget(a, tokens, fraction), selected_at_budget(b, tokens, fraction))

@@ -16,16 +16,17 @@ following ``n_extra`` are extra target documents (never in the pool) used to stu
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["GCIDE_FIELDS", "MMLU_DOMAINS", "RetrievalTask", "TaskConfig", "build_task", "cut_to_tokens",
-           "strip_gcide_label"]
+from nag_datasets.ordering import seeded_order
+
+from ..corpora import strip_gcide_label
+
+__all__ = ["GCIDE_FIELDS", "MMLU_DOMAINS", "RetrievalTask", "TaskConfig", "build_task", "cut_to_tokens"]
 
 #: MMLU subjects grouped into content domains. Left out on purpose: ``moral_scenarios`` (one fixed two-scenario
 #: template, so its format gives it away), ``miscellaneous`` and ``global_facts`` (no single domain).
@@ -52,8 +53,6 @@ MMLU_DOMAINS: dict[str, tuple[str, ...]] = {
 #: GCIDE field labels usable as classes (as :func:`nag_research.corpora.gcide_entries` reports them).
 GCIDE_FIELDS = ("Zool.", "Bot.", "Chem.", "Med.", "Anat.", "Law", "Min.", "Naut.", "Mus.", "Arch.")
 
-_PAREN = re.compile(r"\(([^()\n]{1,40})\)")
-_ACCENT = re.compile(r"\[\"(\w)\]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,21 +124,9 @@ def cut_to_tokens(text: str, tokenizer: Any, max_length: int) -> str:
     return text[:end]
 
 
-def strip_gcide_label(text: str, label: str) -> str:
-    """Remove every ``(label)`` marker from a GCIDE entry (accent escapes folded), so the class is not in the text.
-
-    >>> strip_gcide_label('Tort \\\\Tort\\\\, n.\\n   2. (Law) Any civil wrong.', 'Law')   # runs of spaces fold to one
-    'Tort \\\\Tort\\\\, n.\\n 2. Any civil wrong.'
-    """
-    def repl(m: re.Match[str]) -> str:
-        return "" if _ACCENT.sub(r"\1", m.group(1)).strip() == label else m.group(0)
-
-    out = _PAREN.sub(repl, text)
-    return re.sub(r"[ \t]{2,}", " ", out)
-
-
 def _order(rows: Iterable[tuple[str, str]], seed: int) -> list[tuple[str, str]]:
-    return sorted(rows, key=lambda r: hashlib.sha256(f"{seed}:{r[0]}".encode()).hexdigest())
+    rows = list(rows)
+    return [rows[i] for i in seeded_order([r[0] for r in rows], seed)]
 
 
 def _mmlu_by_class(classes: Sequence[str]) -> dict[str, list[tuple[str, str]]]:

@@ -3,7 +3,7 @@
 - ``random``: seeded noise (the seed is the unit's seed, so random selections differ across seeds).
 - ``nag_all`` / ``nag_last``: NAG similarity to the target profile, all layers / the final layer only; the pool is
   featurized ONCE with all layers (bundled SmolLM2, fwd_up, K=20) and the last layer is sliced out with
-  `evaluate.baselines.slice_signatures` (spec.replace(layers=...)).
+  `evaluate.baselines.harness_subset` (spec.replace(layers=...)).
 - ``embedding``: BETR-style cosine of mean-pooled final hidden states of the same model to the target centroid.
 - ``dsir``: DSIR log importance weight (``data-selection``, hashed uni+bigrams), the package's own length-summed
   weight.
@@ -124,8 +124,8 @@ def arm_scores(arm: str, ctx: ArmContext, seed: int) -> np.ndarray:
         pool, spec = ctx.signatures("pool")
         tgt, _ = ctx.signatures("targets")
         layers = "all" if arm == "nag_all" else "last"
-        p, s = baselines.slice_signatures(pool, spec, layers=layers)
-        t, _ = baselines.slice_signatures(tgt, spec, layers=layers)
+        p, s = baselines.harness_subset(pool, spec, layers=layers)
+        t, _ = baselines.harness_subset(tgt, spec, layers=layers)
         return baselines.nag_scores(p, t, s)
     if arm == "embedding":
         return baselines.embedding_scores(ctx.embeddings("pool"), ctx.embeddings("targets"))

@@ -10,10 +10,11 @@ general-evaluation document sharing a whitespace 13-gram with ANY GSM8K text (bo
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+
+from nag_datasets.ordering import seeded_key
 
 NGRAM = 13
 POOL_SOURCES = ("wordnet", "kjv", "gcide", "humaneval", "mmlu")
@@ -45,7 +46,7 @@ def ngram_index(texts: Iterable[str], n: int = NGRAM) -> set[tuple[str, ...]]:
 
 def _order(items: Iterable[tuple[str, str]], source: str, seed: int) -> list[str]:
     """Texts of ``(key, text)`` items, ordered by a seeded hash of the key."""
-    keyed = [(hashlib.sha256(f"{seed}:{source}:{k}".encode()).hexdigest(), t) for k, t in items]
+    keyed = [(seeded_key(seed, f"{source}:{k}"), t) for k, t in items]
     return [t for _, t in sorted(keyed)]
 
 

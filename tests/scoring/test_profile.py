@@ -9,7 +9,8 @@ import pytest
 from helpers import make_signature_dataset, make_spec, random_signatures, shared_dir
 
 from nag_datasets.scoring.kernel import SignatureIndexError
-from nag_datasets.scoring.target_profile import NAGProfile, ProfileError, passes_threshold
+from nag_datasets.scoring.map_callables import passes_threshold
+from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
 from nag_datasets.spec import COMPARED_FIELDS, SignatureSpec, SpecError, SpecMismatchError
 
 pytestmark = pytest.mark.fast

@@ -269,7 +269,7 @@ def test_invalid_text_error_names_the_dataset_row(featurizer):
 def test_featurizer_tokenizer_is_public_and_counts_tokens(featurizer):
     from datasets import Dataset
 
-    from nag_datasets.selection.budgeted import count_tokens
+    from nag_datasets.selection.tokens import count_tokens
 
     counted = count_tokens(Dataset.from_dict({"text": ["Water boils at 100 degrees."]}), featurizer.tokenizer)
     assert counted["num_tokens"][0] == len(featurizer.tokenizer("Water boils at 100 degrees.",

@@ -192,7 +192,7 @@ def test_model_arms_run_on_tiny_with_equal_budgets(tmp_path):
     np.testing.assert_array_equal(arm_scores("nag_contrast", ctx, 0), profile.score(pool_att).astype(np.float64))
 
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "pretrain" / "full"
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "pretrain" / "full"
 
 
 def test_committed_full_results_are_complete_and_match_their_summary():

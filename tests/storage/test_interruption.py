@@ -237,9 +237,9 @@ def test_killed_export_keeps_old_export_and_rerun_completes(exports, stage):
     paused = Paused(_export_args("selected", out, "--overwrite"), work, stage)
     (tmp,) = [p for p in _leftovers(work, out) if ".tmp-" in p.name]
     if stage == "atomic_write:filled":
-        # Truly mid-way: shards and recipe written, the figure or card still in flight.
-        assert list((tmp / "data").glob("train-*.parquet")) and (tmp / "nag_recipe.json").is_file()
-        assert not (tmp / "README.md").is_file()
+        # Truly mid-way: shards written, the recipe (the export's first atomic file write) in flight, no card yet.
+        assert list((tmp / "data").glob("train-*.parquet")) and not (tmp / "nag_recipe.json").is_file()
+        assert list(tmp.glob(".nag_recipe.json*")) and not (tmp / "README.md").is_file()
     paused.kill()
 
     assert _visible(work) - {paused.marker.name, f"{out}.lock"} <= before  # the killed run's lock file may stay

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from nag_research.corpora import strip_gcide_label
 from nag_research.evaluate import baselines, metrics
 from nag_research.evaluate.features import FeatureSet
 from nag_research.evaluate.harness import (
@@ -21,7 +22,7 @@ from nag_research.evaluate.harness import (
     run_evaluation,
 )
 from nag_research.evaluate.report import write_report
-from nag_research.evaluate.tasks import RetrievalTask, TaskConfig, cut_to_tokens, strip_gcide_label
+from nag_research.evaluate.tasks import RetrievalTask, TaskConfig, cut_to_tokens
 
 from nag_datasets.spec import SignatureSpec
 
@@ -29,12 +30,13 @@ fast = pytest.mark.fast
 
 
 @fast
-@pytest.mark.parametrize("module", ["baselines", "metrics", "harness", "tasks", "distill"])
+@pytest.mark.parametrize("module", ["evaluate.baselines", "evaluate.metrics", "evaluate.harness", "corpora",
+                                    "evaluate.distill"])
 def test_doctests(module):
     import doctest
     import importlib
 
-    result = doctest.testmod(importlib.import_module(f"nag_research.evaluate.{module}"))
+    result = doctest.testmod(importlib.import_module(f"nag_research.{module}"))
     assert result.attempted > 0 and result.failed == 0
 
 
@@ -156,14 +158,14 @@ def test_nag_scores_slices_and_dice():
     scores = baselines.nag_scores(pool, targets, spec)
     # one target: similarity = Dice overlap = mean over layers of |A & B| / K
     np.testing.assert_allclose(scores, [1.0, (2 / 4 + 0 + 4 / 4) / 3], rtol=1e-6)
-    last, last_spec = baselines.slice_signatures(pool, spec, layers="last")
+    last, last_spec = baselines.harness_subset(pool, spec, layers="last")
     assert last.shape == (2, 1, 4) and last_spec.layers == (2,)
-    k2, k2_spec = baselines.slice_signatures(pool, spec, top_k=2)
+    k2, k2_spec = baselines.harness_subset(pool, spec, top_k=2)
     assert k2.shape == (2, 3, 2) and k2_spec.top_k == 2
-    t2, _ = baselines.slice_signatures(targets, spec, top_k=2)
+    t2, _ = baselines.harness_subset(targets, spec, top_k=2)
     np.testing.assert_allclose(baselines.nag_scores(k2, t2, k2_spec), [1.0, (1 + 0 + 1) / 3], rtol=1e-6)
     with pytest.raises(ValueError):
-        baselines.slice_signatures(pool, spec, top_k=5)
+        baselines.harness_subset(pool, spec, top_k=5)
 
 
 def _contrast_case(L=2, K=4, N=32, n_targets=5, n_background=20):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu.py"
 QUICK = ["--quick", "--device", "cpu", "--iters", "1", "--repeats", "1"]
 
 

@@ -32,7 +32,7 @@ from nag_datasets.selection.recipe import get_recipe
 from nag_datasets.storage.atomic import FolderLockedError, lock_dir
 
 FAKE_TOKEN = "hf_FAKEtokenNeverValid0123456789abcdef"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _pool(spec, n=240, seed=1):
@@ -268,6 +268,10 @@ def _online_without_network(monkeypatch, calls):
     def upload_file(self, **kw):
         calls.append(("upload_file", kw["path_in_repo"], kw))
 
+    def list_repo_files(self, repo_id, **kw):  # a new repo: no config published yet
+        return []
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", list_repo_files)
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_file", upload_file)

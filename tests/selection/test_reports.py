@@ -8,8 +8,8 @@ import json
 import pytest
 
 from nag_datasets.featurize.featurizer import FeaturizeReport
-from nag_datasets.selection.budgeted import SelectionReport
 from nag_datasets.selection.ray_select import RaySelectionReport
+from nag_datasets.selection.reports import SelectionReport
 from nag_datasets.storage.sharded import _add_reports
 
 pytestmark = pytest.mark.fast

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from nag_research.analysis.notebook import HEADER_MARKER, SIZE_ENV, SUMMARY_MARKER, params_sha256, read_marker
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 NAMES = [
     "01_quickstart",
     "02_final_layer_only",
