@@ -411,3 +411,37 @@ def test_ray_map_batches_adds_the_scores(saved, sample):
         ray.shutdown()
     got = np.array([r[SCORE_COLUMN] for r in sorted(rows, key=lambda r: r["i"])], dtype=np.float32)
     np.testing.assert_array_equal(got, scorer.score_texts(texts))
+
+
+def test_datatrove_scorer_step_takes_a_distilled_scorer(saved, sample):
+    """The datatrove step accepts the scorer as a TextScorer and writes its scores and token counts."""
+    pytest.importorskip("datatrove")
+    from datatrove.data import Document
+
+    from nag_datasets.pipelines.datatrove_steps import NAGDocumentScorer
+
+    texts, _ = sample
+    scorer = DistilledScorer(saved)
+    step = NAGDocumentScorer(scorer, batch_size=16)
+    docs = list(step.run([Document(text=t, id=str(i)) for i, t in enumerate(texts[:40])]))
+    want = scorer.score_texts(texts[:40])
+    assert [d.metadata[step.score_key] for d in docs] == [float(x) for x in want]
+    assert [d.metadata[step.tokens_key] for d in docs] == scorer.count_tokens(texts[:40])
+
+
+def test_datatrove_fasttext_filter_reads_the_model(saved, sample):
+    """datatrove's own fastText classifier filter loads the saved ``model.bin`` and keeps by P(__label__nag).
+    (The filter also needs ``fasteners``; without it this is skipped and ``test_fasttext_file_is_plain_fasttext``
+    checks the call the filter makes.)"""
+    pytest.importorskip("datatrove")
+    pytest.importorskip("fasteners")
+    from datatrove.data import Document
+    from datatrove.pipeline.filters import FastTextClassifierFilter
+
+    texts, _ = sample
+    scorer = DistilledScorer(saved)
+    scores = scorer.score_texts(texts[:60])
+    threshold = float(np.median(scores))
+    filt = FastTextClassifierFilter(str(saved / "model.bin"), keep_labels=[(FASTTEXT_LABEL, threshold)])
+    kept = [bool(filt.filter(Document(text=t, id=str(i)))) for i, t in enumerate(texts[:60])]
+    assert kept == [bool(s >= threshold) for s in scores]
