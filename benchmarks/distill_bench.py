@@ -58,7 +58,9 @@ def training_features(task: Any, n: int) -> tuple[list[str], list[str], Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--stage", choices=("features", "all"), default="all")
+    parser.add_argument("--stage", choices=("features", "speed", "all"), default="all",
+                        help="speed: re-measure docs/s only, into results.json (the previous figure is kept under "
+                             "'speed_runs')")
     parser.add_argument("--tasks", nargs="*", default=list(POOL_SIZE), help="tasks to study (default: both)")
     parser.add_argument("--speed-docs", type=int, default=64, help="documents timed for docs/s")
     args = parser.parse_args()
@@ -70,12 +72,17 @@ def main() -> None:
     if args.stage == "features":
         return
     from nag_research.evaluate.distill import MODELS, pretrain_agreement, run_study, speed
+    from nag_research.provenance import machine_info
 
     from nag_datasets.distill import LabelRule, train_model
 
-    results = run_study(tasks, pools, log=log)
-    results["pretrain_arm_agreement"] = pretrain_agreement(HERE / "results" / "pretrain" / "full")
-    log(f"pretraining arm agreement: {json.dumps(results['pretrain_arm_agreement'], default=float)[:400]}")
+    if args.stage == "speed":
+        results = json.loads((OUT / "results.json").read_text())
+        results.setdefault("speed_runs", []).append({**results["speed"], "machine": results["machine"]})
+    else:
+        results = run_study(tasks, pools, log=log)
+        results["pretrain_arm_agreement"] = pretrain_agreement(HERE / "results" / "pretrain" / "full")
+        log(f"pretraining arm agreement: {json.dumps(results['pretrain_arm_agreement'], default=float)[:400]}")
     # Speed: the first MMLU harness pool documents, the featurizer against models trained on the MMLU training pool.
     _tcfg, task, _feats = next(t for t in tasks if t[1].name == "mmlu_domains")
     texts = [task.texts[i] for i in task.pool[: args.speed_docs]]
@@ -85,11 +92,11 @@ def main() -> None:
     torch_threads = int(os.environ.get("DISTILL_BENCH_TORCH_THREADS", "2"))
     results["speed"] = speed(texts, models, torch_threads=torch_threads)
     results["speed"]["torch_threads"] = torch_threads
+    results["speed"]["machine"] = machine_info()
     log(f"speed: featurizer {results['speed']['featurizer_docs_per_s']:.1f} docs/s, distilled "
         f"{results['speed']['distilled_docs_per_s']}, ratio {results['speed']['ratio']}")
-    from nag_research.provenance import machine_info
-
-    results["machine"] = machine_info()
+    if args.stage == "all":
+        results["machine"] = machine_info()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
     log(f"wrote {OUT / 'results.json'}")
