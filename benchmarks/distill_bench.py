@@ -22,7 +22,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "distill"
 FEATURES = OUT / "features"
-POOL_SIZE = {"mmlu_domains": 2048, "gcide_fields": 1024}
+POOL_SIZE = {"mmlu_domains": 5120, "gcide_fields": 1024}
 
 
 def log(msg: str) -> None:
@@ -63,6 +63,8 @@ def main() -> None:
                              "'speed_runs')")
     parser.add_argument("--tasks", nargs="*", default=list(POOL_SIZE), help="tasks to study (default: both)")
     parser.add_argument("--speed-docs", type=int, default=64, help="documents timed for docs/s")
+    parser.add_argument("--keep-speed", action="store_true",
+                        help="keep the docs/s figures of the existing results.json instead of measuring again")
     args = parser.parse_args()
     tasks = harness_tasks()
     pools = {}
@@ -83,6 +85,13 @@ def main() -> None:
         results = run_study(tasks, pools, log=log)
         results["pretrain_arm_agreement"] = pretrain_agreement(HERE / "results" / "pretrain" / "full")
         log(f"pretraining arm agreement: {json.dumps(results['pretrain_arm_agreement'], default=float)[:400]}")
+    if args.keep_speed:
+        old = json.loads((OUT / "results.json").read_text())
+        results["speed"], results["speed_runs"] = old["speed"], old.get("speed_runs", [])
+        results["machine"] = machine_info()
+        (OUT / "results.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
+        log(f"wrote {OUT / 'results.json'} (docs/s kept from the previous run)")
+        return
     # Speed: the first MMLU harness pool documents, the featurizer against models trained on the MMLU training pool.
     _tcfg, task, _feats = next(t for t in tasks if t[1].name == "mmlu_domains")
     texts = [task.texts[i] for i in task.pool[: args.speed_docs]]
