@@ -55,6 +55,7 @@ def test_every_exception_class_of_the_package_is_a_nag_error() -> None:
     ("nag_datasets.pipelines.budget_files:BudgetStageError", RuntimeError),
     ("nag_datasets.pipelines.datatrove_steps:MissingScoreError", ValueError),
     ("nag_datasets.pipelines._datatrove:DatatroveMissingError", ImportError),
+    ("nag_datasets.distill.labels:DistillError", ValueError),
 ])
 def test_errors_keep_their_builtin_parent(name: str, builtin: type[BaseException]) -> None:
     module, attr = name.split(":")

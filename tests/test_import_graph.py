@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("nag_datasets.selection",),
     ("nag_datasets.storage.sharded", "nag_datasets.storage.streaming", "nag_datasets.storage.ranks", "nag_datasets.hub",
      "nag_datasets.analysis", "nag_datasets.pipelines"),
+    ("nag_datasets.distill",),
     ("nag_datasets.cli",),
 ]
 

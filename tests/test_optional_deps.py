@@ -10,10 +10,10 @@ import pytest
 
 pytestmark = pytest.mark.fast
 
-BLOCKED = ("matplotlib", "gguf", "ray", "sklearn", "datatrove")
+BLOCKED = ("matplotlib", "gguf", "ray", "sklearn", "datatrove", "fasttext")
 CORE = ("nag_datasets.errors", "nag_datasets.spec", "nag_datasets.columns", "nag_datasets.featurize",
         "nag_datasets.scoring", "nag_datasets.selection", "nag_datasets.storage", "nag_datasets.hub",
-        "nag_datasets.cli", "nag_datasets.pipelines")
+        "nag_datasets.cli", "nag_datasets.pipelines", "nag_datasets.distill")
 
 
 def _run(code: str) -> subprocess.CompletedProcess[str]:
@@ -51,9 +51,11 @@ def test_missing_extras_raise_an_install_hint():
         from nag_datasets.hub.figure import _require_matplotlib
         from nag_datasets.pipelines import NAGBudgetCut, NAGDocumentScorer, NAGScoreFilter
         from nag_datasets.pipelines._datatrove import require_datatrove
+        from nag_datasets.distill.models import _require_fasttext, _require_sklearn
         for check, extra in ((_require_gguf, "gguf"), (_require_matplotlib, "plots"), (require_datatrove, "datatrove"),
                              (lambda: NAGBudgetCut("out", 0.2), "datatrove"), (lambda: NAGScoreFilter(0.5), "datatrove"),
-                             (lambda: NAGDocumentScorer(object()), "datatrove")):
+                             (lambda: NAGDocumentScorer(object()), "datatrove"), (_require_fasttext, "distill"),
+                             (_require_sklearn, "distill")):
             try:
                 check()
             except ImportError as e:

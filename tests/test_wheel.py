@@ -34,6 +34,7 @@ def test_wheel_holds_only_the_library(tmp_path):
                 or n.endswith("corpora.py")]
     assert not (REPO / "nag_datasets" / "hub_cards").exists()  # the templates have one home: the top-level hub_cards/
     for needed in ("nag_datasets/hub_cards/selected_subset.md", "nag_datasets/hub_cards/target_profile.md",
+                   "nag_datasets/hub_cards/distilled_scorer.md", "nag_datasets/distill/scorer.py",
                    "nag_datasets/data/demo_sample.jsonl", "nag_datasets/py.typed", "nag_datasets/cli/__main__.py",
                    "nag_datasets/featurize/featurizer.py", "nag_datasets/scoring/kernel.py"):
         assert needed in names, needed

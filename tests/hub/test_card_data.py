@@ -10,6 +10,7 @@ import pytest
 from helpers import make_spec, random_signatures
 
 from nag_datasets import NAGProfile
+from nag_datasets.distill.card import DISTILLED_TEMPLATE, DistilledCardContext
 from nag_datasets.hub.card_data import (
     ProfileCardContext,
     ProfileCardData,
@@ -26,7 +27,8 @@ _RENDERER_VARIABLES = {"card_data"}
 
 
 @pytest.mark.parametrize(("template", "context"), [(SUBSET_TEMPLATE, SubsetCardContext),
-                                                    (PROFILE_TEMPLATE, ProfileCardContext)])
+                                                    (PROFILE_TEMPLATE, ProfileCardContext),
+                                                    (DISTILLED_TEMPLATE, DistilledCardContext)])
 def test_every_template_variable_is_a_field(template, context):
     source = template_path(template).read_text(encoding="utf-8")
     used = jinja2.meta.find_undeclared_variables(jinja2.Environment().parse(source)) - _RENDERER_VARIABLES

@@ -30,7 +30,8 @@ fast = pytest.mark.fast
 
 
 @fast
-@pytest.mark.parametrize("module", ["evaluate.baselines", "evaluate.metrics", "evaluate.harness", "corpora"])
+@pytest.mark.parametrize("module", ["evaluate.baselines", "evaluate.metrics", "evaluate.harness", "corpora",
+                                    "evaluate.distill"])
 def test_doctests(module):
     import doctest
     import importlib

@@ -1,0 +1,79 @@
+"""``nag-datasets distill SCORED_SAMPLE MODEL_DIR --score-column COL``: train a distilled NAG scorer.
+
+SCORED_SAMPLE is a dataset (folder, parquet or JSON lines) with a text column and a score column made by any NAG
+profile (``nag_similarity``, ``nag_contrast_score``, ...). MODEL_DIR receives the model, ``distilled.json`` and a
+card; score a pool with it through ``nag_datasets.distill.score_dataset``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Argument checks that need no data, so that a mistake costs nothing."""
+    from ..distill.labels import DistillError
+
+    if not Path(args.input).exists():
+        raise FileNotFoundError(f"no scored sample at {args.input}")
+    if Path(args.output).exists() and not args.overwrite:
+        raise FileExistsError(f"{args.output} exists; pass --overwrite to replace the scorer saved there")
+    if args.model == "fasttext" and args.regress:
+        raise DistillError("--regress needs --model linear: fastText learns labels only")
+    if args.profile is not None and not Path(args.profile).exists():
+        raise FileNotFoundError(f"no profile folder at {args.profile}")
+    _rule(args)  # share and sampling checked before any data is read
+
+
+def _rule(args: argparse.Namespace) -> Any:
+    from ..distill.labels import LabelRule
+
+    return LabelRule(mode="regress" if args.regress else "top_share", positive_share=args.positive_share,
+                     negatives=args.negatives, negative_share=args.negative_share,
+                     negative_ratio=args.negative_ratio)
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from ..distill.train import distill_dataset
+    from ..storage.formats import load_any
+
+    _check_args(args)
+    profile = None
+    if args.profile is not None:
+        from ..scoring.target_profile import NAGProfile
+
+        profile = NAGProfile.load(args.profile)
+    ds = load_any(args.input)
+    scorer = distill_dataset(ds, args.output, score_column=args.score_column, text_column=args.text_column,
+                             profile=profile, tokenizer=args.tokenizer, rule=_rule(args), model=args.model,
+                             seed=args.seed, holdout=args.holdout, overwrite=args.overwrite)
+    meta = scorer.meta
+    print(json.dumps({"output": args.output, "model": meta["model"], "fingerprint": meta["fingerprint"],
+                      "sample": meta["sample"], "agreement": meta.get("agreement")}, indent=1))
+    return 0
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add this command to the ``nag-datasets`` parser's ``subparsers``."""
+    p = subparsers.add_parser("distill", help="train a fast text classifier that ranks raw text like NAG scores")
+    p.add_argument("input", metavar="SCORED_SAMPLE")
+    p.add_argument("output", metavar="MODEL_DIR")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--score-column", required=True, help="the NAG score column (e.g. nag_contrast_score)")
+    p.add_argument("--model", choices=("linear", "fasttext"), default="linear",
+                   help="linear (default; deterministic) or fasttext (not reproducible with this fastText build)")
+    p.add_argument("--positive-share", type=float, default=0.2, help="top share of scored rows labelled positive")
+    p.add_argument("--negatives", choices=("rest", "bottom", "sample"), default="rest")
+    p.add_argument("--negative-share", type=float, default=0.5, help="with --negatives bottom: the bottom share")
+    p.add_argument("--negative-ratio", type=float, default=4.0, help="with --negatives sample: per positive")
+    p.add_argument("--regress", action="store_true", help="regress the score itself (--model linear)")
+    p.add_argument("--holdout", type=float, default=0.1, help="share held out for the agreement figures")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile", default=None, help="the profile folder that made the scores (recorded in the card)")
+    p.add_argument("--tokenizer", default=None,
+                   help="tokenizer for count_tokens (name, path or 'bundled'; default: the profile's if bundled)")
+    p.add_argument("--overwrite", action="store_true", help="replace a scorer saved in MODEL_DIR before")
+    p.set_defaults(func=cmd_distill)
