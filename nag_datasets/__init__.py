@@ -25,7 +25,7 @@ _EXPORTS = {
     "SpecError": "spec",
     "SpecMismatchError": "spec",
     "attach_spec": "columns",
-    "combine_with_quality": "selection.budgeted",
+    "combine_with_quality": "selection.quality",
     "count_tokens": "selection.tokens",
     "get_recipe": "selection.recipe",
     "get_spec": "columns",

@@ -4,9 +4,10 @@ The output is a scored pool that anyone can cut at their own r_f (``nag-datasets
 --score-column ...`` or ``select_top_fraction(ds, F, token_column=..., score_column=...)``), the way FineWeb-Edu
 publishes its classifier scores; ``nag-datasets export OUT FOLDER --config-name scored`` publishes it.
 
-Scores come from one *scorer source*, chosen by a mutually exclusive option. Each source is an entry of
-:data:`SOURCES`: the option's ``dest``, a help text, and a function ``(args, ds) -> (ds, score_column)``. Adding a
-source (say, a distilled classifier behind ``--distilled MODEL_DIR``) is one function and one entry.
+Scores come from one *scorer source*, chosen by a mutually exclusive option: ``--profile DIR`` (NAG scores of the
+signature column) or ``--distilled MODEL_DIR`` (a classifier distilled from a NAG ranking, scoring the text column;
+see :mod:`nag_datasets.distill`). Each source is an entry of :data:`SOURCES`: the option's ``dest``, a help text,
+and a function ``(args, ds) -> (ds, score_column)``.
 
 >>> build = __import__("nag_datasets.cli.app", fromlist=["build_parser"]).build_parser
 >>> args = build().parse_args(["score", "pool", "out", "--profile", "p"])
@@ -39,6 +40,13 @@ def _profile_scores(args: argparse.Namespace, ds: Any) -> tuple[Any, str]:
     return score_pool(ds, profile, args.column), profile.score_column
 
 
+def _distilled_scores(args: argparse.Namespace, ds: Any) -> tuple[Any, str]:
+    from ..distill.scorer import DistilledScorer, score_dataset
+
+    scorer = DistilledScorer.load(args.distilled, text_column=args.text_column)
+    return score_dataset(ds, scorer, num_proc=args.num_proc), scorer.out_column
+
+
 #: The scorer sources, in the order the mutually exclusive options are listed.
 SOURCES: tuple[ScoreSource, ...] = (
     ScoreSource(
@@ -46,6 +54,12 @@ SOURCES: tuple[ScoreSource, ...] = (
         "profile",
         "a saved profile folder (paper's or contrastive): NAG scores from the signature column",
         _profile_scores,
+    ),
+    ScoreSource(
+        "--distilled",
+        "distilled",
+        "a distilled scorer folder (nag-datasets distill): fast scores from the text column, no model pass",
+        _distilled_scores,
     ),
 )
 
@@ -91,5 +105,6 @@ def register_cli(subparsers: Any) -> None:
     s.add_argument("--token-column", default="num_tokens")
     s.add_argument("--tokenizer", default=None, help="tokenizer for counting tokens when the column is missing")
     s.add_argument("--text-column", default="text")
+    s.add_argument("--num-proc", type=int, default=None, help="map workers for --distilled (each loads the model once)")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=cmd_score)

@@ -24,7 +24,7 @@ def _reproduce(recipe: SelectionRecipe, token_column: str, license: str) -> tupl
         lines.append("from nag_datasets.scoring.target_profile import NAGProfile")
     fn = "select_multi_target" if recipe.kind == "multi_target" else "select_top_fraction"
     imports = [fn] + (["combine_with_quality"] if recipe.quality else [])
-    lines += [f"from nag_datasets.selection.budgeted import {', '.join(imports)}", ""]
+    lines += [f"from nag_datasets import {', '.join(imports)}", ""]
     lines.append(
         f'POOL = "POOL"  # your pool: a Hub dataset id or local folder with a text column and {token_column!r}'
     )

@@ -333,7 +333,7 @@ def test_combine_with_quality_takes_the_distilled_column(saved, sample):
     from datasets import Dataset
 
     from nag_datasets import select_top_fraction
-    from nag_datasets.selection.budgeted import combine_with_quality
+    from nag_datasets.selection.quality import combine_with_quality
     from nag_datasets.selection.recipe import get_score_info
 
     texts, _ = sample
@@ -431,8 +431,8 @@ def test_datatrove_scorer_step_takes_a_distilled_scorer(saved, sample):
 
 def test_datatrove_fasttext_filter_reads_the_model(saved, sample):
     """datatrove's own fastText classifier filter loads the saved ``model.bin`` and keeps by P(__label__nag).
-    (The filter also needs ``fasteners``; without it this is skipped and ``test_fasttext_file_is_plain_fasttext``
-    checks the call the filter makes.)"""
+    (The filter also needs ``fasteners``, in the ``distill`` extra; without it this is skipped and
+    ``test_fasttext_file_is_plain_fasttext`` checks the call the filter makes.)"""
     pytest.importorskip("datatrove")
     pytest.importorskip("fasteners")
     from datatrove.data import Document
@@ -442,6 +442,32 @@ def test_datatrove_fasttext_filter_reads_the_model(saved, sample):
     scorer = DistilledScorer(saved)
     scores = scorer.score_texts(texts[:60])
     threshold = float(np.median(scores))
-    filt = FastTextClassifierFilter(str(saved / "model.bin"), keep_labels=[(FASTTEXT_LABEL, threshold)])
+    # newline_replacement=" ": our scorer reads a document's lines as one line joined by spaces (datatrove's default
+    # "" would glue the last word of a line to the first of the next).
+    filt = FastTextClassifierFilter(str(saved / "model.bin"), keep_labels=[(FASTTEXT_LABEL, threshold)],
+                                    newline_replacement=" ")
     kept = [bool(filt.filter(Document(text=t, id=str(i)))) for i, t in enumerate(texts[:60])]
     assert kept == [bool(s >= threshold) for s in scores]
+
+
+def test_cli_score_with_a_distilled_scorer(saved, sample, tmp_path, capsys):
+    """``nag-datasets score POOL OUT --distilled DIR`` keeps every row and adds the scorer's scores exactly."""
+    from datasets import Dataset
+
+    from nag_datasets.cli import main
+    from nag_datasets.storage.formats import load_any
+
+    texts, _ = sample
+    pool = tmp_path / "pool.jsonl"
+    Dataset.from_dict({"text": texts[:60], "num_tokens": list(range(1, 61))}).to_json(pool)
+    out = tmp_path / "scored"
+    assert main(["score", str(pool), str(out), "--distilled", str(saved)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["score_column"] == SCORE_COLUMN and summary["scored_by"] == "--distilled" and summary["rows"] == 60
+    scored = load_any(out)
+    assert scored["text"] == texts[:60] and scored["num_tokens"] == list(range(1, 61))
+    np.testing.assert_array_equal(np.asarray(scored[SCORE_COLUMN], np.float32),
+                                  DistilledScorer.load(saved).score_texts(texts[:60]))
+    assert main(["score", str(pool), str(out), "--distilled", str(saved)]) == 1  # exists, no --overwrite
+    with pytest.raises(SystemExit):  # one scorer source only
+        main(["score", str(pool), str(tmp_path / "x"), "--distilled", str(saved), "--profile", "p"])

@@ -27,7 +27,8 @@ from nag_datasets.hub import (
 )
 from nag_datasets.hub import card as hub_card
 from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
-from nag_datasets.selection.budgeted import combine_with_quality, select_multi_target, select_top_fraction
+from nag_datasets.selection.budgeted import select_multi_target, select_top_fraction
+from nag_datasets.selection.quality import combine_with_quality
 from nag_datasets.selection.recipe import get_recipe
 from nag_datasets.storage.atomic import FolderLockedError, lock_dir
 

@@ -15,7 +15,8 @@ from nag_datasets.scoring.contrastive import CONTRAST_SCORE_COLUMN, ContrastiveP
 from nag_datasets.scoring.kernel import score_signatures, score_signatures_numpy
 from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
 from nag_datasets.scoring.weighting import WEIGHTINGS, LogOdds, Shrinkage, WeightingError, get_weighting
-from nag_datasets.selection.budgeted import combine_with_quality, select_multi_target, select_top_fraction
+from nag_datasets.selection.budgeted import select_multi_target, select_top_fraction
+from nag_datasets.selection.quality import combine_with_quality
 from nag_datasets.spec import SpecMismatchError
 
 pytestmark = pytest.mark.fast
