@@ -16,7 +16,7 @@ from .lazy import lazy_exports
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "FeaturizeReport": "featurize.featurizer",
+    "FeaturizeReport": "featurize.report",
     "NAGFeaturizer": "featurize.featurizer",
     "NAGProfile": "scoring.target_profile",
     "ContrastiveProfile": "scoring.contrastive",

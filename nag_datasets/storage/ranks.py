@@ -42,6 +42,6 @@ def _now() -> str:
 
 def _add_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """The sum of shard or part reports (as stored in their markers), as a dict for the JSON summary."""
-    from ..featurize.featurizer import FeaturizeReport
+    from ..featurize.report import FeaturizeReport
 
     return sum((FeaturizeReport.from_dict(r) for r in reports), FeaturizeReport.empty()).to_dict()

@@ -188,7 +188,8 @@ def featurize_sharded(
     go to ``featurizer.apply`` (e.g. ``num_proc``). Returns a summary (``report`` holds the counts of this rank,
     or of the whole output on rank 0).
     """
-    from ..featurize.featurizer import FeaturizeReport, InvalidTextError
+    from ..featurize.featurizer import InvalidTextError
+    from ..featurize.report import FeaturizeReport
     from .formats import load_any, save_any
 
     env_rank, env_world, env_local = world_from_env()

@@ -143,7 +143,7 @@ class _Out:
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
-        from ..featurize.featurizer import NULL_STATUSES
+        from ..featurize.report import NULL_STATUSES
 
         with self.open(name) as f:
             table = pq.read_table(f, columns=["nag_status", "nag_tokens"])
@@ -234,7 +234,7 @@ def featurize_streaming(
     """
     from datasets import Dataset
 
-    from ..featurize.featurizer import FeaturizeReport
+    from ..featurize.report import FeaturizeReport
 
     if shard_rows < 1:
         raise ValueError(f"shard_rows must be >= 1, got {shard_rows}")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from nag_datasets.featurize.featurizer import FeaturizeReport
+from nag_datasets.featurize.report import FeaturizeReport
 from nag_datasets.selection.ray_select import RaySelectionReport
 from nag_datasets.selection.reports import SelectionReport
 from nag_datasets.storage.sharded import _add_reports

@@ -7,17 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nag_datasets.scoring.target_profile import NAGProfile
-from nag_datasets.selection.budgeted import (
-    MultiTargetReport,
-    SelectionReport,
-    combine_with_quality,
-    combined_scores,
-    count_tokens,
-    select_indices,
-    select_multi_target,
-    select_top_fraction,
-)
+from nag_datasets.selection.budgeted import select_indices, select_multi_target, select_top_fraction
+from nag_datasets.selection.quality import combine_with_quality, combined_scores
 from nag_datasets.selection.recipe import get_recipe, get_score_info
+from nag_datasets.selection.reports import MultiTargetReport, SelectionReport
+from nag_datasets.selection.tokens import count_tokens
 
 pytestmark = pytest.mark.fast
 

@@ -14,12 +14,8 @@ from helpers import make_signature_dataset, make_spec, random_signatures
 
 from nag_datasets.hub import export_for_hub, regenerate_card
 from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
-from nag_datasets.selection.budgeted import (
-    combine_with_quality,
-    combined_scores,
-    select_multi_target,
-    select_top_fraction,
-)
+from nag_datasets.selection.budgeted import select_multi_target, select_top_fraction
+from nag_datasets.selection.quality import combine_with_quality, combined_scores
 from nag_datasets.selection.recipe import RecipeError, SelectionRecipe, attach_recipe, get_recipe
 from nag_datasets.spec import COMPARED_FIELDS, RECORDED_FIELDS, SpecError, SpecMismatchError
 
