@@ -124,8 +124,8 @@ class FastTextModel(DistilledModel):
         if not np.isin(targets, (0.0, 1.0)).all():
             raise DistillError("fastText learns labels only: use mode='top_share' (or the linear model to regress)")
         with tempfile.TemporaryDirectory(prefix="nag-distill-") as tmp:
-            path = Path(tmp) / "train.txt"
-            with open(path, "w", encoding="utf-8") as f:
+            tmp_train = Path(tmp) / "train.txt"
+            with open(tmp_train, "w", encoding="utf-8") as f:
                 for text, y in zip(texts, targets):
                     label = FASTTEXT_LABEL if y == 1.0 else _NEGATIVE_LABEL
                     f.write(f"__label__{label} {one_line(text)}\n")
@@ -135,7 +135,7 @@ class FastTextModel(DistilledModel):
             # runs then differ and some stop with "Encountered NaN". Ten threads initialise all of it; training is
             # then Hogwild-parallel, so runs still differ slightly (see the module docstring).
             try:
-                self._model = fasttext.train_supervised(input=str(path), thread=_FASTTEXT_THREADS, seed=int(seed),
+                self._model = fasttext.train_supervised(input=str(tmp_train), thread=_FASTTEXT_THREADS, seed=int(seed),
                                                         verbose=0, **self.params)
             except RuntimeError as e:
                 raise DistillError(f"fastText training failed: {e} (try a lower lr, or the linear model)") from None
