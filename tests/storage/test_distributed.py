@@ -66,15 +66,6 @@ def small():
 
 
 @pytest.fixture(scope="module")
-def pool_dir(tmp_path_factory):
-    from nag_datasets.demo_data import load_demo
-
-    path = tmp_path_factory.mktemp("pool") / "pool"
-    load_demo("pool").shuffle(seed=1).select(range(12)).save_to_disk(str(path))
-    return path
-
-
-@pytest.fixture(scope="module")
 def reference(small, pool_dir):
     """The in-memory, single-process result (map batches of 4 rows)."""
     return small.apply(load_from_disk(str(pool_dir)), batch_size=4)

@@ -65,15 +65,6 @@ def _digest(folder: Path, names: list[str]) -> dict[str, tuple[int, str]]:
 
 
 @pytest.fixture(scope="module")
-def pool_dir(tmp_path_factory):
-    from nag_datasets.demo_data import load_demo
-
-    path = tmp_path_factory.mktemp("pool") / "pool"
-    load_demo("pool").shuffle(seed=1).select(range(12)).save_to_disk(str(path))
-    return path
-
-
-@pytest.fixture(scope="module")
 def single(pool_dir, tmp_path_factory):
     """The single-process stream's result, parts of two rows."""
     out = tmp_path_factory.mktemp("single") / "out"
