@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from .kernel import quantize_weights
-from .profile_files import CONTRASTIVE_FORMAT_VERSION
-from .target_profile import NAGProfile, ProfileError, register_profile_kind
+from .profile_files import CONTRASTIVE_FORMAT_VERSION, register_profile_kind
+from .target_profile import NAGProfile, ProfileError
 from .weighting import Weighting, WeightingError, get_weighting
 
 __all__ = ["CONTRAST_SCORE_COLUMN", "ContrastiveProfile"]

@@ -29,8 +29,21 @@ from ..errors import NAGError
 from ..storage import location
 from ..storage.atomic import atomic_dir, check_complete, check_replaceable, lock_dir, read_versioned_json, remote_dir
 
-__all__ = ["CONTRASTIVE_FORMAT_VERSION", "COUNTS_FILE", "HUB_CARD_FILE", "META_FILE", "PROFILE_FORMAT",
-           "PROFILE_FORMAT_VERSION", "ProfileError", "profile_location", "read_profile_files", "write_profile_files"]
+__all__ = [
+    "CONTRASTIVE_FORMAT_VERSION",
+    "COUNTS_FILE",
+    "HUB_CARD_FILE",
+    "META_FILE",
+    "PROFILE_FORMAT",
+    "PROFILE_FORMAT_VERSION",
+    "ProfileError",
+    "profile_kind",
+    "profile_location",
+    "profile_paths",
+    "read_profile_files",
+    "register_profile_kind",
+    "write_profile_files",
+]
 
 HUB_CARD_FILE = "README.md"  # the card a Hub repo shows (nag_datasets.hub.templates.CARD_FILE)
 PROFILE_FORMAT = "nag_datasets.profile"  # a stored format id: kept when the module moved
@@ -40,6 +53,25 @@ PROFILE_FORMAT_VERSION = 1
 CONTRASTIVE_FORMAT_VERSION = 2
 COUNTS_FILE = "profile.safetensors"
 META_FILE = "profile.json"
+
+
+#: Profile classes by the ``kind`` their saved files record; subclasses in other modules register themselves
+#: (``nag_datasets.scoring`` imports them), so this module never imports them back.
+_PROFILE_KINDS: dict[str, Any] = {}
+
+
+def register_profile_kind(kind: str, cls: Any) -> None:
+    """Make ``cls`` the class that :meth:`NAGProfile.load` (and :meth:`NAGProfile.contrast`) use for ``kind``."""
+    _PROFILE_KINDS[kind] = cls
+
+
+def profile_kind(kind: str) -> Any:
+    """The class registered for ``kind`` (importing ``nag_datasets.scoring`` registers the package's own kinds)."""
+    if kind not in _PROFILE_KINDS:
+        import importlib
+
+        importlib.import_module("nag_datasets.scoring")  # registers the profile kinds
+    return _PROFILE_KINDS[kind]
 
 
 class ProfileError(NAGError, ValueError):
@@ -82,6 +114,14 @@ def write_profile_files(folder: str | Path, tensors: dict[str, np.ndarray], meta
     return folder
 
 
+def profile_paths(folder: str | Path) -> tuple[str | Path, str | Path]:
+    """``(profile.json, profile.safetensors)`` of a profile folder: URLs for a remote folder, paths otherwise."""
+    if location.is_remote(folder):
+        return location.join(str(folder), META_FILE), location.join(str(folder), COUNTS_FILE)
+    folder = location.local_path(folder)
+    return folder / META_FILE, folder / COUNTS_FILE
+
+
 def read_profile_files(folder: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """``(meta, tensors)`` of a folder written by :func:`write_profile_files`, after checking that both files exist,
     the format and version are known, the required fields are there and the tensors match their recorded sha256."""
@@ -93,12 +133,8 @@ def read_profile_files(folder: str | Path) -> tuple[dict[str, Any], dict[str, np
             check_complete(folder)
         except OSError as e:
             raise ProfileError(str(e)) from None
-        meta_path, counts_path = location.join(folder, META_FILE), location.join(folder, COUNTS_FILE)
-        read = location.read_bytes
-    else:
-        folder = location.local_path(folder)
-        meta_path, counts_path = folder / META_FILE, folder / COUNTS_FILE
-        read = Path.read_bytes
+    meta_path, counts_path = profile_paths(folder)
+    read = location.read_bytes if isinstance(meta_path, str) else Path.read_bytes
     for p in (meta_path, counts_path):
         if not (location.isfile(p) if isinstance(p, str) else p.is_file()):
             raise ProfileError(f"not a saved profile: {p} is missing")

@@ -30,40 +30,21 @@ import numpy as np
 from ..columns import column_name, get_spec
 from ..featurize.spec_column import check_dataset_column, dataset_spec, refuse_split_dict
 from ..spec import SignatureSpec, SpecError
-from ..storage import location
 from ._arrow import score_dataset_column
 from .counting import CountAccumulator, count_rows
 from .kernel import counts_dtype, score_blocks
 from .map_callables import SCORE_COLUMN, ScoreReport, SimilarityFilter, SimilarityScorer
 from .profile_files import (
-    COUNTS_FILE,
-    META_FILE,
     PROFILE_FORMAT_VERSION,
     ProfileError,
+    profile_kind,
     profile_location,
+    profile_paths,
     read_profile_files,
     write_profile_files,
 )
 
 __all__ = ["NAGProfile", "ProfileError", "ScoreReport"]
-
-#: Profile classes by the ``kind`` their saved files record; subclasses in other modules register themselves
-#: (``nag_datasets.scoring`` imports them), so this module never imports them back.
-_PROFILE_KINDS: dict[str, Any] = {}
-
-
-def register_profile_kind(kind: str, cls: Any) -> None:
-    """Make ``cls`` the class that :meth:`NAGProfile.load` (and :meth:`NAGProfile.contrast`) use for ``kind``."""
-    _PROFILE_KINDS[kind] = cls
-
-
-def _profile_kind(kind: str) -> Any:
-    if kind not in _PROFILE_KINDS:
-        import importlib
-
-        importlib.import_module("nag_datasets.scoring")  # registers the profile kinds
-    return _PROFILE_KINDS[kind]
-
 
 #: Default size of a background sample (the whole pool when it is smaller); see the contrastive profile.
 DEFAULT_BACKGROUND_SAMPLE = 10_000
@@ -251,7 +232,7 @@ class NAGProfile:
             if params:
                 raise ProfileError(f"the frequency weighting takes no parameters, got {sorted(params)}")
             return self
-        return _profile_kind("contrastive")(self, background, weighting, **params)
+        return profile_kind("contrastive")(self, background, weighting, **params)
 
     def fingerprint(self) -> str:
         """Short hash of counts, spec (compared fields) and number of targets; the description is not part of it."""
@@ -407,8 +388,7 @@ class NAGProfile:
         """Read a profile written by :meth:`save` (a contrastive one comes back as a contrastive profile); any
         missing, corrupt or altered file raises :class:`ProfileError`."""
         meta, tensors = read_profile_files(folder)
-        meta_path = location.join(str(folder), META_FILE) if location.is_remote(folder) else Path(folder) / META_FILE
-        counts_path = str(meta_path)[: -len(META_FILE)] + COUNTS_FILE
+        meta_path, counts_path = profile_paths(folder)
         try:
             spec = SignatureSpec.from_dict(meta["spec"])
         except SpecError as e:
@@ -422,7 +402,7 @@ class NAGProfile:
             profile = NAGProfile(tensors["counts"], meta["num_targets"], spec, meta.get("description", ""),
                                  skipped_null=meta.get("skipped_null", 0), sample_info=meta.get("sample"))
             if kind == "contrastive":
-                profile = _profile_kind("contrastive").from_saved(profile, tensors["background_counts"], meta)
+                profile = profile_kind("contrastive").from_saved(profile, tensors["background_counts"], meta)
             elif kind != "frequency":
                 raise ProfileError(f"{meta_path} has an unknown profile kind {kind!r}")
         except ProfileError as e:
