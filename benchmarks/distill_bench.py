@@ -22,7 +22,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "distill"
 FEATURES = OUT / "features"
-POOL_SIZE = {"mmlu_domains": 5120, "gcide_fields": 1024}
+POOL_SIZE = {"mmlu_domains": 10240, "gcide_fields": 4096}
 
 
 def log(msg: str) -> None:
@@ -63,20 +63,25 @@ def main() -> None:
                              "'speed_runs')")
     parser.add_argument("--tasks", nargs="*", default=list(POOL_SIZE), help="tasks to study (default: both)")
     parser.add_argument("--speed-docs", type=int, default=64, help="documents timed for docs/s")
+    parser.add_argument("--pool-size", nargs=2, type=int, metavar=("MMLU", "GCIDE"),
+                        default=[POOL_SIZE["mmlu_domains"], POOL_SIZE["gcide_fields"]],
+                        help="training-pool documents per task (a seeded, prefix-stable order: a larger pool contains "
+                             "the smaller one)")
     parser.add_argument("--keep-speed", action="store_true",
                         help="keep the docs/s figures of the existing results.json instead of measuring again")
     args = parser.parse_args()
+    sizes = dict(zip(POOL_SIZE, args.pool_size))
     tasks = harness_tasks()
     pools = {}
     for _tcfg, task, _feats in tasks:
         if task.name in args.tasks:
-            pools[task.name] = training_features(task, POOL_SIZE[task.name])
+            pools[task.name] = training_features(task, sizes[task.name])
     if args.stage == "features":
         return
-    from nag_research.evaluate.distill import MODELS, pretrain_agreement, run_study, speed
+    from nag_research.evaluate.distill import MODELS, pretrain_agreement, run_study, speed, study_rule
     from nag_research.provenance import machine_info
 
-    from nag_datasets.distill import LabelRule, train_model
+    from nag_datasets.distill import train_model
 
     if args.stage == "speed":
         results = json.loads((OUT / "results.json").read_text())
@@ -97,7 +102,7 @@ def main() -> None:
     texts = [task.texts[i] for i in task.pool[: args.speed_docs]]
     train_texts = pools["mmlu_domains"][0] if "mmlu_domains" in pools else [task.texts[i] for i in task.pool]
     fake = np.random.default_rng(0).random(len(train_texts))  # speed does not depend on what was learned
-    models = {k: train_model(train_texts, fake, rule=LabelRule(), model=k, seed=0)[0] for k in MODELS}
+    models = {k: train_model(train_texts, fake, rule=study_rule(k), model=k, seed=0)[0] for k in MODELS}
     torch_threads = int(os.environ.get("DISTILL_BENCH_TORCH_THREADS", "2"))
     results["speed"] = speed(texts, models, torch_threads=torch_threads)
     results["speed"]["torch_threads"] = torch_threads

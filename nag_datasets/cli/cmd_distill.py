@@ -21,17 +21,26 @@ def _check_args(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"no scored sample at {args.input}")
     if Path(args.output).exists() and not args.overwrite:
         raise FileExistsError(f"{args.output} exists; pass --overwrite to replace the scorer saved there")
-    if args.model == "fasttext" and args.regress:
-        raise DistillError("--regress needs --model linear: fastText learns labels only")
+    if args.model == "fasttext" and _mode(args) == "regress":
+        raise DistillError("--mode regress needs --model linear: fastText learns labels only")
     if args.profile is not None and not Path(args.profile).exists():
         raise FileNotFoundError(f"no profile folder at {args.profile}")
     _rule(args)  # share and sampling checked before any data is read
 
 
+def _mode(args: argparse.Namespace) -> str:
+    """``--mode``, else ``--regress``, else the model's own default (linear: regress; fastText: top_share)."""
+    from ..distill.models import default_rule_mode
+
+    if args.mode is not None:
+        return str(args.mode)
+    return "regress" if args.regress else default_rule_mode(args.model)
+
+
 def _rule(args: argparse.Namespace) -> Any:
     from ..distill.labels import LabelRule
 
-    return LabelRule(mode="regress" if args.regress else "top_share", positive_share=args.positive_share,
+    return LabelRule(mode=_mode(args), positive_share=args.positive_share,
                      negatives=args.negatives, negative_share=args.negative_share,
                      negative_ratio=args.negative_ratio)
 
@@ -51,7 +60,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
                              profile=profile, tokenizer=args.tokenizer, rule=_rule(args), model=args.model,
                              seed=args.seed, holdout=args.holdout, overwrite=args.overwrite)
     meta = scorer.meta
-    print(json.dumps({"output": args.output, "model": meta["model"], "fingerprint": meta["fingerprint"],
+    print(json.dumps({"output": args.output, "model": meta["model"], "fingerprint": meta["fingerprint"], "rule": meta["rule"],
                       "sample": meta["sample"], "agreement": meta.get("agreement")}, indent=1))
     return 0
 
@@ -69,7 +78,10 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--negatives", choices=("rest", "bottom", "sample"), default="rest")
     p.add_argument("--negative-share", type=float, default=0.5, help="with --negatives bottom: the bottom share")
     p.add_argument("--negative-ratio", type=float, default=4.0, help="with --negatives sample: per positive")
-    p.add_argument("--regress", action="store_true", help="regress the score itself (--model linear)")
+    p.add_argument("--mode", choices=("regress", "top_share"), default=None,
+                   help="what the model learns: the score itself (regress, the linear model's default) or top-share "
+                        "labels (top_share, fastText's default and only mode)")
+    p.add_argument("--regress", action="store_true", help="same as --mode regress")
     p.add_argument("--holdout", type=float, default=0.1, help="share held out for the agreement figures")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", default=None, help="the profile folder that made the scores (recorded in the card)")

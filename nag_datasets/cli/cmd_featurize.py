@@ -16,8 +16,8 @@ def _csv(value: str) -> list[str]:
 def _layers(value: str) -> Any:
     if value in ("all", ""):
         return None
-    if value == "last":
-        return "last"
+    if value.startswith("last"):
+        return value  # "last" or "lastN", checked against the model by the featurizer
     return [int(v) for v in _csv(value)]
 
 
@@ -62,7 +62,9 @@ def register_cli(subparsers: Any) -> None:
     f.add_argument("--neuron-types", default="fwd_up")
     f.add_argument("--top-k", type=int, default=20)
     f.add_argument("--max-length", type=int, default=120)
-    f.add_argument("--layers", default="all", help="'all', 'last' or comma-separated indices")
+    f.add_argument("--layers", default="all",
+                   help="'all', 'last', 'lastN' (the final N layers; 'last10' for contrastive selection) or "
+                        "comma-separated indices")
     f.add_argument("--text-column", default="text")
     f.add_argument("--batch-size", type=int, default=16)
     f.add_argument("--dtype", default=None)

@@ -24,6 +24,15 @@ _MODEL_TEXT = {"fasttext": "fastText classifier (word uni- and bigrams)",
                "linear": "linear model on hashed word uni- and bigrams (scikit-learn)"}
 
 
+def _model_text(meta: dict[str, Any]) -> str:
+    """One line naming the model and its features, from the saved parameters."""
+    params = meta.get("params") or {}
+    if meta["model"] == "linear" and int(params.get("char_max", 0)) > 0:
+        return (f"linear model (scikit-learn) on hashed word uni- and bigrams and byte {params['char_min']}-"
+                f"{params['char_max']}-grams")
+    return _MODEL_TEXT.get(meta["model"], meta["model"])
+
+
 @dataclasses.dataclass
 class DistilledCardContext(_Fields):
     """The values ``hub_cards/distilled_scorer.md`` shows, all from a folder's ``distilled.json``."""
@@ -50,7 +59,7 @@ class DistilledCardContext(_Fields):
                      if tok.get("name") else f"{WORDS} (no tokenizer recorded)")
         source = {k: _cell(v) if isinstance(v, str) else v for k, v in (meta.get("source") or {}).items()}
         return cls(title=title or "Distilled NAG scorer", model=meta["model"],
-                   model_text=_MODEL_TEXT.get(meta["model"], meta["model"]), params=meta["params"],
+                   model_text=_model_text(meta), params=meta["params"],
                    files=sorted(meta["files"]), fingerprint=meta["fingerprint"], seed=meta.get("seed"),
                    tokenizer=tokenizer, source=source, sample=meta.get("sample", {}),
                    rule_text=meta.get("rule_text", ""), agreement=agreement,

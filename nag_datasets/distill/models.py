@@ -1,4 +1,5 @@
-"""The fast text models a NAG ranking is distilled into: fastText, and a linear model on hashed word n-grams.
+"""The fast text models a NAG ranking is distilled into: fastText, and a linear model on hashed word and
+character n-grams.
 
 Both learn from ``(texts, targets)`` (1/0 labels, or scores for the linear model's regression) and predict one
 float per text, higher = more like the NAG profile's top, and both save without pickle: fastText in its own ``.bin``
@@ -28,7 +29,8 @@ import numpy as np
 
 from .labels import DistillError
 
-__all__ = ["FASTTEXT_LABEL", "MODEL_KINDS", "DistilledModel", "FastTextModel", "HashedLinearModel", "model_class"]
+__all__ = ["FASTTEXT_LABEL", "MODEL_KINDS", "DistilledModel", "FastTextModel", "HashedLinearModel", "default_rule_mode",
+           "model_class"]
 
 #: fastText's positive label; datatrove's ``FastTextClassifierFilter(model_url, keep_labels=[("nag", t)])`` keeps
 #: documents whose probability of it is at least ``t``.
@@ -163,11 +165,19 @@ class FastTextModel(DistilledModel):
 
 
 class HashedLinearModel(DistilledModel):
-    """Word uni- and bigrams hashed into ``n_features`` buckets (l2-normalised counts), then a logistic regression
-    (labels) or a ridge regression (``regress``: the standardised score); score = the linear decision value."""
+    """Hashed features of the text, then a ridge regression on the standardised NAG score (the default rule for
+    this model, ``mode="regress"``) or a logistic regression (``top_share`` labels); score = the linear value.
+
+    Features, two blocks of ``n_features`` buckets each, every block scaled to unit length: word uni- and bigrams
+    (scikit-learn's ``HashingVectorizer``) and, when ``char_max > 0``, byte n-grams of ``char_min`` to
+    ``char_max`` bytes (:func:`~nag_datasets.distill.ngrams.char_ngram_counts`); ``sublinear_tf`` counts
+    ``1 + log(count)``. Folders saved before character n-grams existed load with them off, as they were trained.
+    """
 
     kind = "linear"
     files = ("weights.safetensors",)
+    #: What a saved folder without these parameters was trained with (word n-grams only, raw counts).
+    LEGACY_PARAMS: ClassVar[dict[str, Any]] = {"char_min": 0, "char_max": 0, "sublinear_tf": False}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -177,20 +187,59 @@ class HashedLinearModel(DistilledModel):
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        return {"n_features": 1 << 18, "ngram_max": 2, "C": 10.0, "alpha": 1.0, "lowercase": True}
+        return {"n_features": 1 << 18, "ngram_max": 2, "C": 10.0, "alpha": 0.3, "lowercase": True,
+                "char_min": 3, "char_max": 5, "sublinear_tf": True}
 
     def _vectorizer(self) -> Any:
         text = _require_sklearn()
         return text.HashingVectorizer(n_features=int(self.params["n_features"]),
                                       ngram_range=(1, int(self.params["ngram_max"])),
-                                      lowercase=bool(self.params["lowercase"]), alternate_sign=False, norm="l2",
+                                      lowercase=bool(self.params["lowercase"]), alternate_sign=False, norm=None,
                                       dtype=np.float32)
+
+    @property
+    def num_features(self) -> int:
+        """Length of the weight vector: one block of ``n_features``, two with character n-grams."""
+        return int(self.params["n_features"]) * (2 if int(self.params["char_max"]) > 0 else 1)
+
+    def _blocks(self, texts: Sequence[str]) -> list[Any]:
+        """Each feature block as CSR counts (``1 + log`` with ``sublinear_tf``) and its rows' Euclidean norms."""
+        from scipy import sparse
+
+        from .ngrams import char_ngram_counts
+
+        blocks = [self._vectorizer().transform(list(texts))]
+        if int(self.params["char_max"]) > 0:
+            blocks.append(char_ngram_counts(texts, n_min=int(self.params["char_min"]),
+                                            n_max=int(self.params["char_max"]),
+                                            n_features=int(self.params["n_features"])))
+        out = []
+        for block in blocks:
+            block = sparse.csr_matrix(block, dtype=np.float32)
+            if self.params["sublinear_tf"]:
+                block.data = np.float32(1.0) + np.log(block.data, dtype=np.float32)
+            squares = np.zeros(block.shape[0], np.float32)
+            rows = np.flatnonzero(np.diff(block.indptr))
+            if len(rows):
+                squares[rows] = np.add.reduceat(block.data * block.data, block.indptr[rows])
+            norms = np.sqrt(squares)
+            norms[norms == 0] = 1.0
+            out.append((block, norms))
+        return out
+
+    def features(self, texts: Sequence[str]) -> Any:
+        """The ``(len(texts), num_features)`` CSR matrix the model is linear in (each block at unit length)."""
+        from scipy import sparse
+
+        scaled = [sparse.diags(np.float32(1.0) / norms, format="csr", dtype=np.float32) @ block
+                  for block, norms in self._blocks(texts)]
+        return scaled[0] if len(scaled) == 1 else sparse.hstack(scaled, format="csr", dtype=np.float32)
 
     def fit(self, texts: Sequence[str], targets: np.ndarray, seed: int) -> HashedLinearModel:
         _require_sklearn()
         from sklearn.linear_model import LogisticRegression, Ridge
 
-        x = self._vectorizer().transform(list(texts))
+        x = self.features(texts)
         targets = np.asarray(targets, dtype=np.float64)
         self.regression_fit = not np.isin(targets, (0.0, 1.0)).all()
         if self.regression_fit:
@@ -205,8 +254,13 @@ class HashedLinearModel(DistilledModel):
         return self
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
-        x = self._vectorizer().transform(list(texts))
-        return (np.asarray(x @ self.coef, dtype=np.float32) + np.float32(self.intercept)).astype(np.float32)
+        # Block by block, dividing each product by the block's norms: the same value as ``features(texts) @ coef``
+        # without building the scaled, stacked matrix.
+        out = np.full(len(texts), np.float32(self.intercept), dtype=np.float32)
+        width = int(self.params["n_features"])
+        for b, (block, norms) in enumerate(self._blocks(texts)):
+            out += np.asarray(block @ self.coef[b * width:(b + 1) * width], dtype=np.float32) / norms
+        return out
 
     def state(self) -> dict[str, Any]:
         import sklearn
@@ -222,13 +276,24 @@ class HashedLinearModel(DistilledModel):
     def load(cls, folder: Path, params: dict[str, Any], state: dict[str, Any]) -> HashedLinearModel:
         from safetensors.numpy import load_file
 
-        model = cls(**params)
+        model = cls(**{**cls.LEGACY_PARAMS, **params})
         coef = load_file(str(folder / cls.files[0]))["coef"]
-        if coef.shape != (int(model.params["n_features"]),):
-            raise DistillError(f"{folder / cls.files[0]} holds {coef.shape} weights, not ({model.params['n_features']},)")
+        if coef.shape != (model.num_features,):
+            raise DistillError(f"{folder / cls.files[0]} holds {coef.shape} weights, not ({model.num_features},)")
         model.coef, model.intercept = coef, float(state["intercept"])
         model.regression_fit = bool(state.get("regression", False))
         return model
+
+
+def default_rule_mode(kind: str) -> str:
+    """The labelling mode a model learns from when no rule is given: the linear model regresses the score (it
+    agreed best with the exact ranking on held-out rows, see ``benchmarks/results/distill``); fastText learns
+    labels only.
+
+    >>> default_rule_mode("linear"), default_rule_mode("fasttext")
+    ('regress', 'top_share')
+    """
+    return "regress" if model_class(kind).kind == "linear" else "top_share"
 
 
 MODEL_KINDS: dict[str, type[DistilledModel]] = {"fasttext": FastTextModel, "linear": HashedLinearModel}

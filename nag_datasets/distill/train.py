@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .labels import DistillError, LabelRule, make_examples
-from .models import DistilledModel, model_class
+from .models import DistilledModel, default_rule_mode, model_class
 from .scorer import BUNDLED_TOKENIZER, DistilledScorer, save_scorer
 
 __all__ = ["AGREEMENT_FRACTIONS", "agreement", "distill", "distill_dataset", "precision_at_cut", "spearman", "train_model"]
@@ -64,7 +64,7 @@ def train_model(texts: Sequence[str], scores: np.ndarray, *, rule: LabelRule | N
                 min_rows: int | None = None) -> tuple[DistilledModel, dict[str, Any]]:
     """Label ``scores`` by ``rule`` and fit a ``model`` (``"linear"``, the default, or ``"fasttext"``) on ``texts``; returns the
     model and what was used (rows, positives). No held-out split: see :func:`distill`."""
-    rule = rule or LabelRule()
+    rule = rule or LabelRule(mode=default_rule_mode(model))
     if len(texts) != len(scores):
         raise DistillError(f"{len(texts)} texts but {len(scores)} scores")
     cls = model_class(model)
@@ -93,7 +93,7 @@ def distill(texts: Sequence[str], scores: np.ndarray, out_dir: str | os.PathLike
     a path or ``"bundled"``) is what ``count_tokens`` will use. Same inputs and seed: the same model bytes for the
     linear model (not for fastText, see `nag_datasets.distill.models`).
     """
-    rule = rule or LabelRule()
+    rule = rule or LabelRule(mode=default_rule_mode(model))
     scores = np.asarray(scores, dtype=np.float64)
     if len(texts) != len(scores):
         raise DistillError(f"{len(texts)} texts but {len(scores)} scores")

@@ -218,13 +218,22 @@ def resolve_sites(model: nn.Module, neuron_types: Sequence[str] = ("fwd_up",),
 
 
 def normalize_layers(layers: Sequence[int] | str | None, num_layers: int) -> tuple[int, ...]:
-    """Sorted unique non-negative layer indices; ``None`` = all, ``"last"`` = the final layer."""
+    """Sorted unique non-negative layer indices; ``None`` = all, ``"last"`` = the final layer, ``"lastN"`` = the
+    final N layers (``"last10"``: what the contrastive profile ranks best with, see the README); negative indices
+    count from the end.
+
+    >>> normalize_layers("last3", 30), normalize_layers([-1, 0], 30)
+    ((27, 28, 29), (0, 29))
+    """
     if layers is None:
         return tuple(range(num_layers))
     if isinstance(layers, str):
         if layers == "last":
             return (num_layers - 1,)
-        raise ValueError(f"layers must be a list of ints, None or 'last', got {layers!r}")
+        if layers.startswith("last") and layers[4:].isdigit() and 0 < int(layers[4:]) <= num_layers:
+            return tuple(range(num_layers - int(layers[4:]), num_layers))
+        raise ValueError(f"layers must be a list of ints, None, 'last' or 'lastN' (0 < N <= {num_layers}), "
+                         f"got {layers!r}")
     out = set()
     for i in layers:
         j = int(i) + num_layers if int(i) < 0 else int(i)

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .kernel import quantize_weights
+from .kernel import prepare_table, quantize_weights
 from .profile_files import CONTRASTIVE_FORMAT_VERSION, register_profile_kind
 from .target_profile import NAGProfile, ProfileError
 from .weighting import Weighting, WeightingError, get_weighting
@@ -79,6 +79,9 @@ class ContrastiveProfile(NAGProfile):
             raise WeightingError(f"weighting {self.weighting.describe()}: {e}") from None
         weights.flags.writeable = False
         self._weights = weights
+        # The kernel's integer form, once: a float table would be converted again on every map batch.
+        self._kernel_table = prepare_table(weights)
+        self._kernel_table.flags.writeable = False
 
     # -- views -------------------------------------------------------------------------------------------------
 
@@ -88,7 +91,8 @@ class ContrastiveProfile(NAGProfile):
         return self._weights
 
     def scoring_table(self) -> tuple[np.ndarray, int | None]:
-        return self._weights, None
+        """``(w * 2**20 as int32, None)``: the weights as the kernel sums them (see :func:`~.kernel.prepare_table`)."""
+        return self._kernel_table, None
 
     def fingerprint(self) -> str:
         """Short hash of the target's and the background's counts and spec, and of the weighting's parameters."""

@@ -9,6 +9,10 @@ Two tables, one loop shape:
   :func:`quantize_weights`). A row's score is ``sum_{l,j} w[l, sig[l, j]] / (L * K)``; the kernel sums the weights
   as the integers ``w * 2**20`` in int64, which is exact, so it runs the very loop of the count table.
 
+A float32 table is converted to those integers on every call; :func:`prepare_table` does it once, and an int32
+table is taken as already converted (what a contrastive profile hands the kernel, so that scoring a ``map`` batch
+costs no more than with counts).
+
 Either way the sum is exact, so every entry point (whole table, chunks, ``map`` batches, numpy reference) gives
 bit-identical scores whatever the order of the additions. The compiled kernel is serial and releases the GIL; rows
 are spread over threads here, which keeps it safe under ``ds.map(num_proc=...)`` (fork) and concurrent callers.
@@ -38,6 +42,7 @@ __all__ = [
     "SignatureIndexError",
     "counts_dtype",
     "first_row_with_unset_bits",
+    "prepare_table",
     "quantize_weights",
     "score_blocks",
     "score_signatures",
@@ -157,8 +162,13 @@ def quantize_weights(weights: np.ndarray) -> np.ndarray:
     return (np.round(w * WEIGHT_SCALE) / WEIGHT_SCALE).astype(np.float32)
 
 
-def _check_counts(counts: np.ndarray) -> np.ndarray:
-    """The table as the kernel sums it: uint16/uint32 counts as they are, float32 weights as int32 ``w * 2**20``."""
+def prepare_table(counts: np.ndarray) -> np.ndarray:
+    """The table as the kernel sums it: uint16/uint32 counts as they are, float32 weights as the int32 integers
+    ``w * 2**20``; an int32 table is taken as weights already converted (this function's own output).
+
+    >>> prepare_table(np.array([[0.5, -1.0]], dtype=np.float32)).tolist()
+    [[524288, -1048576]]
+    """
     if counts.ndim != 2:
         raise ValueError(f"counts must be an (L, N) array, got shape {counts.shape}")
     if counts.dtype == np.float32:
@@ -168,8 +178,9 @@ def _check_counts(counts: np.ndarray) -> np.ndarray:
             raise ValueError("float32 weights must be multiples of 2**-20 within +-2047: pass them through "
                              "nag_datasets.scoring.kernel.quantize_weights")
         return np.ascontiguousarray(scaled.astype(np.int32))
-    if counts.dtype not in (np.uint16, np.uint32):
-        raise TypeError(f"the table must hold uint16 or uint32 counts or float32 weights, got {counts.dtype}")
+    if counts.dtype not in (np.uint16, np.uint32, np.int32):
+        raise TypeError(f"the table must hold uint16 or uint32 counts, float32 weights or int32 prepared weights, "
+                        f"got {counts.dtype}")
     return np.ascontiguousarray(counts)
 
 
@@ -246,7 +257,7 @@ def score_blocks(
     >>> score_blocks([(a, None), (a, np.array([False, True]))], counts, num_targets=1)
     array([ 1.,  0., nan,  0.], dtype=float32)
     """
-    counts = _check_counts(counts)
+    counts = prepare_table(counts)
     L, N = counts.shape
     prepared = []
     for sigs, valid in blocks:
@@ -325,7 +336,7 @@ def score_signatures_numpy(
     >>> score_signatures_numpy(np.array([[[0]], [[2]]]), counts, num_targets=1)
     array([1., 0.], dtype=float32)
     """
-    counts = _check_counts(counts)
+    counts = prepare_table(counts)
     L, N = counts.shape
     if valid is not None:
         valid = np.asarray(valid, dtype=np.bool_)

@@ -141,7 +141,9 @@ def test_round_trip_and_learned_ranking(tmp_path, sample, kind):
     np.testing.assert_array_equal(got, trained.score_texts(texts))
     meta = json.loads((tmp_path / "s" / "distilled.json").read_text())
     assert meta["model"] == kind and meta["sample"]["holdout_rows"] == 100 and meta["sample"]["training_rows"] == 300
-    assert meta["sample"]["positives"] == 60
+    # the linear model regresses the score by default (no positives); fastText learns the top 20% as labels
+    assert meta["sample"]["positives"] == (60 if kind == "fasttext" else None)
+    assert meta["rule"]["mode"] == ("top_share" if kind == "fasttext" else "regress")
     # learned something real: held-out agreement above chance (precision at 0.2 by chance: ~0.2); fastText, trained
     # Hogwild-parallel on 300 texts, varies from run to run, so its bound is loose
     floor = 0.5 if kind == "linear" else 0.3
@@ -310,10 +312,13 @@ def test_cli_distill(tmp_path, sample, capsys):
                             for t, s in zip(texts, scores)))
     out = tmp_path / "scorer"
     args = ["distill", str(data), str(out), "--score-column", "nag_contrast_score", "--model", "linear",
-            "--positive-share", "0.25", "--seed", "3"]
+            "--mode", "top_share", "--positive-share", "0.25", "--seed", "3"]
     assert main(args) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["model"] == "linear" and printed["sample"]["positives"] == 90
+    assert main(["distill", str(data), str(tmp_path / "d"), "--score-column", "nag_contrast_score"]) == 0
+    printed = json.loads(capsys.readouterr().out)  # the linear model's default: regress the score
+    assert printed["rule"]["mode"] == "regress" and printed["sample"]["positives"] is None
     assert DistilledScorer.load(out).meta["seed"] == 3
     assert main(args) == 1 and "exists" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
@@ -323,6 +328,9 @@ def test_cli_distill(tmp_path, sample, capsys):
     capsys.readouterr()
     assert main(["distill", str(data), str(tmp_path / "x"), "--score-column", "nag_contrast_score",
                  "--model", "fasttext", "--regress"]) == 1
+    assert "--model linear" in capsys.readouterr().err
+    assert main(["distill", str(data), str(tmp_path / "x"), "--score-column", "nag_contrast_score",
+                 "--model", "fasttext", "--mode", "regress"]) == 1
     assert "--model linear" in capsys.readouterr().err
     assert main(["distill", str(data), str(tmp_path / "y"), "--score-column", "nag_contrast_score",
                  "--positive-share", "1.5"]) == 1
@@ -471,3 +479,24 @@ def test_cli_score_with_a_distilled_scorer(saved, sample, tmp_path, capsys):
     assert main(["score", str(pool), str(out), "--distilled", str(saved)]) == 1  # exists, no --overwrite
     with pytest.raises(SystemExit):  # one scorer source only
         main(["score", str(pool), str(tmp_path / "x"), "--distilled", str(saved), "--profile", "p"])
+
+
+def test_character_ngrams_are_part_of_the_linear_model_and_old_folders_load_without_them(tmp_path, sample):
+    """The default linear model has two feature blocks (words, byte n-grams); a folder saved without the
+    character-n-gram parameters loads with them off, and one whose weights do not fit its parameters is refused."""
+    from nag_datasets.distill.models import HashedLinearModel
+
+    texts, scores = sample
+    small = {"n_features": 1 << 12}
+    model = HashedLinearModel(**small).fit(texts, scores, seed=0)
+    assert model.num_features == 2 * (1 << 12) and model.coef.shape == (2 * (1 << 12),)
+    assert np.count_nonzero(model.coef[1 << 12:]) > 0  # the character block is used
+    # the same ranking task with words only: a different model on the same data
+    words = HashedLinearModel(**small, char_max=0, sublinear_tf=False).fit(texts, scores, seed=0)
+    assert words.num_features == 1 << 12
+    legacy = {k: v for k, v in words.params.items() if k not in HashedLinearModel.LEGACY_PARAMS}
+    words.save(tmp_path)
+    loaded = HashedLinearModel.load(tmp_path, legacy, {"intercept": words.intercept})
+    np.testing.assert_array_equal(loaded.predict(texts[:20]), words.predict(texts[:20]))
+    with pytest.raises(DistillError, match="weights"):
+        HashedLinearModel.load(tmp_path, model.params, {"intercept": 0.0})

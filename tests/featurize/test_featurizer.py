@@ -152,3 +152,18 @@ def test_num_proc_workers_equal_single_process(tmp_path):
     # Worker batches differ from the single-process ones; fp32 signatures agree except at near-ties.
     assert (a != b).any(axis=-1).sum() <= 3
     assert get_spec(multi, "nag_fwd_up") == get_spec(single, "nag_fwd_up")
+
+
+@pytest.mark.slow
+def test_last_layers_equal_the_all_layer_signatures_sliced(bundled):
+    """``layers="last10"`` (the contrastive recommendation) records exactly the last ten rows of the all-layer NAGs:
+    a layer's top-K does not depend on which other layers are recorded."""
+    model, tok = bundled
+    texts = ["Photosynthesis converts light energy into chemical energy.", "What is 17 times 23? Show your work."]
+    full = NAGFeaturizer(model, tokenizer=tok, neuron_types=("fwd_up", "att_o"))
+    last = NAGFeaturizer(model, tokenizer=tok, neuron_types=("fwd_up", "att_o"), layers="last10")
+    a, b = full({"text": texts}), last({"text": texts})
+    assert last.spec("att_o").layers == tuple(range(20, 30)) == full.spec("att_o").layers[-10:]
+    for t in ("fwd_up", "att_o"):
+        for row_all, row_last in zip(a[f"nag_{t}"], b[f"nag_{t}"]):
+            np.testing.assert_array_equal(np.asarray(row_last), np.asarray(row_all)[20:])

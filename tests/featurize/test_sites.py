@@ -359,6 +359,11 @@ def test_negative_layers_and_last() -> None:
     assert normalize_layers([-1], 3) == (2,)
     assert normalize_layers([-1, 0, -3, 2], 3) == (0, 2)
     assert normalize_layers((1, -2), 3) == (1,)
+    assert normalize_layers("last2", 3) == (1, 2) and normalize_layers("last3", 3) == (0, 1, 2)
+    assert normalize_layers("last1", 3) == normalize_layers("last", 3)
+    for bad in ("last0", "last4", "last-1", "lastx"):
+        with pytest.raises(ValueError, match="lastN"):
+            normalize_layers(bad, 3)
     model = make_model("gpt2")
     assert [s.layer for s in resolve_sites(model, ["att_k"], [-1, -3])] == [0, 2]
     assert [s.layer for s in resolve_sites(model, ["att_k"], "last")] == [LAYERS - 1]  # type: ignore[arg-type]

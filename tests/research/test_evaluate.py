@@ -14,6 +14,7 @@ from nag_research.evaluate.harness import (
     CONFIGS,
     CONTRASTIVE_DEFAULT,
     CONTRASTIVE_GRID,
+    LAYER_SETS,
     EvalConfig,
     contrastive_name,
     default_name,
@@ -281,10 +282,24 @@ def test_configs_and_methods():
     assert families == {"nag", "contrastive", "embedding", "contrastive_embedding", "tfidf", "dsir", "random"}
     assert any("att_o" in n for n in names) and any("fwd_down" in n for n in names)
     contrastive = [m for m in methods_for(CONFIGS["full"]) if m.family == "contrastive"]
-    assert len(contrastive) == len(CONTRASTIVE_GRID) * 4  # fwd_up, fwd_down, att_o, fwd_up+att_o
+    # fwd_up, fwd_down, att_o, fwd_up+att_o, each over all layers, the last 15 and the last 10
+    assert len(contrastive) == len(CONTRASTIVE_GRID) * 4 * len(LAYER_SETS) == len(CONTRASTIVE_GRID) * 12
     assert default_name(CONFIGS["full"]) in names and len(set(names)) == len(names)
     assert contrastive_name("shrinkage", (("m", 20.0), ("alpha", 0.5)), ("fwd_up", "att_o")) == \
         "Contrastive NAG fwd_up+att_o shrinkage m=20 a=0.5"
+    assert contrastive_name("shrinkage", (("m", 20.0), ("alpha", 0.5)), ("att_o",), "last10") == \
+        "Contrastive NAG att_o shrinkage m=20 a=0.5 last10"
+    assert default_name(CONFIGS["small"]) in {m.name for m in methods_for(CONFIGS["small"])}
+
+
+@fast
+def test_layer_sets_name_the_last_layers():
+    from nag_research.evaluate.harness import layer_positions
+
+    assert layer_positions("last10", 30) == list(range(20, 30)) and layer_positions("all", 30) == "all"
+    for bad in ("last0", "last31", "first10", "lastx"):
+        with pytest.raises(ValueError, match="layer set"):
+            layer_positions(bad, 30)
 
 
 @pytest.mark.slow  # the bundled model's tokenizer
@@ -324,7 +339,8 @@ def _synthetic_config():
                       sensitivity_seeds=2, robustness_targets=(4,), background_sizes=(10, 30), robustness_seeds=2,
                       selection_background=10,
                       contrastive_weightings=(("log_odds", (("alpha", 0.25),)), CONTRASTIVE_DEFAULT[:2],
-                                              ("difference", ())))
+                                              ("difference", ())),
+                      contrastive_layers=("all", "last2"), contrastive_default=(*CONTRASTIVE_DEFAULT[:3], "last2"))
 
 
 def _synthetic_features(tcfg, L=3, K=6, N=64, hidden=8):

@@ -12,6 +12,8 @@ from nag_datasets.scoring.kernel import (
     SignatureIndexError,
     counts_dtype,
     first_row_with_unset_bits,
+    prepare_table,
+    quantize_weights,
     score_blocks,
     score_signatures,
     score_signatures_numpy,
@@ -93,6 +95,25 @@ def test_shape_and_type_errors():
     with pytest.raises(TypeError):
         score_signatures(np.zeros((1, 2, 2), np.uint16), counts.astype(np.int64), 1)
     assert score_signatures(np.zeros((0, 2, 2), np.uint16), counts, 1).shape == (0,)
+
+
+def test_prepared_weight_table_scores_bit_equal_to_float_weights():
+    rng = np.random.default_rng(3)
+    weights = quantize_weights(rng.normal(scale=3.0, size=(4, 50)))
+    prepared = prepare_table(weights)
+    assert prepared.dtype == np.int32
+    assert np.array_equal(prepared.astype(np.float64) / 2**20, weights.astype(np.float64))
+    assert prepare_table(prepared) is not None and np.array_equal(prepare_table(prepared), prepared)
+    sigs = rng.integers(0, 50, size=(300, 4, 6)).astype(np.uint16)
+    valid = rng.random(300) > 0.1
+    from_float = score_signatures(sigs, weights, valid=valid)
+    from_prepared = score_signatures(sigs, prepared, valid=valid)
+    assert np.array_equal(from_float.view(np.uint32), from_prepared.view(np.uint32))
+    assert np.array_equal(from_prepared.view(np.uint32), score_signatures_numpy(sigs, prepared, valid=valid).view(np.uint32))
+    with pytest.raises(ValueError, match="multiples"):
+        prepare_table(np.array([[0.1]], dtype=np.float32))
+    with pytest.raises(TypeError, match="int32 prepared"):
+        prepare_table(np.zeros((2, 3), np.float64))
 
 
 def test_counts_dtype():

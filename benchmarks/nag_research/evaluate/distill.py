@@ -6,7 +6,9 @@ featurized once (cached in resumable chunks, `features.featurize_texts`). Per cl
 
 1. the exact profile of the harness (the class's targets contrasted with the harness pool as background, one
    neuron type) scores the training pool;
-2. a distilled scorer (`nag_datasets.distill`) is trained on part of the training pool (labels: the top share);
+2. a distilled scorer (`nag_datasets.distill`) is trained on part of the training pool, with each model's default
+   rule (linear: regression on the score; fastText: the top ``POSITIVE_SHARE`` labelled positive), and, for the
+   record, the linear model as first shipped (word n-grams only, top-share labels: ``LINEAR_WORDS``);
 3. agreement with the exact scores is measured on the held-out rest (precision at the r_f cut, Spearman), and the
    distilled scorer ranks the harness pool (mean AP next to exact NAG, the embedding and random).
 
@@ -25,13 +27,15 @@ import numpy as np
 
 from .tasks import GCIDE_FIELDS, RetrievalTask, cut_to_tokens, strip_gcide_label
 
-__all__ = ["EXACT", "MODELS", "precision_at_cut", "run_study", "spearman", "speed", "training_pool"]
+__all__ = ["EXACT", "MODELS", "precision_at_cut", "run_study", "spearman", "speed", "study_rule", "training_pool"]
 
 #: The exact profile distilled: the harness's contrastive default (shrinkage m=50, alpha=0.5; mean of the fwd_up and
 #: att_o profiles' scores), the class's targets against the harness pool as background.
 EXACT = {"weighting": "shrinkage", "params": {"m": 50.0, "alpha": 0.5}, "types": ("fwd_up", "att_o")}
 #: The models compared (library defaults), the labelling rule and the held-out share of the training pool.
 MODELS = ("linear", "fasttext")
+#: The linear model as first shipped: word n-grams only, raw counts, logistic regression on top-share labels.
+LINEAR_WORDS = {"char_max": 0, "sublinear_tf": False}
 POSITIVE_SHARE = 0.2
 HOLDOUT = 0.25
 RANDOM_SEEDS = 10
@@ -114,9 +118,26 @@ def exact_scores(sigs: dict[str, np.ndarray], target_sigs: dict[str, np.ndarray]
                                            **EXACT["params"]) for t in EXACT["types"]], axis=0)
 
 
+def study_rule(kind: str) -> Any:
+    """The model's default labelling rule, with the study's positive share for top-share labels."""
+    from nag_datasets.distill import LabelRule
+    from nag_datasets.distill.models import default_rule_mode
+
+    return LabelRule(mode=default_rule_mode(kind), positive_share=POSITIVE_SHARE)
+
+
+def _variants() -> dict[str, tuple[str, Any, dict[str, Any] | None]]:
+    """Name -> (model kind, rule, params) of every distilled model of the study."""
+    from nag_datasets.distill import LabelRule
+
+    out = {kind: (kind, study_rule(kind), None) for kind in MODELS}
+    out["linear_words"] = ("linear", LabelRule(positive_share=POSITIVE_SHARE), LINEAR_WORDS)
+    return out
+
+
 def _class_study(task: Any, feats: Any, cls: str, train_texts: list[str], train_feats: Any,
                  log: Callable[[str], None]) -> dict[str, Any]:
-    from nag_datasets.distill import LabelRule, agreement, train_model
+    from nag_datasets.distill import agreement, train_model
 
     from .baselines import contrastive_embedding_scores, embedding_scores, random_scores
     from .metrics import average_precision
@@ -142,26 +163,27 @@ def _class_study(task: Any, feats: Any, cls: str, train_texts: list[str], train_
         "agreement": {}, "train_seconds": {},
     }
     pool_texts = [task.texts[i] for i in pool]
-    for kind in MODELS:
+    for name, (kind, rule, params) in _variants().items():
         t0 = time.perf_counter()
-        model, _ = train_model([train_texts[i] for i in fit], exact_train[fit],
-                                  rule=LabelRule(positive_share=POSITIVE_SHARE), model=kind, seed=0)
-        out["train_seconds"][kind] = time.perf_counter() - t0
-        out["agreement"][kind] = agreement(model.predict([train_texts[i] for i in hold]), exact_train[hold])
-        out["ap"][f"distilled_{kind}"] = average_precision(model.predict(pool_texts), labels)
+        model, _ = train_model([train_texts[i] for i in fit], exact_train[fit], rule=rule, model=kind,
+                               params=params, seed=0)
+        out["train_seconds"][name] = time.perf_counter() - t0
+        out["agreement"][name] = agreement(model.predict([train_texts[i] for i in hold]), exact_train[hold])
+        out["ap"][f"distilled_{name}"] = average_precision(model.predict(pool_texts), labels)
     # Learning curve of the default (linear) model: nested seeded subsets of the training rows, then all rows
     # (training + held-out: what a deployed scorer would train on), mean AP on the harness pool.
     curve = {}
     for share in CURVE_SHARES:
         rows = fit if share == 1.0 else np.sort(np.random.default_rng(1).permutation(fit)[: round(share * len(fit))])
-        m, _ = train_model([train_texts[i] for i in rows], exact_train[rows],
-                           rule=LabelRule(positive_share=POSITIVE_SHARE), model="linear", seed=0)
+        m, _ = train_model([train_texts[i] for i in rows], exact_train[rows], rule=study_rule("linear"), model="linear",
+                           seed=0)
         curve[str(len(rows))] = average_precision(m.predict(pool_texts), labels)
-    m, _ = train_model(train_texts, exact_train, rule=LabelRule(positive_share=POSITIVE_SHARE), model="linear", seed=0)
+    m, _ = train_model(train_texts, exact_train, rule=study_rule("linear"), model="linear", seed=0)
     curve[str(n)] = average_precision(m.predict(pool_texts), labels)
     out["linear_learning_curve_ap"] = curve
     log(f"  {cls:20s} AP exact {out['ap']['exact_nag']:.3f} random {out['ap']['random']:.3f} " + " ".join(
-        f"{k} {out['ap'][f'distilled_{k}']:.3f} (p@0.2 {out['agreement'][k]['precision@0.2']:.2f})" for k in MODELS))
+        f"{k} {out['ap'][f'distilled_{k}']:.3f} (p@0.2 {out['agreement'][k]['precision@0.2']:.2f})"
+        for k in _variants()))
     return out
 
 
@@ -169,7 +191,7 @@ def _summarize(per_class: dict[str, Any]) -> dict[str, Any]:
     rows = list(per_class.values())
     ap = {k: float(np.mean([r["ap"][k] for r in rows])) for k in rows[0]["ap"]}
     summary: dict[str, Any] = {"mean_ap": ap, "agreement": {}, "gain_kept": {}}
-    for kind in MODELS:
+    for kind in _variants():
         summary["agreement"][kind] = {m: float(np.mean([r["agreement"][kind][m] for r in rows]))
                                       for m in ("precision@0.05", "precision@0.2", "spearman")}
         summary["gain_kept"][kind] = (ap[f"distilled_{kind}"] - ap["random"]) / (ap["exact_nag"] - ap["random"])
@@ -180,17 +202,44 @@ def _summarize(per_class: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+_SPEED_MODEL: Any = None
+
+
+def _predict_repeatedly(job: tuple[Sequence[str], int]) -> int:
+    texts, calls = job
+    for _ in range(calls):
+        _SPEED_MODEL.predict(list(texts))
+    return calls * len(texts)
+
+
+def _two_process_rate(model: Any, texts: Sequence[str], calls: int) -> float:
+    """Documents/s of ``model.predict`` in two forked worker processes, each scoring ``calls`` times ``texts``."""
+    import multiprocessing
+
+    global _SPEED_MODEL
+    _SPEED_MODEL = model
+    try:
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            pool.map(_predict_repeatedly, [(texts, 1)] * 2)  # workers started and warm
+            t0 = time.perf_counter()
+            done = sum(pool.map(_predict_repeatedly, [(texts, calls)] * 2))
+            return done / (time.perf_counter() - t0)
+    finally:
+        _SPEED_MODEL = None
+
+
 def speed(texts: Sequence[str], scorers: dict[str, Any], *, repeats: int = 3, min_seconds: float = 1.0,
           torch_threads: int = 2) -> dict[str, Any]:
     """Documents/s of the featurizer (bundled model, ``EXACT``'s neuron types, forward passes only, ``torch_threads``
-    threads, a fresh cache) and of each distilled model's ``predict`` (one process) on the same ``texts``,
-    interleaved, median of ``repeats``."""
+    threads, a fresh cache) and of each distilled model's ``predict`` on the same ``texts``, in one process and in
+    two (the machine's two cores, as the featurizer's two threads), interleaved, median of ``repeats``."""
     import tempfile
 
     from .features import featurize_texts
 
     feat_rates: list[float] = []
     model_rates: dict[str, list[float]] = {k: [] for k in scorers}
+    two_rates: dict[str, list[float]] = {k: [] for k in scorers}
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
             fs = featurize_texts(texts, neuron_types=EXACT["types"], max_length=120, torch_threads=torch_threads,
@@ -202,11 +251,15 @@ def speed(texts: Sequence[str], scorers: dict[str, Any], *, repeats: int = 3, mi
                 model.predict(list(texts))
                 calls += 1
             model_rates[kind].append(calls * len(texts) / (time.perf_counter() - t0))
+            two_rates[kind].append(_two_process_rate(model, texts, max(1, calls)))
     feat = float(np.median(feat_rates))
     return {"documents": len(texts), "featurizer_docs_per_s": feat, "featurizer_runs": feat_rates,
             "distilled_docs_per_s": {k: float(np.median(v)) for k, v in model_rates.items()},
             "distilled_runs": model_rates,
-            "ratio": {k: float(np.median(v)) / feat for k, v in model_rates.items()}}
+            "ratio": {k: float(np.median(v)) / feat for k, v in model_rates.items()},
+            "distilled_docs_per_s_two_processes": {k: float(np.median(v)) for k, v in two_rates.items()},
+            "distilled_runs_two_processes": two_rates,
+            "ratio_two_processes": {k: float(np.median(v)) / feat for k, v in two_rates.items()}}
 
 
 def pretrain_agreement(out_dir: Any, seeds: Sequence[int] = (0, 1, 2)) -> dict[str, Any]:
@@ -225,26 +278,30 @@ def pretrain_agreement(out_dir: Any, seeds: Sequence[int] = (0, 1, 2)) -> dict[s
     exact = arm_scores("nag_contrast", ctx, 0)
     n = len(exact)
     result: dict[str, Any] = {}
-    for kind in MODELS:
+    top_share = LabelRule(positive_share=DISTILL["positive_share"])
+    variants = {"linear_arm": ("linear", top_share, DISTILL["params"]),  # the arm's own model
+                "linear": ("linear", None, None),  # the library's default: regression, word + character n-grams
+                "fasttext": ("fasttext", top_share, None)}
+    for name, (kind, rule, params) in variants.items():
         per_seed = []
         for seed in seeds:
             sample = np.sort(np.random.default_rng(seed).choice(n, size=round(DISTILL["sample"] * n), replace=False))
             rest = np.setdiff1d(np.arange(n), sample)
-            model, _ = train_model([ctx.pool[i] for i in sample], exact[sample],
-                                   rule=LabelRule(positive_share=DISTILL["positive_share"]), model=kind, seed=seed)
+            model, _ = train_model([ctx.pool[i] for i in sample], exact[sample], rule=rule, model=kind,
+                                   params=params, seed=seed)
             pred = model.predict([ctx.pool[i] for i in rest])
             a = agreement(pred, exact[rest])
             a["precision@0.235"] = precision_at_cut(pred, exact[rest], 0.235)
             per_seed.append(a)
-        result[kind] = per_seed
+        result[name] = per_seed
     return result
 
 
 def run_study(tasks: Sequence[tuple[Any, Any, Any]], pools: dict[str, tuple[list[str], list[str], Any]], *,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Every class of every task with a training pool: agreement, mean AP next to exact NAG, per model."""
-    results: dict[str, Any] = {"exact": {**EXACT, "types": list(EXACT["types"])}, "models": list(MODELS),
-                               "positive_share": POSITIVE_SHARE, "holdout": HOLDOUT, "tasks": {}}
+    results: dict[str, Any] = {"exact": {**EXACT, "types": list(EXACT["types"])}, "models": list(_variants()),
+                               "linear_words_params": LINEAR_WORDS, "positive_share": POSITIVE_SHARE, "holdout": HOLDOUT, "tasks": {}}
     for _tcfg, task, feats in tasks:
         if task.name not in pools:
             continue

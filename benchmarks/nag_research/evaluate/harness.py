@@ -36,7 +36,7 @@ from .features import FeatureSet, featurize_texts
 from .metrics import at_budget, average_precision, jaccard, roc_auc, selected_at_budget
 from .tasks import RetrievalTask, TaskConfig, build_task
 
-__all__ = ["CONFIGS", "CONTRASTIVE_GRID", "EvalConfig", "MethodSpec", "contrastive_name", "contrastive_types",
+__all__ = ["CONFIGS", "CONTRASTIVE_GRID", "LAYER_SETS", "EvalConfig", "MethodSpec", "contrastive_name", "contrastive_types",
            "evaluate_task", "methods_for", "params_hash", "run_evaluation", "select_default"]
 
 RESULTS_FORMAT = "nag_datasets.evaluate.results/2"
@@ -55,8 +55,11 @@ CONTRASTIVE_GRID: tuple[tuple[str, Params], ...] = (
 #: The contrastive default: (weighting, parameters, neuron types), chosen from the full run's evidence (see
 #: ``benchmarks/results/evaluate/discussion.md``); every run reports where it ranks and what the selection rule
 #: (:func:`select_default`) would pick, on all classes and on held-out halves.
-CONTRASTIVE_DEFAULT: tuple[str, Params, tuple[str, ...]] = ("shrinkage", (("m", 50.0), ("alpha", 0.5)),
-                                                            ("fwd_up", "att_o"))
+CONTRASTIVE_DEFAULT: tuple[Any, ...] = ("shrinkage", (("m", 20.0), ("alpha", 0.5)), ("fwd_up", "att_o"), "last10")
+
+#: Layer sets of the contrastive family: ``"all"`` recorded layers, or ``"lastN"``: the last N of them (what
+#: featurizing with ``layers=range(L - N, L)`` records; per-layer NAGs do not depend on the other layers).
+LAYER_SETS = ("all", "last15", "last10")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +80,9 @@ class EvalConfig:
     #: contrastive family: weightings x neuron types (each type alone, plus these combinations of recorded types)
     contrastive_weightings: tuple[tuple[str, Params], ...] = CONTRASTIVE_GRID
     combined_types: tuple[tuple[str, ...], ...] = (("fwd_up", "att_o"),)
-    contrastive_default: tuple[str, Params, tuple[str, ...]] = CONTRASTIVE_DEFAULT
+    contrastive_default: tuple[Any, ...] = CONTRASTIVE_DEFAULT
+    #: layer sets of the contrastive family (see :data:`LAYER_SETS`)
+    contrastive_layers: tuple[str, ...] = ("all", "last10")
     #: robustness study: targets per class (subsamples of each class's held-out targets; all of them are added) and
     #: background sample sizes (uniform samples of pool rows; the whole pool is added), ``robustness_seeds`` draws
     robustness_targets: tuple[int, ...] = (10, 20)
@@ -116,7 +121,7 @@ CONFIGS: dict[str, EvalConfig] = {
             TaskConfig("gcide_fields", ("Zool.", "Bot.", "Chem.", "Med.", "Law", "Naut."), 40, 50,
                        sensitivity_class="Zool.", n_extra=160),
         ),
-        max_length=120, sensitivity_sizes=(10, 25, 50, 100),
+        max_length=120, sensitivity_sizes=(10, 25, 50, 100), contrastive_layers=LAYER_SETS,
     ),
 }
 
@@ -147,10 +152,25 @@ class MethodSpec:
 _SHORT = {"alpha": "a", "m": "m", "eps": "eps"}
 
 
-def contrastive_name(weighting: str, params: Params, types: tuple[str, ...]) -> str:
-    """``"Contrastive NAG fwd_up+att_o shrinkage m=20 a=0.5"``: the method's name in results and reports."""
+def contrastive_name(weighting: str, params: Params, types: tuple[str, ...], layers: str = "all") -> str:
+    """``"Contrastive NAG fwd_up+att_o shrinkage m=20 a=0.5"``: the method's name in results and reports (a layer
+    set other than all layers is appended: ``"... a=0.5 last10"``)."""
     ps = " ".join(f"{_SHORT.get(k, k)}={v:g}" for k, v in params)
-    return f"Contrastive NAG {'+'.join(types)} {weighting}" + (f" {ps}" if ps else "")
+    return f"Contrastive NAG {'+'.join(types)} {weighting}" + (f" {ps}" if ps else "") + \
+        ("" if layers == "all" else f" {layers}")
+
+
+def layer_positions(layers: str, num_layers: int) -> str | list[int]:
+    """Positions in a spec's layers of a layer set (:data:`LAYER_SETS`): ``"all"`` or the last N.
+
+    >>> layer_positions("last10", 30)[:2], layer_positions("all", 30)
+    ([20, 21], 'all')
+    """
+    if layers == "all":
+        return "all"
+    if not layers.startswith("last") or not layers[4:].isdigit() or not 0 < int(layers[4:]) <= num_layers:
+        raise ValueError(f"layer set must be 'all' or 'lastN' with 0 < N <= {num_layers}, got {layers!r}")
+    return list(range(num_layers - int(layers[4:]), num_layers))
 
 
 def contrastive_types(config: EvalConfig) -> list[tuple[str, ...]]:
@@ -162,15 +182,17 @@ def contrastive_types(config: EvalConfig) -> list[tuple[str, ...]]:
 
 def _contrastive_methods(config: EvalConfig) -> list[MethodSpec]:
     out = []
-    for types in contrastive_types(config):
-        for weighting, params in config.contrastive_weightings:
-            out.append(MethodSpec(contrastive_name(weighting, params, types), "contrastive",
-                                  (("types", types), ("weighting", weighting), ("params", params))))
+    for layers in config.contrastive_layers:
+        for types in contrastive_types(config):
+            for weighting, params in config.contrastive_weightings:
+                out.append(MethodSpec(contrastive_name(weighting, params, types, layers), "contrastive",
+                                      (("types", types), ("weighting", weighting), ("params", params),
+                                       ("layers", layers))))
     return out
 
 
 def default_name(config: EvalConfig) -> str:
-    """Name of the configured contrastive default."""
+    """Name of the configured contrastive default (weighting, parameters, neuron types[, layer set])."""
     return contrastive_name(*config.contrastive_default)
 
 
@@ -216,8 +238,11 @@ def _score(method: MethodSpec, task: RetrievalTask, feats: FeatureSet, pool: np.
     if method.family == "contrastive":
         per_type = []
         for t in method.opt("types"):
-            sigs = feats.signatures[t]
-            per_type.append(contrastive_nag_scores(sigs[pool], sigs[targets], sigs[bg], feats.specs[t],
+            sigs, spec = feats.signatures[t], feats.specs[t]
+            layers = method.opt("layers", "all")
+            if layers != "all":
+                sigs, spec = harness_subset(sigs, spec, layers=layer_positions(layers, len(spec.layers)))
+            per_type.append(contrastive_nag_scores(sigs[pool], sigs[targets], sigs[bg], spec,
                                                    method.opt("weighting"), **dict(method.opt("params"))))
         return np.mean(per_type, axis=0)
     if method.family == "contrastive_embedding":
@@ -407,7 +432,7 @@ def select_default(results: dict[str, Any], config: EvalConfig) -> dict[str, Any
     Criterion of a variant on a set of classes: mean over the tasks of the mean over those classes of
     (AP with all targets + AP with the fewest targets per class + AP with the small background) / 3, every
     condition with the background = the pool unless it is the background condition. The best variant fixes the
-    weighting and the neuron types; among the variants of that weighting and types within ``config.selection_tie``
+    weighting, the neuron types and the layer set; among the variants of those within ``config.selection_tie``
     of the best criterion (ties), the rule picks the smallest parameters (for shrinkage: the weakest prior m), then
     the highest criterion. Reported on all classes and on two halves of each task's classes (even / odd positions):
     the variant picked on one half is scored on the other, which shows how much choosing and reporting on the same
@@ -442,9 +467,9 @@ def select_default(results: dict[str, Any], config: EvalConfig) -> dict[str, Any
 
     first = next(iter(tasks.values()))["per_method"]
 
-    def kind(name: str) -> tuple[str, tuple[str, ...]]:
+    def kind(name: str) -> tuple[str, tuple[str, ...], str]:
         opts = first[name]["options"]
-        return opts["weighting"], tuple(opts["types"])
+        return opts["weighting"], tuple(opts["types"]), opts.get("layers", "all")
 
     def best(half: str) -> str:
         return max(names, key=lambda n: table[n][half])

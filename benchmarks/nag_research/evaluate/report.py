@@ -286,8 +286,8 @@ def _selection_section(results: dict[str, Any]) -> list[str]:
     if not sel:
         return []
     tasks = list(results["tasks"])
-    out = [f"Criterion: {sel['criterion']}. The best variant fixes the weighting and the neuron types; among that "
-           f"weighting's variants within {sel['tie']} of the best criterion (ties) the rule takes the smallest "
+    out = [f"Criterion: {sel['criterion']}. The best variant fixes the weighting, the neuron types and the layer "
+           f"set; among that weighting's variants within {sel['tie']} of the best criterion (ties) the rule takes the smallest "
            "parameters (for shrinkage the weakest prior m), then the highest criterion. Best criterion: "
            f"*{sel['best_all']}*; variants of any kind within {sel['tie']} of it: {len(sel['tied_with_best'])}; "
            f"**the rule picks *{sel['pick_all']}***"

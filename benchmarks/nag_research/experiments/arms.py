@@ -8,6 +8,9 @@
 - ``dsir``: DSIR log importance weight (``data-selection``, hashed uni+bigrams), the package's own length-summed
   weight.
 - ``nag_contrast``: the contrastive NAG profile (``CONTRAST``: target counts against the whole pool's counts).
+- ``nag_contrast_last10``: the retrieval harness's chosen contrastive default (``CONTRAST_LAST10``: fwd_up and
+  att_o profiles, shrinkage m=20 alpha=0.5, the last 10 layers sliced out of the all-layer signatures, the mean of
+  the two scores), against the whole pool as background.
 - ``embedding_contrast``: cosine of mean-pooled final hidden states to the target centroid minus the pool's mean
   (both of unit vectors): the contrastive counterpart of ``embedding``.
 - ``nag_distilled``: a distilled scorer (`nag_datasets.distill`, ``DISTILL``): ``nag_contrast``'s exact scores on a
@@ -26,12 +29,17 @@ from typing import Any
 
 import numpy as np
 
-ARMS = ("random", "nag_all", "nag_last", "embedding", "dsir", "nag_contrast", "embedding_contrast", "nag_distilled")
-MODEL_ARMS = ("nag_all", "nag_last", "embedding", "nag_contrast", "embedding_contrast", "nag_distilled")
+ARMS = ("random", "nag_all", "nag_last", "embedding", "dsir", "nag_contrast", "embedding_contrast", "nag_distilled",
+        "nag_contrast_last10")
+MODEL_ARMS = ("nag_all", "nag_last", "embedding", "nag_contrast", "embedding_contrast", "nag_distilled",
+              "nag_contrast_last10")
 
 #: The contrastive NAG arm: the library's default contrastive profile (chosen in the retrieval harness), the
 #: target profile of the selection targets against the pool itself as background.
 CONTRAST = {"neuron_type": "att_o", "weighting": "shrinkage", "params": {"m": 50.0, "alpha": 0.5}}
+#: The harness's chosen default since the layer study (``evaluate.harness.CONTRASTIVE_DEFAULT``).
+CONTRAST_LAST10 = {"neuron_types": ("fwd_up", "att_o"), "weighting": "shrinkage", "params": {"m": 20.0, "alpha": 0.5},
+                   "last_layers": 10}
 
 
 #: The distilled arm: share of the pool scored exactly (the sample), labelling rule and model. On the pool itself
@@ -40,7 +48,9 @@ CONTRAST = {"neuron_type": "att_o", "weighting": "shrinkage", "params": {"m": 50
 #: fastText build available here is not deterministic single-threaded (see `nag_datasets.distill.models`), so the
 #: arm uses the linear model, which gives the same bytes for the same seed. Positive share 0.25 is close to the arm's
 #: budget share.
-DISTILL = {"sample": 0.2, "positive_share": 0.25, "model": "linear"}
+#: ``params`` pin the model the arm's units were trained with (word n-grams only, raw counts), which was the library's
+#: default then; the default now adds character n-grams and regresses the score (``benchmarks/results/distill``).
+DISTILL = {"sample": 0.2, "positive_share": 0.25, "model": "linear", "params": {"char_max": 0, "sublinear_tf": False}}
 
 
 class ArmContext:
@@ -138,6 +148,21 @@ def arm_scores(arm: str, ctx: ArmContext, seed: int) -> np.ndarray:
         background = NAGProfile.from_signatures(pool, spec)
         profile = target.contrast(background, CONTRAST["weighting"], **CONTRAST["params"])
         return np.asarray(profile.score(pool, num_threads=1), dtype=np.float64)
+    if arm == "nag_contrast_last10":
+        from nag_datasets.scoring.target_profile import NAGProfile
+
+        per_type = []
+        for t in CONTRAST_LAST10["neuron_types"]:
+            pool, spec = ctx.signatures("pool", t)
+            tgt, _ = ctx.signatures("targets", t)
+            last = list(range(len(spec.layers) - CONTRAST_LAST10["last_layers"], len(spec.layers)))
+            p, s = baselines.harness_subset(pool, spec, layers=last)
+            g, _ = baselines.harness_subset(tgt, spec, layers=last)
+            profile = NAGProfile.from_signatures(g, s).contrast(NAGProfile.from_signatures(p, s),
+                                                                CONTRAST_LAST10["weighting"],
+                                                                **CONTRAST_LAST10["params"])
+            per_type.append(np.asarray(profile.score(p, num_threads=1), dtype=np.float64))
+        return np.mean(per_type, axis=0)
     if arm == "nag_distilled":
         from nag_datasets.distill import LabelRule, train_model
 
@@ -146,7 +171,7 @@ def arm_scores(arm: str, ctx: ArmContext, seed: int) -> np.ndarray:
         sample = np.sort(np.random.default_rng(seed).choice(n, size=round(DISTILL["sample"] * n), replace=False))
         model, _ = train_model([ctx.pool[i] for i in sample], exact[sample],
                                rule=LabelRule(positive_share=DISTILL["positive_share"]), model=DISTILL["model"],
-                               seed=seed)
+                               params=DISTILL["params"], seed=seed)
         return model.predict(ctx.pool).astype(np.float64)
     if arm == "embedding_contrast":
         return baselines.embedding_scores(ctx.embeddings("pool"), ctx.embeddings("targets"), mode="contrast")
