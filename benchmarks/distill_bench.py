@@ -58,9 +58,9 @@ def training_features(task: Any, n: int) -> tuple[list[str], list[str], Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--stage", choices=("features", "speed", "all"), default="all",
+    parser.add_argument("--stage", choices=("features", "speed", "pretrain-agreement", "all"), default="all",
                         help="speed: re-measure docs/s only, into results.json (the previous figure is kept under "
-                             "'speed_runs')")
+                             "'speed_runs'); pretrain-agreement: re-measure the pretraining pool's agreement only")
     parser.add_argument("--tasks", nargs="*", default=list(POOL_SIZE), help="tasks to study (default: both)")
     parser.add_argument("--speed-docs", type=int, default=64, help="documents timed for docs/s")
     parser.add_argument("--pool-size", nargs=2, type=int, metavar=("MMLU", "GCIDE"),
@@ -83,6 +83,12 @@ def main() -> None:
 
     from nag_datasets.distill import train_model
 
+    if args.stage == "pretrain-agreement":
+        results = json.loads((OUT / "results.json").read_text())
+        results["pretrain_arm_agreement"] = pretrain_agreement(HERE / "results" / "pretrain" / "full")
+        (OUT / "results.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
+        log(f"wrote {OUT / 'results.json'} (pretraining-pool agreement)")
+        return
     if args.stage == "speed":
         results = json.loads((OUT / "results.json").read_text())
         results.setdefault("speed_runs", []).append({**results["speed"], "machine": results["machine"]})
