@@ -10,8 +10,8 @@ Two tables, one loop shape:
   as the integers ``w * 2**20`` in int64, which is exact, so it runs the very loop of the count table.
 
 A float32 table is converted to those integers on every call; :func:`prepare_table` does it once, and an int32
-table is taken as already converted (what a contrastive profile hands the kernel, so that scoring a ``map`` batch
-costs no more than with counts).
+table is taken as already converted (what a contrastive profile hands the kernel, so that a ``map`` batch does not
+pay for the conversion).
 
 Either way the sum is exact, so every entry point (whole table, chunks, ``map`` batches, numpy reference) gives
 bit-identical scores whatever the order of the additions. The compiled kernel is serial and releases the GIL; rows
