@@ -146,8 +146,6 @@ def arm_scores(arm: str, ctx: ArmContext, seed: int) -> np.ndarray:
         profile = target.contrast(background, CONTRAST["weighting"], **CONTRAST["params"])
         return np.asarray(profile.score(pool, num_threads=1), dtype=np.float64)
     if arm == "nag_contrast_last10":
-        from nag_datasets.scoring.target_profile import NAGProfile
-
         per_type = []
         for t in CONTRAST_LAST10["neuron_types"]:
             pool, spec = ctx.signatures("pool", t)
@@ -155,10 +153,8 @@ def arm_scores(arm: str, ctx: ArmContext, seed: int) -> np.ndarray:
             last = list(range(len(spec.layers) - CONTRAST_LAST10["last_layers"], len(spec.layers)))
             p, s = baselines.harness_subset(pool, spec, layers=last)
             g, _ = baselines.harness_subset(tgt, spec, layers=last)
-            profile = NAGProfile.from_signatures(g, s).contrast(NAGProfile.from_signatures(p, s),
-                                                                CONTRAST_LAST10["weighting"],
-                                                                **CONTRAST_LAST10["params"])
-            per_type.append(np.asarray(profile.score(p, num_threads=1), dtype=np.float64))
+            per_type.append(baselines.contrastive_nag_scores(p, g, p, s, CONTRAST_LAST10["weighting"],
+                                                             **CONTRAST_LAST10["params"]))
         return np.mean(per_type, axis=0)
     if arm == "nag_distilled":
         from nag_datasets.distill import train_model
