@@ -10,8 +10,10 @@ neurons:
 
 It is not a Dice similarity: it can be negative, and only its order means anything. It is scored by the same
 kernel and through the same entry points as the paper's profile (``score``, ``scorer``, ``filter``, selection,
-quality mixing, Ray), with the float32 weights as the table; the weights are rounded to multiples of ``2**-20``
-(:func:`~nag_datasets.scoring.kernel.quantize_weights`) so that the kernel sums them exactly.
+quality mixing, Ray), with the float32 weights as the table. The weights are rounded to multiples of ``2**-s``, the
+finest power of two at which their spread fits 16 bits (:func:`~nag_datasets.scoring.kernel.quantize_weights`;
+``2**-12`` for a spread of 8 to 16, as in our pretraining run's tables), so that the kernel sums them exactly, as
+16-bit integers, in the loop and at the speed of the paper's count table.
 
 >>> import numpy as np
 >>> from nag_datasets.scoring.target_profile import NAGProfile
@@ -24,7 +26,7 @@ quality mixing, Ray), with the float32 weights as the table; the weights are rou
 >>> profile.weights.round(2)
 array([[-0.05,  0.29,  1.39, -1.32]], dtype=float32)
 >>> profile.score(np.array([[[0, 2]], [[0, 3]]]))                  # the target-specific neuron 2 wins
-array([ 0.6687522, -0.6852727], dtype=float32)
+array([ 0.6687622, -0.6852722], dtype=float32)
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .kernel import prepare_table, quantize_weights
+from .kernel import KernelTable, prepare_table, quantize_weights
 from .profile_files import CONTRASTIVE_FORMAT_VERSION, register_profile_kind
 from .target_profile import NAGProfile, ProfileError
 from .weighting import Weighting, WeightingError, get_weighting
@@ -51,7 +53,7 @@ class ContrastiveProfile(NAGProfile):
 
     Build it with :meth:`NAGProfile.contrast`. ``counts``/``num_targets`` are the target's, ``background`` is the
     background profile, ``weighting`` the :class:`~nag_datasets.scoring.weighting.Weighting`, and ``weights`` the float32
-    ``(L, N)`` table that scores documents (multiples of ``2**-20``).
+    ``(L, N)`` table that scores documents (multiples of ``2**-s``, see the module docstring).
     """
 
     score_kind = "contrastive"
@@ -81,7 +83,6 @@ class ContrastiveProfile(NAGProfile):
         self._weights = weights
         # The kernel's integer form, once: a float table would be converted again on every map batch.
         self._kernel_table = prepare_table(weights)
-        self._kernel_table.flags.writeable = False
 
     # -- views -------------------------------------------------------------------------------------------------
 
@@ -90,8 +91,8 @@ class ContrastiveProfile(NAGProfile):
         """``w[l, k]``: the contrastive weight of neuron ``k`` of layer ``l`` (float32, any sign)."""
         return self._weights
 
-    def scoring_table(self) -> tuple[np.ndarray, int | None]:
-        """``(w * 2**20 as int32, None)``: the weights as the kernel sums them (see :func:`~.kernel.prepare_table`)."""
+    def scoring_table(self) -> tuple[KernelTable, int | None]:
+        """``(KernelTable, None)``: the weights as the kernel sums them (see :func:`~.kernel.prepare_table`)."""
         return self._kernel_table, None
 
     def fingerprint(self) -> str:

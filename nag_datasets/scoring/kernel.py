@@ -1,17 +1,19 @@
 """The scoring kernel: a row's score is the mean of a per-neuron table at its signature's neurons.
 
-Two tables, one loop shape:
+Two tables, one loop:
 
 - the paper's profile holds integer counts ``c[l, k]`` (how many target documents have neuron ``k`` in their
   layer-``l`` NAG). A row's score is ``sum_{l,j} c[l, sig[l, j]] / (L * K * |D|)``: the sum is exact in int64 and
   divided once in float64, then rounded to float32.
-- a contrastive profile holds float32 weights ``w[l, k]`` that are multiples of ``2**-20`` (see
-  :func:`quantize_weights`). A row's score is ``sum_{l,j} w[l, sig[l, j]] / (L * K)``; the kernel sums the weights
-  as the integers ``w * 2**20`` in int64, which is exact, so it runs the very loop of the count table.
+- a contrastive profile holds float32 weights ``w[l, k]`` that are multiples of ``2**-s`` whose spread
+  ``max(w) - min(w)`` is at most ``65535 * 2**-s`` (:func:`quantize_weights` picks the finest such ``s <= 20``:
+  ``2**-13`` for a spread under 8, ``2**-12`` under 16). A row's score is ``sum_{l,j} w[l, sig[l, j]] / (L * K)``. The kernel sums the
+  16-bit unsigned integers ``q = w * 2**s - o`` (``o`` the smallest ``w * 2**s``) and adds ``L * K * o`` back:
+  exact, and the very loop, table type and table size of a count table, hence the same speed.
 
-A float32 table is converted to those integers on every call; :func:`prepare_table` does it once, and an int32
-table is taken as already converted (what a contrastive profile hands the kernel, so that a ``map`` batch does not
-pay for the conversion).
+Both are a :class:`KernelTable` (unsigned integers ``q``, an offset ``o`` and a divisor ``d``: entry value
+``(q + o) / d``). :func:`prepare_table` builds one; a profile builds its own once (``scoring_table``), so that a
+``map`` batch does not convert the table again.
 
 Either way the sum is exact, so every entry point (whole table, chunks, ``map`` batches, numpy reference) gives
 bit-identical scores whatever the order of the additions. The compiled kernel is serial and releases the GIL; rows
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,7 +41,8 @@ import numpy as np
 from ..errors import NAGError
 
 __all__ = [
-    "WEIGHT_SCALE",
+    "MAX_SCALE_BITS",
+    "KernelTable",
     "SignatureIndexError",
     "counts_dtype",
     "first_row_with_unset_bits",
@@ -49,10 +53,15 @@ __all__ = [
     "score_signatures_numpy",
 ]
 
-#: Weights are multiples of ``1 / WEIGHT_SCALE``: the kernel sums them exactly as integers.
-WEIGHT_SCALE = 2**20
-#: Largest weight magnitude a table may hold (its integers must fit int32).
-MAX_WEIGHT = (2**31 - 1) / WEIGHT_SCALE
+#: Weights are multiples of ``2**-s`` with ``0 <= s <= MAX_SCALE_BITS``: the kernel sums them exactly as integers.
+MAX_SCALE_BITS = 20
+#: A weight table's integers ``w * 2**s - min`` are stored in 16 bits, like the counts of up to 65535 targets.
+_MAX_SPREAD = 65535
+#: ...and ``w * 2**s`` itself stays below 2**24, so that the float32 weights are those integers exactly.
+_MAX_INT = 2**24 - 1
+
+_NOT_QUANTIZED = ("float32 weights must be multiples of a power of two 2**-s (s <= 20) with a 16-bit spread: pass them "
+                  "through nag_datasets.scoring.kernel.quantize_weights")
 
 #: Below this many rows, threads cost more than they save.
 _MIN_ROWS_PER_THREAD = 16_384
@@ -78,7 +87,7 @@ def _jit(**options: Any) -> Any:
 
 
 @_jit(nogil=True)
-def _score_range(sigs, counts, valid, use_valid, denom, out, start, stop, out_start):  # type: ignore[no-untyped-def]
+def _score_range(sigs, counts, valid, use_valid, shift, denom, out, start, stop, out_start):  # type: ignore[no-untyped-def]
     L = sigs.shape[1]
     K = sigs.shape[2]
     N = counts.shape[1]
@@ -102,7 +111,7 @@ def _score_range(sigs, counts, valid, use_valid, denom, out, start, stop, out_st
             out[o] = np.nan
             nbad += 1
         else:
-            out[o] = np.float32(s / denom)
+            out[o] = np.float32((s + shift) / denom)
     return nbad
 
 
@@ -147,51 +156,95 @@ def counts_dtype(num_targets: int) -> np.dtype:
     return np.dtype(np.uint16) if num_targets < 65536 else np.dtype(np.uint32)
 
 
-def quantize_weights(weights: np.ndarray) -> np.ndarray:
-    """Float weights rounded to a multiple of ``2**-20`` and stored as float32 (a float32 of magnitude 8 or more
-    is such a multiple anyway; below 8 the multiple is exact). Scoring with them is then an exact integer sum.
+@dataclass(frozen=True, eq=False)
+class KernelTable:
+    """A scoring table as the kernel sums it: entry ``[l, k]`` is worth ``(table[l, k] + offset) / divisor``.
 
-    >>> quantize_weights(np.array([0.1, -1 / 3])).tolist()
-    [0.10000038146972656, -0.33333301544189453]
+    ``table`` holds uint16 (or, for counts of 65,536 targets or more, uint32) integers. A count table has
+    ``offset=0`` and ``divisor=|D|``; a weight table ``offset=min(w) * 2**s`` and ``divisor=2**s``. Build it with
+    :func:`prepare_table`.
+
+    >>> t = prepare_table(np.array([[0.5, -1.0, 0.25]], dtype=np.float32))
+    >>> t.table.tolist(), t.offset, t.divisor
+    ([[6, 0, 5]], -4, 4)
+    """
+
+    table: np.ndarray
+    offset: int
+    divisor: int
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.table.shape)
+
+    def values(self) -> np.ndarray:
+        """The entries as float64 (``(table + offset) / divisor``)."""
+        return (self.table.astype(np.float64) + self.offset) / self.divisor
+
+
+def _scale_bits(w: np.ndarray) -> int:
+    """The finest ``s <= MAX_SCALE_BITS`` at which ``round(w * 2**s)`` has a 16-bit spread and stays below 2**24."""
+    if not w.size:
+        return MAX_SCALE_BITS
+    lo, hi, top = float(w.min()), float(w.max()), float(np.abs(w).max())
+    for s in range(MAX_SCALE_BITS, -1, -1):
+        f = 2.0**s
+        if round(hi * f) - round(lo * f) <= _MAX_SPREAD and round(top * f) <= _MAX_INT:
+            return s
+    raise ValueError(f"weights must have a spread max - min of at most {_MAX_SPREAD}, got {hi - lo:.3g}")
+
+
+def quantize_weights(weights: np.ndarray) -> np.ndarray:
+    """Float weights rounded to multiples of ``2**-s``, the finest power of two (``s <= 20``) at which their spread
+    fits 16 bits (see the module docstring), as float32; scoring with them is then an exact integer sum.
+
+    >>> quantize_weights(np.array([0.1, -1 / 3])).tolist()     # spread 0.43: multiples of 2**-17
+    [0.09999847412109375, -0.33333587646484375]
+    >>> quantize_weights(np.array([0.1, 7.9])).tolist()        # spread 7.8: multiples of 2**-13
+    [0.0999755859375, 7.9000244140625]
     """
     w = np.asarray(weights, dtype=np.float64)
     if not np.isfinite(w).all():
         raise ValueError("weights must be finite")
-    if w.size and np.abs(w).max() > MAX_WEIGHT:
-        raise ValueError(f"weights must lie within +-{MAX_WEIGHT:.0f}, got {np.abs(w).max():.3g}")
-    return (np.round(w * WEIGHT_SCALE) / WEIGHT_SCALE).astype(np.float32)
+    f = 2.0 ** _scale_bits(w)
+    return (np.round(w * f) / f).astype(np.float32)
 
 
-def prepare_table(counts: np.ndarray) -> np.ndarray:
-    """The table as the kernel sums it: uint16/uint32 counts as they are, float32 weights as the int32 integers
-    ``w * 2**20``; an int32 table is taken as weights already converted (this function's own output).
+def prepare_table(table: np.ndarray | KernelTable, num_targets: int | None = None) -> KernelTable:
+    """The :class:`KernelTable` of a uint16/uint32 count table (``num_targets`` required) or of a float32 weight
+    table (from :func:`quantize_weights`; ``num_targets`` ignored); a :class:`KernelTable` is returned as is.
 
-    >>> prepare_table(np.array([[0.5, -1.0]], dtype=np.float32)).tolist()
-    [[524288, -1048576]]
+    >>> prepare_table(np.array([[3, 1]], dtype=np.uint16), num_targets=2).values().tolist()
+    [[1.5, 0.5]]
     """
-    if counts.ndim != 2:
-        raise ValueError(f"counts must be an (L, N) array, got shape {counts.shape}")
-    if counts.dtype == np.float32:
-        scaled = counts.astype(np.float64) * WEIGHT_SCALE
-        if not (np.isfinite(scaled).all() and np.array_equal(scaled, np.round(scaled))) or \
-                (scaled.size and np.abs(scaled).max() > 2**31 - 1):
-            raise ValueError("float32 weights must be multiples of 2**-20 within +-2047: pass them through "
-                             "nag_datasets.scoring.kernel.quantize_weights")
-        return np.ascontiguousarray(scaled.astype(np.int32))
-    if counts.dtype not in (np.uint16, np.uint32, np.int32):
-        raise TypeError(f"the table must hold uint16 or uint32 counts, float32 weights or int32 prepared weights, "
-                        f"got {counts.dtype}")
-    return np.ascontiguousarray(counts)
-
-
-def _denominator(table: np.ndarray, K: int, num_targets: int | None) -> float:
-    """What a row's integer sum is divided by: ``L * K * |D|`` for counts, ``L * K * 2**20`` for weights."""
-    L = table.shape[0]
-    if table.dtype == np.int32:
-        return float(L * K * WEIGHT_SCALE)
+    if isinstance(table, KernelTable):
+        return table
+    table = np.asarray(table)
+    if table.ndim != 2:
+        raise ValueError(f"the table must be an (L, N) array, got shape {table.shape}")
+    if table.dtype == np.float32:
+        w = table.astype(np.float64)
+        if not np.isfinite(w).all():
+            raise ValueError("float32 weights must be finite")
+        for s in range(MAX_SCALE_BITS + 1):
+            scaled = w * 2.0**s
+            if np.array_equal(scaled, np.round(scaled)):
+                break
+        else:
+            raise ValueError(_NOT_QUANTIZED)
+        ints = scaled.astype(np.int64)
+        lo = int(ints.min()) if ints.size else 0
+        q = ints - lo
+        if q.size and (q.max() > _MAX_SPREAD or np.abs(ints).max() > _MAX_INT):
+            raise ValueError(_NOT_QUANTIZED)
+        q16 = np.ascontiguousarray(q.astype(np.uint16))
+        q16.flags.writeable = False
+        return KernelTable(q16, lo, 2**s)
+    if table.dtype not in (np.uint16, np.uint32):
+        raise TypeError(f"the table must hold uint16 or uint32 counts or float32 weights, got {table.dtype}")
     if num_targets is None or int(num_targets) < 1:
         raise ValueError(f"scoring with a count table needs num_targets >= 1, got {num_targets}")
-    return float(L * K * int(num_targets))
+    return KernelTable(np.ascontiguousarray(table), 0, int(num_targets))
 
 
 def _as_index_array(sigs: np.ndarray, valid: np.ndarray | None, num_neurons: int) -> np.ndarray:
@@ -240,7 +293,7 @@ def _num_threads(requested: int | None) -> int:
 
 def score_blocks(
     blocks: list[tuple[np.ndarray, np.ndarray | None]],
-    counts: np.ndarray,
+    counts: np.ndarray | KernelTable,
     num_targets: int | None = None,
     *,
     num_threads: int | None = None,
@@ -248,8 +301,8 @@ def score_blocks(
 ) -> np.ndarray:
     """Scores of several ``(signatures (n, L, K), valid (n,) or None)`` blocks, concatenated (float32, NaN = invalid).
 
-    ``counts`` is an integer count table (then ``num_targets`` is required) or a float32 weight table (then
-    ``num_targets`` is ignored); see the module docstring. Blocks are typically the zero-copy Arrow chunks of one
+    ``counts`` is an integer count table (then ``num_targets`` is required), a float32 weight table (then
+    ``num_targets`` is ignored) or a :class:`KernelTable`; see the module docstring. Blocks are typically the zero-copy Arrow chunks of one
     column. ``row_offsets`` only serve error messages.
 
     >>> counts = np.array([[1, 1, 0]], dtype=np.uint16)
@@ -257,7 +310,8 @@ def score_blocks(
     >>> score_blocks([(a, None), (a, np.array([False, True]))], counts, num_targets=1)
     array([ 1.,  0., nan,  0.], dtype=float32)
     """
-    counts = prepare_table(counts)
+    kt = prepare_table(counts, num_targets)
+    counts = kt.table
     L, N = counts.shape
     prepared = []
     for sigs, valid in blocks:
@@ -274,7 +328,7 @@ def score_blocks(
     K = prepared[0][0].shape[2]
     if any(s.shape[2] != K for s, _ in prepared):
         raise ValueError("signature blocks have different top_k")
-    denom = _denominator(counts, K, num_targets)
+    shift, denom = L * K * kt.offset, float(L * K * kt.divisor)
     starts = np.cumsum([0] + [len(s) for s, _ in prepared])
     total = int(starts[-1])
     out = np.empty(total, np.float32)
@@ -293,7 +347,7 @@ def score_blocks(
         for b, lo, hi in group:
             sigs, valid = prepared[b]
             use = valid is not None
-            bad += _score_range(sigs, counts, valid if use else no_mask, use, denom, out, lo, hi, int(starts[b]) + lo)
+            bad += _score_range(sigs, counts, valid if use else no_mask, use, shift, denom, out, lo, hi, int(starts[b]) + lo)
         return bad
 
     if threads == 1:
@@ -317,7 +371,7 @@ def score_blocks(
 
 def score_signatures(
     sigs: np.ndarray,
-    counts: np.ndarray,
+    counts: np.ndarray | KernelTable,
     num_targets: int | None = None,
     valid: np.ndarray | None = None,
     *,
@@ -328,7 +382,7 @@ def score_signatures(
 
 
 def score_signatures_numpy(
-    sigs: np.ndarray, counts: np.ndarray, num_targets: int | None = None, valid: np.ndarray | None = None
+    sigs: np.ndarray, counts: np.ndarray | KernelTable, num_targets: int | None = None, valid: np.ndarray | None = None
 ) -> np.ndarray:
     """Plain numpy version of :func:`score_signatures` (same exact integer sum, same rounding), for checking.
 
@@ -336,7 +390,8 @@ def score_signatures_numpy(
     >>> score_signatures_numpy(np.array([[[0]], [[2]]]), counts, num_targets=1)
     array([1., 0.], dtype=float32)
     """
-    counts = prepare_table(counts)
+    kt = prepare_table(counts, num_targets)
+    counts = kt.table
     L, N = counts.shape
     if valid is not None:
         valid = np.asarray(valid, dtype=np.bool_)
@@ -350,7 +405,8 @@ def score_signatures_numpy(
     for lo in range(0, n, 65536):
         part = safe[lo : lo + 65536].astype(np.intp)
         isums[lo : lo + 65536] = counts[np.arange(L)[None, :, None], part].sum(axis=(1, 2), dtype=np.int64)
-    out = (isums.astype(np.float64) / _denominator(counts, K, num_targets)).astype(np.float32)
+    isums += L * K * kt.offset
+    out = (isums.astype(np.float64) / float(L * K * kt.divisor)).astype(np.float32)
     if valid is not None:
         out[~valid] = np.nan
     return out

@@ -32,7 +32,7 @@ from ..featurize.spec_column import check_dataset_column, dataset_spec, refuse_s
 from ..spec import SignatureSpec, SpecError
 from ._arrow import score_dataset_column
 from .counting import CountAccumulator, count_rows
-from .kernel import counts_dtype, score_blocks
+from .kernel import KernelTable, counts_dtype, score_blocks
 from .map_callables import SCORE_COLUMN, ScoreReport, SimilarityFilter, SimilarityScorer
 from .profile_files import (
     PROFILE_FORMAT_VERSION,
@@ -193,8 +193,9 @@ class NAGProfile:
     score_column = SCORE_COLUMN
     _format_version = PROFILE_FORMAT_VERSION
 
-    def scoring_table(self) -> tuple[np.ndarray, int | None]:
-        """``(table, num_targets)`` for :func:`nag_datasets.scoring.kernel.score_blocks`: the counts and their divisor."""
+    def scoring_table(self) -> tuple[np.ndarray | KernelTable, int | None]:
+        """``(table, num_targets)`` for :func:`nag_datasets.scoring.kernel.score_blocks`: the counts and their divisor
+        (a contrastive profile hands its prepared :class:`~nag_datasets.scoring.kernel.KernelTable` and ``None``)."""
         return self.counts, self.num_targets
 
     def summary(self) -> dict[str, Any]:

@@ -97,23 +97,59 @@ def test_shape_and_type_errors():
     assert score_signatures(np.zeros((0, 2, 2), np.uint16), counts, 1).shape == (0,)
 
 
-def test_prepared_weight_table_scores_bit_equal_to_float_weights():
+def test_weight_table_is_16_bit_and_scores_bit_equal_to_exact_float_sums():
     rng = np.random.default_rng(3)
     weights = quantize_weights(rng.normal(scale=3.0, size=(4, 50)))
     prepared = prepare_table(weights)
-    assert prepared.dtype == np.int32
-    assert np.array_equal(prepared.astype(np.float64) / 2**20, weights.astype(np.float64))
-    assert prepare_table(prepared) is not None and np.array_equal(prepare_table(prepared), prepared)
+    # The count table's integer type: the kernel runs the same compiled loop on a table of the same size.
+    assert prepared.table.dtype == np.uint16 and prepared.table.dtype == prepare_table(
+        _random_counts(4, 50, 2, 1, np.uint16), 1).table.dtype
+    assert np.array_equal(prepared.values(), weights.astype(np.float64))
+    assert prepared.table.min() == 0 and prepared.offset == round(float(weights.min()) * prepared.divisor)
+    assert prepare_table(prepared) is prepared
     sigs = rng.integers(0, 50, size=(300, 4, 6)).astype(np.uint16)
     valid = rng.random(300) > 0.1
     from_float = score_signatures(sigs, weights, valid=valid)
     from_prepared = score_signatures(sigs, prepared, valid=valid)
     assert np.array_equal(from_float.view(np.uint32), from_prepared.view(np.uint32))
     assert np.array_equal(from_prepared.view(np.uint32), score_signatures_numpy(sigs, prepared, valid=valid).view(np.uint32))
+    # Multiples of 2**-s with small integers: the float64 sum is exact, so this is the exact mean, rounded once.
+    exact = (weights.astype(np.float64)[np.arange(4)[None, :, None], sigs].sum(axis=(1, 2)) / 24).astype(np.float32)
+    assert np.array_equal(from_float[valid].view(np.uint32), exact[valid].view(np.uint32))
+    assert np.isnan(from_float[~valid]).all()
+
+
+def test_quantize_weights_picks_the_finest_scale_with_a_16_bit_spread():
+    rng = np.random.default_rng(4)
+    w = rng.uniform(-1.0, 7.0, size=(3, 400))
+    w[0, 0], w[0, 1] = -1.0, 7.0                      # spread exactly 8: 8 * 2**13 = 65536 > 65535, so s = 12
+    q = quantize_weights(w).astype(np.float64)
+    assert np.array_equal(q * 2**12, np.round(q * 2**12)) and not np.array_equal(q * 2**11, np.round(q * 2**11))
+    assert np.abs(q - w).max() <= 2.0**-13
+    assert prepare_table(quantize_weights(w)).divisor == 2**12
+    narrow = quantize_weights(np.array([[0.25, 0.25 + 3 * 2**-20, 0.25 + 2**-22]]))   # tiny spread: capped at 2**-20
+    assert prepare_table(narrow).divisor == 2**20 and narrow.tolist() == [[0.25, 0.25 + 3 * 2**-20, 0.25]]
+    # Large weights with a small spread: w * 2**s stays below 2**24, so the float32 values are exact.
+    big = quantize_weights(np.array([[1000.0, 1000.3]]))
+    assert np.array_equal(prepare_table(big).values(), big.astype(np.float64))
+    assert np.array_equal(quantize_weights(np.zeros((2, 3))), np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError, match="spread"):
+        quantize_weights(np.array([0.0, 70000.0]))
+    with pytest.raises(ValueError, match="finite"):
+        quantize_weights(np.array([0.0, np.inf]))
+
+
+def test_prepare_table_refuses_tables_it_cannot_sum_exactly():
     with pytest.raises(ValueError, match="multiples"):
-        prepare_table(np.array([[0.1]], dtype=np.float32))
-    with pytest.raises(TypeError, match="int32 prepared"):
+        prepare_table(np.array([[0.1]], dtype=np.float32))             # a multiple of 2**-27 only
+    with pytest.raises(ValueError, match="spread"):
+        prepare_table(np.array([[0.0, 100000.0]], dtype=np.float32))   # integers, but a 17-bit spread
+    with pytest.raises(TypeError, match="uint16 or uint32 counts or float32 weights"):
         prepare_table(np.zeros((2, 3), np.float64))
+    with pytest.raises(ValueError, match="num_targets"):
+        prepare_table(np.zeros((2, 3), np.uint16))
+    with pytest.raises(ValueError, match=r"\(L, N\)"):
+        prepare_table(np.zeros(3, np.float32))
 
 
 def test_counts_dtype():
