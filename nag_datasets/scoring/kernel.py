@@ -7,9 +7,9 @@ Two tables, one loop:
   divided once in float64, then rounded to float32.
 - a contrastive profile holds float32 weights ``w[l, k]`` that are multiples of ``2**-s`` whose spread
   ``max(w) - min(w)`` is at most ``65535 * 2**-s`` (:func:`quantize_weights` picks the finest such ``s <= 20``:
-  ``2**-13`` for a spread under 8, ``2**-12`` under 16). A row's score is ``sum_{l,j} w[l, sig[l, j]] / (L * K)``. The kernel sums the
-  16-bit unsigned integers ``q = w * 2**s - o`` (``o`` the smallest ``w * 2**s``) and adds ``L * K * o`` back:
-  exact, and the very loop, table type and table size of a count table, hence the same speed.
+  ``2**-13`` for a spread under 8, ``2**-12`` under 16). A row's score is ``sum_{l,j} w[l, sig[l, j]] / (L * K)``.
+  The kernel sums the 16-bit unsigned integers ``q = w * 2**s - o`` (``o`` the smallest ``w * 2**s``) and adds
+  ``L * K * o`` back: exact, and the very loop, table type and table size of a count table, hence the same speed.
 
 Both are a :class:`KernelTable` (unsigned integers ``q``, an offset ``o`` and a divisor ``d``: entry value
 ``(q + o) / d``). :func:`prepare_table` builds one; a profile builds its own once (``scoring_table``), so that a
@@ -87,7 +87,8 @@ def _jit(**options: Any) -> Any:
 
 
 @_jit(nogil=True)
-def _score_range(sigs, counts, valid, use_valid, shift, denom, out, start, stop, out_start):  # type: ignore[no-untyped-def]
+def _score_range(sigs, counts, valid, use_valid, shift, denom, out, start, stop,  # type: ignore[no-untyped-def]
+                 out_start):
     L = sigs.shape[1]
     K = sigs.shape[2]
     N = counts.shape[1]
@@ -302,8 +303,8 @@ def score_blocks(
     """Scores of several ``(signatures (n, L, K), valid (n,) or None)`` blocks, concatenated (float32, NaN = invalid).
 
     ``counts`` is an integer count table (then ``num_targets`` is required), a float32 weight table (then
-    ``num_targets`` is ignored) or a :class:`KernelTable`; see the module docstring. Blocks are typically the zero-copy Arrow chunks of one
-    column. ``row_offsets`` only serve error messages.
+    ``num_targets`` is ignored) or a :class:`KernelTable`; see the module docstring. Blocks are typically the
+    zero-copy Arrow chunks of one column. ``row_offsets`` only serve error messages.
 
     >>> counts = np.array([[1, 1, 0]], dtype=np.uint16)
     >>> a = np.array([[[0]], [[2]]], dtype=np.uint16)
@@ -347,7 +348,8 @@ def score_blocks(
         for b, lo, hi in group:
             sigs, valid = prepared[b]
             use = valid is not None
-            bad += _score_range(sigs, counts, valid if use else no_mask, use, shift, denom, out, lo, hi, int(starts[b]) + lo)
+            bad += _score_range(sigs, counts, valid if use else no_mask, use, shift, denom, out, lo, hi,
+                                int(starts[b]) + lo)
         return bad
 
     if threads == 1:

@@ -209,8 +209,8 @@ def test_harness_weights_are_the_librarys(weighting, params):
     assert 0 < half_step <= 2.0**-13
     np.testing.assert_allclose(profile.weights, ours, rtol=0, atol=half_step + 1e-7)
     expected = ours[np.arange(3)[None, :, None], pool.astype(np.int64)].mean(axis=(1, 2))
-    np.testing.assert_allclose(baselines.contrastive_nag_scores(pool, target, background, spec, weighting,
-                                                                **dict(params)), expected, rtol=0, atol=half_step + 1e-6)
+    scores = baselines.contrastive_nag_scores(pool, target, background, spec, weighting, **dict(params))
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=half_step + 1e-6)
 
 
 @fast
