@@ -174,10 +174,6 @@ class KernelTable:
     offset: int
     divisor: int
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.table.shape)
-
     def values(self) -> np.ndarray:
         """The entries as float64 (``(table + offset) / divisor``)."""
         return (self.table.astype(np.float64) + self.offset) / self.divisor
