@@ -60,8 +60,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
                              profile=profile, tokenizer=args.tokenizer, rule=_rule(args), model=args.model,
                              seed=args.seed, holdout=args.holdout, overwrite=args.overwrite)
     meta = scorer.meta
-    print(json.dumps({"output": args.output, "model": meta["model"], "fingerprint": meta["fingerprint"], "rule": meta["rule"],
-                      "sample": meta["sample"], "agreement": meta.get("agreement")}, indent=1))
+    print(json.dumps({"output": args.output, "model": meta["model"], "fingerprint": meta["fingerprint"],
+                      "rule": meta["rule"], "sample": meta["sample"], "agreement": meta.get("agreement")}, indent=1))
     return 0
 
 
