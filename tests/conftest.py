@@ -8,8 +8,13 @@ uses the ``bundled`` or ``featurizer`` fixture or lives in a module of :data:`SL
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
+
+import token_budget
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -19,6 +24,58 @@ MODEL_FIXTURES = frozenset({"bundled", "featurizer"})
 #: Modules whose tests load the model or run long subprocesses without saying so through a fixture.
 SLOW_MODULES = frozenset({"test_behaviour", "test_gpu_bench", "test_notebooks", "test_textcut"})
 TIERS = ("fast", "slow")
+
+
+REPORT_ENV = "NAG_TEST_TOKEN_REPORT"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Count model-forward tokens in this process and every Python process the tests start (see token_budget)."""
+    folder = Path(tempfile.mkdtemp(prefix="nag-test-tokens-"))
+    os.environ[token_budget.DIR_ENV] = str(folder)
+    config.stash[_TOKEN_DIR] = folder
+    token_budget.install_pth()
+    token_budget.install_hook()
+
+
+_TOKEN_DIR = pytest.StashKey[Path]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    os.environ[token_budget.NODE_ENV] = item.nodeid
+    yield
+    os.environ[token_budget.NODE_ENV] = "(between tests)"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    folder = session.config.stash.get(_TOKEN_DIR, None)
+    if folder is None:
+        return
+    summary = token_budget.summarize(token_budget.read_log(folder))
+    shutil.rmtree(folder, ignore_errors=True)
+    report = Path(os.environ.get(REPORT_ENV, Path(__file__).resolve().parent.parent / ".nag_cache" / "test_tokens.json"))
+    token_budget.write_report(summary, report)
+    session.config.stash[_TOKEN_SUMMARY] = (summary, report)
+    if not summary["within_budget"] and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_TOKEN_SUMMARY = pytest.StashKey[tuple]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    got = config.stash.get(_TOKEN_SUMMARY, None)
+    if got is None:
+        return
+    summary, report = got
+    if not summary["modules"]:
+        terminalreporter.write_line(f"model-forward tokens: none (report: {report})")
+        return
+    terminalreporter.section("model-forward tokens (CI budget)")
+    for line in token_budget.format_report(summary):
+        terminalreporter.write_line(line)
+    terminalreporter.write_line(f"report: {report}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -218,7 +218,7 @@ class NAGFeaturizer:
     # ----- spec and features -----
     def spec(self, neuron_type: str | None = None) -> SignatureSpec:
         """The signature spec of one neuron type's column (loads the model in this process if needed)."""
-        from .models import model_name, tokenizer_fingerprint
+        from .models import attention_implementation, model_name, tokenizer_fingerprint
 
         t = neuron_type or self.neuron_types[0]
         if t not in self.neuron_types:
@@ -231,7 +231,7 @@ class NAGFeaturizer:
             neuron_type=t, top_k=self.top_k, layers=rec.layers, max_length=self.max_length,
             add_special_tokens=self.add_special_tokens, neurons_per_layer=rec.neurons_per_layer(t),
             model_name=model_name(model), dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
-            attn_implementation=str(getattr(model.config, "_attn_implementation", "") or ""),
+            attn_implementation=attention_implementation(model),
             library_version=_library_version(),
         )
         register_spec(spec)  # so a refusal of a plain-map column can name the differing fields

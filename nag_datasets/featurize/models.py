@@ -210,7 +210,7 @@ def model_fingerprint(model: Any) -> str:
     fp = getattr(model, _FINGERPRINT_ATTR, None)
     if fp:
         return fp
-    name = getattr(model.config, "_name_or_path", "") or ""
+    name = getattr(model.config, "name_or_path", "") or ""
     commit = getattr(model.config, "_commit_hash", None)
     if name and Path(name).is_dir():
         return _folder_fingerprint(Path(name))
@@ -220,7 +220,17 @@ def model_fingerprint(model: Any) -> str:
 
 
 def model_name(model: Any) -> str:
-    return getattr(model, _NAME_ATTR, None) or getattr(model.config, "_name_or_path", "") or type(model).__name__
+    return getattr(model, _NAME_ATTR, None) or getattr(model.config, "name_or_path", "") or type(model).__name__
+
+
+def attention_implementation(model: Any) -> str:
+    """The attention implementation a loaded model runs (``"eager"``, ``"sdpa"``, ...), or ``""`` when unknown.
+
+    ``transformers`` 5.x has no public getter: the value lives in ``config._attn_implementation``. It is read here
+    only, with a default, because the spec merely records it (it never decides a comparison), so an upstream rename
+    costs an empty field, not a crash; ``tests/featurize/test_models.py`` notices such a rename.
+    """
+    return str(getattr(model.config, "_attn_implementation", "") or "")
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:

@@ -145,9 +145,9 @@ def add_row_column(
     column_table = InMemoryTable(pa.table({name: array}, schema=schema))
     if table_length(ds) == 0:
         # An empty ConcatenationTable has no blocks to align the new column with (an empty selection gives one).
-        table = InMemoryTable(ds._data.table.append_column(schema.field(name), array))
+        table = InMemoryTable(ds.data.table.append_column(schema.field(name), array))
     else:
-        table = concat_tables([ds._data, column_table], axis=1)
+        table = concat_tables([ds.data, column_table], axis=1)
     info = ds.info.copy()
     info.features.update(Features({name: feature}))
     table = update_metadata_with_features(table, info.features)

@@ -20,13 +20,25 @@ def test_missing_bundled_wheel_names_install_command(monkeypatch):
         models.load_model()
 
 
+@pytest.mark.fast
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_attention_implementation_is_read_from_the_model(attn):
+    # The spec records it; transformers 5.x keeps it in a private config field, read in one place (this fails if a
+    # release renames it, rather than the spec silently recording "").
+    import transformers as tf
+
+    cfg = tf.LlamaConfig(hidden_size=16, intermediate_size=24, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=1, vocab_size=32, attn_implementation=attn)
+    assert models.attention_implementation(tf.LlamaForCausalLM(cfg)) == attn
+
+
 @pytest.mark.slow
 def test_bundled_model_is_sane_and_cached(bundled):
     import torch
 
     model, tok = bundled
     folder, digest = models.converted_bundled_dir()
-    assert (folder / "nag_complete.json").is_file() and digest in folder.name or digest[:16] in folder.name
+    assert (folder / "nag_complete.json").is_file() and (digest in folder.name or digest[:16] in folder.name)
     assert digest == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
     assert (model.config.num_hidden_layers, model.config.intermediate_size) == (30, 1536)
     assert models.model_fingerprint(model) == f"gguf-sha256:{digest}"

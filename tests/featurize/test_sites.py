@@ -263,19 +263,83 @@ def test_fused_columns_are_what_the_model_uses(name: str) -> None:
         bias = split_part(arch, s.neuron_type, s.module.bias.detach()) if s.bias is not None else 0.0
         torch.testing.assert_close(s.neuron_output(out), expected - bias, rtol=0, atol=0)
 
-    if name.startswith("falcon"):
-        # Falcon: compare with the attention module's own split (what its forward calls on the fused output).
-        attn = layer_list(model, arch)[1].self_attention
-        q, k, v = attn._split_heads(captured["att_q"])
-        q_site, k_site, v_site = (captured[x].index_select(-1, s.columns) for x, s in zip(types, sites))
-        assert torch.equal(q_site, q.reshape(b, t, -1))
-        rep = arch.heads // arch.kv_heads
-        for site_out, model_out in ((k_site, k), (v_site, v)):
-            # Query head j reads KV head j // rep (Falcon broadcasts / keeps one KV head per group).
-            model_heads = model_out.reshape(b, t, -1, arch.head_dim)
-            if model_heads.shape[2] == arch.heads:
-                model_heads = model_heads[:, :, ::rep]
-            assert torch.equal(site_out.reshape(b, t, arch.kv_heads, arch.head_dim), model_heads)
+
+# ---------------------------------------------------------------------------------------------- Falcon, behaviourally
+
+FALCON_ARCHS = ["falcon_gqa", "falcon_mqa", "falcon_classic"]
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def falcon_context_error(name: str, columns: dict[str, torch.Tensor] | None = None) -> float:
+    """Largest difference between layer 1's attention context as the model computes it and as recomputed from q, k, v
+    taken out of the fused projection's output through ``columns`` (default: the sites' own columns).
+
+    Only public behaviour is used: hooks on ``query_key_value`` (the fused output), on the attention module (its
+    mask and rotary embeddings, as passed to it) and on ``dense`` (its input, the attention context). The recomputation
+    is plain rotary attention in float32: query head j reads key/value head ``j // (heads // kv_heads)``. The query
+    and key/value weights are scaled up so attention is sharp and a wrong column order cannot hide in a uniform softmax.
+    """
+    arch = ARCHS[name]
+    model = make_model(name)
+    attn = layer_list(model, arch)[1].self_attention
+    with torch.no_grad():
+        attn.query_key_value.weight.mul_(25.0)
+    sites = {s.neuron_type: s for s in resolve_sites(model, ["att_q", "att_k", "att_v"], [1])}
+    cols = columns or {t: s.columns for t, s in sites.items()}
+    got: dict[str, Any] = {}
+    handles = [
+        attn.query_key_value.register_forward_hook(lambda m, i, o: got.__setitem__("qkv", o.detach())),
+        attn.register_forward_pre_hook(lambda m, a, kw: got.__setitem__("kw", kw), with_kwargs=True),
+        attn.dense.register_forward_pre_hook(lambda m, i: got.__setitem__("context", i[0].detach())),
+    ]
+    ids, valid = padded_batch()
+    try:
+        with torch.no_grad():
+            model.base_model(input_ids=ids, attention_mask=valid, use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    b, t = ids.shape
+    h, kv, hd = arch.heads, arch.kv_heads, arch.head_dim
+
+    def heads(neuron_type: str, n: int) -> torch.Tensor:
+        return got["qkv"].index_select(-1, cols[neuron_type]).view(b, t, n, hd).transpose(1, 2)
+
+    q, k, v = heads("att_q", h), heads("att_k", kv), heads("att_v", kv)
+    cos, sin = (x.unsqueeze(1) for x in got["kw"]["position_embeddings"])
+    q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+    k, v = k.repeat_interleave(h // kv, dim=1), v.repeat_interleave(h // kv, dim=1)
+    scores = q @ k.transpose(2, 3) / hd**0.5
+    mask = got["kw"]["attention_mask"]
+    scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    context = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, t, h * hd)
+    keep = valid.bool()
+    return float((context[keep] - got["context"][keep]).abs().max())
+
+
+@pytest.mark.parametrize("name", FALCON_ARCHS)
+def test_falcon_sites_reproduce_the_attention_output(name: str) -> None:
+    """The q / k / v a site reads out of Falcon's fused projection are the ones its attention uses."""
+    assert falcon_context_error(name) < 1e-5
+
+
+@pytest.mark.parametrize("name", FALCON_ARCHS)
+@pytest.mark.parametrize("swap", ["k_with_v", "query_heads_rolled", "key_dims_reversed"])
+def test_falcon_check_fails_on_permuted_columns(name: str, swap: str) -> None:
+    """The behavioural check above is sensitive: deliberately wrong columns give a large error."""
+    arch = ARCHS[name]
+    cols = {s.neuron_type: s.columns for s in resolve_sites(make_model(name), ["att_q", "att_k", "att_v"], [1])}
+    if swap == "k_with_v":
+        cols["att_k"], cols["att_v"] = cols["att_v"], cols["att_k"]
+    elif swap == "query_heads_rolled":
+        cols["att_q"] = cols["att_q"].view(arch.heads, arch.head_dim).roll(1, dims=0).reshape(-1)
+    else:
+        cols["att_k"] = cols["att_k"].view(arch.kv_heads, arch.head_dim).flip(1).reshape(-1)
+    assert falcon_context_error(name, cols) > 1e-2
 
 
 def test_phi3_up_is_the_second_half_of_gate_up() -> None:
