@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 import token_budget
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
