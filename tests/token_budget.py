@@ -122,7 +122,9 @@ def activate_in_subprocess() -> None:
 def install_pth() -> Path | None:
     """Make every Python process of this environment load the hook (a no-op line without :data:`DIR_ENV`)."""
     here = Path(__file__).resolve().parent
-    line = f"import sys; sys.path.append({str(here)!r}); import token_budget; token_budget.activate_in_subprocess()\n"
+    # One line (a .pth runs lines that start with "import"); inert without the variable or once the folder is gone.
+    line = (f"import os, sys; os.environ.get({DIR_ENV!r}) and os.path.isdir({str(here)!r}) and "
+            f"(sys.path.append({str(here)!r}) or __import__('token_budget').activate_in_subprocess())\n")
     for folder in [*site.getsitepackages(), site.getusersitepackages()]:
         target = Path(folder) / PTH_NAME
         try:
