@@ -1,4 +1,5 @@
-"""The built wheel holds the library with its templates and data, and nothing else (no research code)."""
+"""The built wheel holds the library with its templates and data, and nothing else (no research code: no analyses,
+no evaluation harness or command)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def test_wheel_holds_only_the_library(tmp_path):
     assert tops == {"nag_datasets", next(t for t in tops if t.endswith(".dist-info"))}
     assert not [n for n in names if "nag_research" in n or "/evaluate/" in n or "/experiments/" in n
                 or n.endswith("corpora.py")]
+    # The analyses and the evaluation command are research code: benchmarks/nag_research, never the wheel.
+    assert not [n for n in names if n.startswith("nag_datasets/analysis/") or "evaluate" in n.rsplit("/", 1)[-1]]
     assert not (REPO / "nag_datasets" / "hub_cards").exists()  # the templates have one home: the top-level hub_cards/
     for needed in ("nag_datasets/hub_cards/selected_subset.md", "nag_datasets/hub_cards/target_profile.md",
                    "nag_datasets/hub_cards/distilled_scorer.md", "nag_datasets/distill/scorer.py",

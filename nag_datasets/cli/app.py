@@ -21,9 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nag-datasets", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from . import cmd_demo, cmd_distill, cmd_evaluate, cmd_featurize, cmd_hub, cmd_profile, cmd_score, cmd_select
+    from . import cmd_demo, cmd_distill, cmd_featurize, cmd_hub, cmd_profile, cmd_score, cmd_select
 
-    for command in (cmd_featurize, cmd_profile, cmd_score, cmd_select, cmd_demo, cmd_hub, cmd_evaluate, cmd_distill):
+    for command in (cmd_featurize, cmd_profile, cmd_score, cmd_select, cmd_demo, cmd_hub, cmd_distill):
         command.register_cli(sub)
     return parser
 

@@ -166,7 +166,8 @@ def test_model_arms_run_on_tiny_with_equal_budgets(tmp_path):
     a, b = arm_scores("nag_all", ctx, 0), arm_scores("nag_last", ctx, 0)
     assert a.shape == b.shape and not np.allclose(a, b)
     # The one-pass features equal the separate passes: signatures = the featurizer's, embeddings = mean pooling's.
-    from nag_datasets.analysis.measure import mean_pooled_embeddings
+    from nag_research.analysis.measure import mean_pooled_embeddings
+
     from nag_datasets.featurize.models import load_model
 
     model, tok = load_model()

@@ -13,15 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from nag_datasets.analysis.deactivation import deactivated, key_count
-from nag_datasets.analysis.distances import nag_distance_matrix
-from nag_datasets.analysis.measure import document_losses, multiple_choice_accuracy
-from nag_datasets.analysis.subsets import prefix_signatures, signature_array, slice_signatures
 from nag_datasets.scoring.target_profile import NAGProfile
 from nag_datasets.spec import SignatureSpec
 
 from .clustering import evaluate_distance
+from .deactivation import deactivated, key_count
+from .distances import nag_distance_matrix
+from .measure import document_losses, multiple_choice_accuracy
 from .retrieval import average_precision, precision_recall_at, roc_auc
+from .subsets import prefix_signatures, signature_array, slice_signatures
 
 __all__ = [
     "deactivation_runs",

@@ -5,7 +5,7 @@
 
 Modules: :mod:`.tasks` (real retrieval tasks), :mod:`.features` (one cached forward pass per document),
 :mod:`.baselines` (NAG and peer scorers), :mod:`.metrics` (AP, ROC-AUC, budget precision/recall),
-:mod:`.report` (markdown and plots), :mod:`.harness` (the run), :mod:`.cli` (``nag-datasets evaluate``).
+:mod:`.report` (markdown and plots), :mod:`.harness` (the run), :mod:`.cli` (``python -m nag_research.evaluate``).
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def harness_subset(sigs: np.ndarray, spec: SignatureSpec, *, layers: str | Seque
                    top_k: int | None = None) -> tuple[np.ndarray, SignatureSpec]:
     """The harness's layer/K options applied with the library's own slicing: ``layers`` are *positions* in
     ``spec.layers`` (or ``"all"``/``"last"``), ``top_k`` a prefix of every row (rows are sorted by impact)."""
-    from nag_datasets.analysis.subsets import prefix_signatures, slice_signatures
+    from nag_research.analysis.subsets import prefix_signatures, slice_signatures
 
     if layers != "all":
         chosen = "last" if layers == "last" else [spec.layers[int(p)] for p in layers]

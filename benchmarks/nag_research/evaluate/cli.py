@@ -1,4 +1,5 @@
-"""``nag-datasets evaluate --config small|full --out DIR``: the lead wires :func:`register_cli` into the CLI."""
+"""The research harness's own command line, ``python -m nag_research.evaluate --config small|full --out DIR`` (see
+:mod:`.__main__`); :func:`register_cli` adds it as an ``evaluate`` subcommand to any ``argparse`` parser."""
 
 from __future__ import annotations
 

@@ -506,7 +506,7 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> Path:
         f"`{results['git_commit']}`, total time {results['timing']['total_seconds']:.0f} s"
         + (f", machine {results['machine'].get('platform')} ({results['machine'].get('cpu_count')} CPUs, load "
            f"{results['machine'].get('load_avg')})" if isinstance(results.get("machine"), dict) else "") + ".",
-        "Written by `nag_research.evaluate` (`nag-datasets evaluate --config " + cfg["name"] + "`).",
+        "Written by `nag_research.evaluate` (`python -m nag_research.evaluate --config " + cfg["name"] + "`).",
         "",
         "## Summary read off the numbers",
         "",

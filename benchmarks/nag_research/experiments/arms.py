@@ -90,7 +90,7 @@ class ArmContext:
 
     def _model_features(self, which: str) -> dict[str, Path]:
         """NAG signatures (``NEURON_TYPES``) and embeddings of ``pool`` or ``targets`` in one forward pass, cached."""
-        from nag_datasets.analysis.measure import signatures_and_embeddings
+        from nag_research.analysis.measure import signatures_and_embeddings
 
         paths = self._paths(which)
         if all(p.exists() for p in paths.values()):

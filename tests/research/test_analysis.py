@@ -1,4 +1,4 @@
-"""Tests of nag_datasets.analysis: subsets, distances, clustering, retrieval, deactivation, measurements."""
+"""Tests of nag_research.analysis: subsets, distances, clustering, retrieval, deactivation, measurements."""
 
 from __future__ import annotations
 
@@ -9,10 +9,7 @@ import pytest
 import torch
 from helpers import make_signature_dataset, make_spec, random_signatures
 from nag_research.analysis.clustering import cluster_scores, evaluate_distance, purity, tfidf_distance_matrix
-from nag_research.analysis.notebook import notebook_params, params_sha256, read_marker
-from nag_research.analysis.retrieval import precision_recall_at, rank_correlation, roc_auc, top_fraction_overlap
-
-from nag_datasets.analysis.deactivation import (
+from nag_research.analysis.deactivation import (
     deactivated,
     high_delta_keys,
     high_mean_keys,
@@ -20,9 +17,11 @@ from nag_datasets.analysis.deactivation import (
     nag_keys,
     random_keys,
 )
-from nag_datasets.analysis.distances import dice_matrix, multi_hot, nag_distance_matrix, squared_euclidean_to_dice
-from nag_datasets.analysis.measure import document_losses, mmlu_items, multiple_choice_accuracy
-from nag_datasets.analysis.subsets import (
+from nag_research.analysis.distances import dice_matrix, multi_hot, nag_distance_matrix, squared_euclidean_to_dice
+from nag_research.analysis.measure import document_losses, mmlu_items, multiple_choice_accuracy
+from nag_research.analysis.notebook import notebook_params, params_sha256, read_marker
+from nag_research.analysis.retrieval import precision_recall_at, rank_correlation, roc_auc, top_fraction_overlap
+from nag_research.analysis.subsets import (
     prefix_column,
     prefix_profile,
     prefix_signatures,
@@ -31,6 +30,7 @@ from nag_datasets.analysis.subsets import (
     slice_profile,
     slice_signatures,
 )
+
 from nag_datasets.columns import get_spec
 from nag_datasets.demo_data import render_mmlu
 from nag_datasets.scoring.target_profile import NAGProfile, ProfileError

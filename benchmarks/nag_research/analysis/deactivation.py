@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..featurize.sites import resolve_sites
-from ..scoring.target_profile import NAGProfile
+from nag_datasets.featurize.sites import resolve_sites
+from nag_datasets.scoring.target_profile import NAGProfile
 
 __all__ = ["deactivated", "high_delta_keys", "high_mean_keys", "key_count", "nag_keys", "random_keys", "weight_keys"]
 

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..featurize.batching import length_sorted_batches
-from ..featurize.impact import ImpactRecorder, base_model, top_k_indices
-from ..featurize.textcut import first_token_ids
+from nag_datasets.featurize.batching import length_sorted_batches
+from nag_datasets.featurize.impact import ImpactRecorder, base_model, top_k_indices
+from nag_datasets.featurize.textcut import first_token_ids
 
 __all__ = [
     "document_losses",

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from ..columns import get_spec, row_indices, signature_feature, signature_table_column
-from ..scoring._arrow import signature_blocks
-from ..scoring.target_profile import NAGProfile, ProfileError
-from ..spec import SignatureSpec, SpecError
+from nag_datasets.columns import get_spec, row_indices, signature_feature, signature_table_column
+from nag_datasets.scoring._arrow import signature_blocks
+from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
+from nag_datasets.spec import SignatureSpec, SpecError
 
 __all__ = [
     "layer_positions",
@@ -140,7 +140,7 @@ def _check_shape(sigs: np.ndarray, spec: SignatureSpec) -> np.ndarray:
 
 
 def _only_signature_column(ds: Any) -> str:
-    from ..columns import signature_columns
+    from nag_datasets.columns import signature_columns
 
     columns = list(signature_columns(ds))
     if len(columns) != 1:

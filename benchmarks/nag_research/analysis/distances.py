@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..spec import SignatureSpec
+from nag_datasets.spec import SignatureSpec
 
 __all__ = ["dice_matrix", "multi_hot", "nag_distance_matrix", "squared_euclidean_to_dice"]
 
