@@ -38,7 +38,7 @@ from nag_datasets.featurize.featurizer import NAGFeaturizer
 from nag_datasets.featurize.impact import ImpactRecorder, base_model
 from nag_datasets.featurize.models import load_model
 from nag_datasets.featurize.textcut import first_token_ids
-from nag_datasets.spec import NEURON_TYPES
+from nag_datasets.signatures.spec import NEURON_TYPES
 
 TOP_K = 20
 GOAL_VS_LM = 1.15

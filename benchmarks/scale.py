@@ -40,7 +40,7 @@ BYTES_PER_DOC = L * K * 2 + 8
 
 
 def _spec() -> Any:
-    from nag_datasets.spec import SignatureSpec
+    from nag_datasets.signatures.spec import SignatureSpec
 
     return SignatureSpec(model_fingerprint="bench", tokenizer_fingerprint="bench", neuron_type="fwd_up", top_k=K,
                          layers=tuple(range(L)), max_length=120, add_special_tokens=False, neurons_per_layer=N)
@@ -84,7 +84,7 @@ def build(n: int, path: str) -> None:
     import pyarrow as pa
     from datasets import Features, Value
 
-    from nag_datasets.columns import signature_feature
+    from nag_datasets.signatures.columns import signature_feature
 
     features = Features({"nag_fwd_up": signature_feature(_spec()), "num_tokens": Value("int64")})
     schema = features.arrow_schema

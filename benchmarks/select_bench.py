@@ -33,7 +33,7 @@ FRACTION = 0.2
 
 
 def _spec() -> Any:
-    from nag_datasets.spec import SignatureSpec
+    from nag_datasets.signatures.spec import SignatureSpec
 
     return SignatureSpec(model_fingerprint="bench", tokenizer_fingerprint="bench", neuron_type="fwd_up", top_k=K,
                          layers=tuple(range(L)), max_length=120, add_special_tokens=False, neurons_per_layer=N)
@@ -46,7 +46,7 @@ def build(n: int, path: str) -> None:
     from datasets import Dataset, Features, Value
     from datasets.table import InMemoryTable
 
-    from nag_datasets.columns import signature_feature
+    from nag_datasets.signatures.columns import signature_feature
 
     datasets.disable_progress_bars()
     rng = np.random.default_rng(0)
@@ -83,10 +83,9 @@ def _timed(fn: Any, repeats: int) -> tuple[list[float], Any]:
 def run(n: int, repeats: int) -> dict[str, Any]:
     import datasets
 
-    from nag_datasets.columns import signature_table_column
-    from nag_datasets.scoring._arrow import signature_blocks
     from nag_datasets.scoring.target_profile import NAGProfile
     from nag_datasets.selection.budgeted import select_indices, select_top_fraction
+    from nag_datasets.signatures.arrow import signature_blocks, table_column
 
     datasets.disable_progress_bars()
     tmp_root = RESULTS_DIR / "tmp"
@@ -100,7 +99,7 @@ def run(n: int, repeats: int) -> dict[str, Any]:
         build_s = time.perf_counter() - t0
         ds = datasets.load_from_disk(path)
         disk_bytes = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-        column_bytes = signature_table_column(ds, "nag_fwd_up").nbytes
+        column_bytes = table_column(ds, "nag_fwd_up").nbytes
 
         spec = _spec()
         rng = np.random.default_rng(1)
@@ -151,7 +150,7 @@ def run(n: int, repeats: int) -> dict[str, Any]:
             # The obvious numpy version on the same zero-copy blocks; chunked so the (n, L, K) float64 gather
             # (4.8 GB for a million rows) never exists at once.
             parts = []
-            for sigs, _ in signature_blocks(signature_table_column(ds, "nag_fwd_up"), spec):
+            for sigs, _ in signature_blocks(table_column(ds, "nag_fwd_up"), spec):
                 for lo in range(0, len(sigs), 50_000):
                     parts.append(weights[layer_idx, sigs[lo : lo + 50_000]].sum((1, 2)) / (L * K))
             return np.concatenate(parts)

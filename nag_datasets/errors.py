@@ -4,7 +4,7 @@ Each concrete error also keeps its built-in parent (``ValueError``, ``RuntimeErr
 that already catches those keeps working, and ``except NAGError`` catches all of ours at once (the CLI does, and
 turns it into one ``error: ...`` line with exit status 1).
 
->>> from nag_datasets.spec import SpecError
+>>> from nag_datasets.signatures.spec import SpecError
 >>> issubclass(SpecError, NAGError) and issubclass(SpecError, ValueError)
 True
 

@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from nag_datasets.columns import column_name, signature_feature
-from nag_datasets.spec import SignatureSpec
+from nag_datasets.signatures.columns import column_name, signature_feature
+from nag_datasets.signatures.spec import SignatureSpec
 
 
 def make_spec(**changes: Any) -> SignatureSpec:

@@ -39,8 +39,8 @@ def test_every_exception_class_of_the_package_is_a_nag_error() -> None:
 
 
 @pytest.mark.parametrize(("name", "builtin"), [
-    ("nag_datasets.spec:SpecError", ValueError),
-    ("nag_datasets.spec:SpecMismatchError", ValueError),
+    ("nag_datasets.signatures.spec:SpecError", ValueError),
+    ("nag_datasets.signatures.spec:SpecMismatchError", ValueError),
     ("nag_datasets.scoring.target_profile:ProfileError", ValueError),
     ("nag_datasets.selection.recipe:RecipeError", ValueError),
     ("nag_datasets.scoring.kernel:SignatureIndexError", ValueError),

@@ -18,10 +18,10 @@ ROOT = "nag_datasets"
 # layer (acyclically) and of lower layers, never of higher ones.
 LAYERS: list[tuple[str, ...]] = [
     ("nag_datasets", "nag_datasets.errors", "nag_datasets.ordering", "nag_datasets.lazy"),
-    ("nag_datasets.spec",),
-    ("nag_datasets.columns", "nag_datasets.storage.atomic", "nag_datasets.storage.cache", "nag_datasets.storage.remote",
+    ("nag_datasets.signatures.spec",),
+    ("nag_datasets.signatures.columns", "nag_datasets.storage.atomic", "nag_datasets.storage.cache", "nag_datasets.storage.remote",
      "nag_datasets.storage.location"),
-    ("nag_datasets.storage.formats", "nag_datasets.demo_data"),
+    ("nag_datasets.signatures.formats", "nag_datasets.demo_data"),
     ("nag_datasets.featurize",),
     ("nag_datasets.scoring",),
     ("nag_datasets.selection",),

@@ -11,7 +11,7 @@ import pytest
 pytestmark = pytest.mark.fast
 
 BLOCKED = ("matplotlib", "gguf", "ray", "sklearn", "datatrove", "fasttext")
-CORE = ("nag_datasets.errors", "nag_datasets.spec", "nag_datasets.columns", "nag_datasets.featurize",
+CORE = ("nag_datasets.errors", "nag_datasets.signatures.spec", "nag_datasets.signatures.columns", "nag_datasets.featurize",
         "nag_datasets.scoring", "nag_datasets.selection", "nag_datasets.storage", "nag_datasets.hub",
         "nag_datasets.cli", "nag_datasets.pipelines", "nag_datasets.distill")
 

@@ -7,7 +7,7 @@
     nag-datasets select SCORED_POOL OUT --score-column nag_similarity --fraction 0.2
     nag-datasets demo
 
-Datasets are ``save_to_disk`` folders, parquet files or folders, or ``.jsonl`` files (see :mod:`nag_datasets.storage.formats`).
+Datasets are ``save_to_disk`` folders, parquet files or folders, or ``.jsonl`` files (see :mod:`nag_datasets.signatures.formats`).
 """
 
 from __future__ import annotations

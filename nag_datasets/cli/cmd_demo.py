@@ -72,7 +72,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         text = " ".join(top[i]["text"].split())
         print(f"  [{top_scores[i]:.4f}] ({top[i]['source']}) {text[:110]}...")
     if args.output:
-        from ..storage.formats import save_any
+        from ..signatures.formats import save_any
 
         save_any(top, args.output, overwrite=True)
         print(f"\nwrote the r_f={args.fractions[0]} selection to {args.output}")

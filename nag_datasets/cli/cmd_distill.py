@@ -47,7 +47,7 @@ def _rule(args: argparse.Namespace) -> Any:
 
 def cmd_distill(args: argparse.Namespace) -> int:
     from ..distill.train import distill_dataset
-    from ..storage.formats import load_any
+    from ..signatures.formats import load_any
 
     _check_args(args)
     profile = None

@@ -23,7 +23,7 @@ def _layers(value: str) -> Any:
 
 def cmd_featurize(args: argparse.Namespace) -> int:
     from ..featurize.featurizer import NAGFeaturizer
-    from ..storage.formats import check_output, load_any, save_any
+    from ..signatures.formats import check_output, load_any, save_any
 
     if not args.streaming:  # a streaming output folder is resumed by rerunning the same command
         check_output(args.output, overwrite=args.overwrite)

@@ -14,7 +14,7 @@ from ..scoring.target_profile import NAGProfile
 
 
 def _load_input(path: str) -> Any:
-    from ..storage.formats import load_any
+    from ..signatures.formats import load_any
 
     return load_any(path)
 

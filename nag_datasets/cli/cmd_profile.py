@@ -36,7 +36,7 @@ def _check_args(args: argparse.Namespace) -> None:
 def cmd_profile(args: argparse.Namespace) -> int:
     from ..scoring.target_profile import NAGProfile
     from ..scoring.weighting import get_weighting
-    from ..storage.formats import is_saved_dataset, load_any
+    from ..signatures.formats import is_saved_dataset, load_any
 
     _check_args(args)
     weighting = None

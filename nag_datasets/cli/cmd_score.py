@@ -69,7 +69,7 @@ def _source(args: argparse.Namespace) -> ScoreSource:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from ..storage.formats import check_output, load_any, save_any
+    from ..signatures.formats import check_output, load_any, save_any
     from .cmd_select import _ensure_tokens
 
     check_output(args.output, overwrite=args.overwrite)  # before any data or model is loaded

@@ -29,8 +29,8 @@ def _ensure_tokens(ds: Any, token_column: str, tokenizer_name: str | None, text_
 def cmd_select(args: argparse.Namespace) -> int:
     from ..scoring.target_profile import NAGProfile
     from ..selection.budgeted import select_top_fraction
+    from ..signatures.formats import check_output, load_any, save_any
     from ..storage.atomic import atomic_write_text
-    from ..storage.formats import check_output, load_any, save_any
     from ..storage.location import is_remote, write_text
 
     if not 0.0 <= args.fraction <= 1.0:

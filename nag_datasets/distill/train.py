@@ -146,7 +146,7 @@ def distill_dataset(ds: Any, out_dir: str | os.PathLike[str], *, score_column: s
     ``profile`` (the ``NAGProfile`` that made the scores) is recorded in the card; without ``tokenizer``, a profile
     of the bundled model records the bundled tokenizer, so ``count_tokens`` counts the featurizer's tokens.
     """
-    from ..scoring._arrow import numeric_column
+    from ..signatures.arrow import numeric_column
 
     for col in (text_column, score_column):
         if col not in ds.column_names:

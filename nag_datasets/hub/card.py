@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import __version__
 from ..selection.recipe import SelectionRecipe
-from ..spec import SignatureSpec
+from ..signatures.spec import SignatureSpec
 from ..storage.atomic import atomic_write_bytes, atomic_write_text
 from .card_data import ScoredCardData, SelectionCardData, SubsetCardContext
 from .configs import (

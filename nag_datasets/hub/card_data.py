@@ -16,7 +16,7 @@ import dataclasses
 from typing import Any
 
 from ..selection.recipe import SelectionRecipe
-from ..spec import SignatureSpec
+from ..signatures.spec import SignatureSpec
 
 __all__ = ["ProfileCardContext", "ProfileCardData", "ScoredCardData", "SelectionCardData", "SubsetCardContext"]
 

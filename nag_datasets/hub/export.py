@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..columns import signature_columns
-from ..scoring._arrow import numeric_column
 from ..scoring.target_profile import NAGProfile
 from ..selection.recipe import get_recipe, get_score_info
 from ..selection.scored import SCORED_KIND
+from ..signatures.arrow import numeric_column
+from ..signatures.columns import signature_columns
 from ..storage import location
 from ..storage.atomic import (
     atomic_dir,

@@ -44,7 +44,7 @@ def _selection_scores(selected: Any, recipe: SelectionRecipe | None, scores: Any
         parts = [np.asarray(p.score(selected.select(range(lo, hi))), np.float64)
                  for p, lo, hi in zip(profiles, bounds[:-1], bounds[1:])]
         return np.concatenate(parts), "profiles"
-    from ..scoring._arrow import numeric_column
+    from ..signatures.arrow import numeric_column
 
     for column in ((recipe.score_column if recipe else None), "nag_similarity"):
         if column and column in selected.column_names:

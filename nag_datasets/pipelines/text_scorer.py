@@ -25,8 +25,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..columns import column_name
-from ..spec import SpecError
+from ..signatures.columns import column_name
+from ..signatures.spec import SpecError
 
 __all__ = ["ProfileTextScorer", "ScoredBatch", "TextScorer", "score_batch"]
 

@@ -17,7 +17,7 @@ finest power of two at which their spread fits 16 bits (:func:`~nag_datasets.sco
 
 >>> import numpy as np
 >>> from nag_datasets.scoring.target_profile import NAGProfile
->>> from nag_datasets.spec import SignatureSpec
+>>> from nag_datasets.signatures.spec import SignatureSpec
 >>> spec = SignatureSpec(model_fingerprint="m", tokenizer_fingerprint="t", neuron_type="fwd_up", top_k=2,
 ...                      layers=(0,), max_length=8, add_special_tokens=False, neurons_per_layer=4)
 >>> target = NAGProfile.from_signatures(np.array([[[0, 1]], [[0, 2]]]), spec)          # neuron 0: everywhere

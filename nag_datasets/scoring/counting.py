@@ -1,8 +1,8 @@
-"""Neuron counts of a set of signatures, read in blocks: exact integer accumulation, the blocks of a ``Dataset`` or
-a streamed ``IterableDataset``, and a seeded uniform sample that does not depend on batching (a background).
+"""Neuron counts of a set of signatures, read in blocks: exact integer accumulation over the blocks of a ``Dataset``
+or a streamed ``IterableDataset``, and a seeded uniform sample that does not depend on batching (a background).
 
 >>> import numpy as np
->>> from nag_datasets.spec import SignatureSpec
+>>> from nag_datasets.signatures.spec import SignatureSpec
 >>> spec = SignatureSpec(model_fingerprint="m", tokenizer_fingerprint="t", neuron_type="fwd_up", top_k=1,
 ...                      layers=(0,), max_length=8, add_special_tokens=False, neurons_per_layer=3)
 >>> acc = CountAccumulator(spec)
@@ -17,14 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from ..columns import row_indices, signature_table_column
-from ..spec import SignatureSpec
-from ._arrow import signature_blocks
+from ..signatures.arrow import dataset_blocks, stream_blocks
+from ..signatures.spec import SignatureSpec
 from .kernel import SignatureIndexError
 from .profile_files import ProfileError
 from .sampling import sample_keys, smallest_keys
 
-__all__ = ["CountAccumulator", "Reservoir", "count_rows", "dataset_blocks", "stream_blocks"]
+__all__ = ["CountAccumulator", "Reservoir", "count_rows"]
 
 
 class CountAccumulator:
@@ -82,41 +81,6 @@ class CountAccumulator:
                 f"no valid target signatures ({self.skipped_null} null rows skipped): a profile needs at least one"
             )
         return self.flat.reshape(self.spec.num_layers, self.spec.neurons_per_layer)
-
-
-def dataset_blocks(ds: Any, column: str, spec: SignatureSpec) -> Any:
-    """``(positions, signatures, valid)`` blocks of a Dataset's column in its row order (zero-copy when direct)."""
-    idx = row_indices(ds)
-    blocks = signature_blocks(signature_table_column(ds, column), spec)
-    if idx is None:
-        start = 0
-        for sigs, valid in blocks:
-            yield np.arange(start, start + len(sigs), dtype=np.int64), sigs, valid
-            start += len(sigs)
-        return
-    # An indices mapping: gather each block's referenced rows (a row referenced twice counts twice).
-    order = np.argsort(idx, kind="stable")
-    sorted_idx = idx[order]
-    start = 0
-    for sigs, valid in blocks:
-        lo, hi = np.searchsorted(sorted_idx, [start, start + len(sigs)])
-        if hi > lo:
-            local = sorted_idx[lo:hi] - start
-            yield order[lo:hi].astype(np.int64), sigs[local], None if valid is None else valid[local]
-        start += len(sigs)
-
-
-def stream_blocks(ds: Any, column: str, spec: SignatureSpec, batch_size: int) -> Any:
-    """``(positions, signatures, valid)`` blocks of an IterableDataset's column, one streamed pass."""
-    from ..columns import signature_feature
-
-    want = signature_feature(spec)
-    stream = ds.select_columns([column]).cast_column(column, want).with_format("arrow")
-    start = 0
-    for table in stream.iter(batch_size=batch_size):
-        for sigs, valid in signature_blocks(table.column(column), spec):
-            yield np.arange(start, start + len(sigs), dtype=np.int64), sigs, valid
-            start += len(sigs)
 
 
 class Reservoir:

@@ -34,10 +34,10 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from ..compiled import jit
 from ..errors import NAGError
 
 __all__ = [
@@ -45,7 +45,6 @@ __all__ = [
     "KernelTable",
     "SignatureIndexError",
     "counts_dtype",
-    "first_row_with_unset_bits",
     "prepare_table",
     "quantize_weights",
     "score_blocks",
@@ -71,22 +70,7 @@ class SignatureIndexError(NAGError, ValueError):
     """A signature holds a neuron index outside ``0 .. neurons_per_layer - 1``."""
 
 
-def _jit(**options: Any) -> Any:
-    """``numba.njit`` with an on-disk cache when a cache folder is writable, without one otherwise."""
-    from numba import njit
-
-    def decorate(fn: Any) -> Any:
-        try:
-            return njit(cache=True, **options)(fn)
-        except RuntimeError:
-            # numba raises at decoration when neither __pycache__, NUMBA_CACHE_DIR nor the user cache is
-            # writable; compiling on each start is slower but correct.
-            return njit(cache=False, **options)(fn)
-
-    return decorate
-
-
-@_jit(nogil=True)
+@jit(nogil=True)
 def _score_range(sigs, counts, valid, use_valid, shift, denom, out, start, stop,  # type: ignore[no-untyped-def]
                  out_start):
     L = sigs.shape[1]
@@ -114,42 +98,6 @@ def _score_range(sigs, counts, valid, use_valid, shift, denom, out, start, stop,
         else:
             out[o] = np.float32((s + shift) / denom)
     return nbad
-
-
-@_jit(nogil=True)
-def _first_unset(bitmap, bit_offset, width, row_valid):  # type: ignore[no-untyped-def]
-    for i in range(row_valid.shape[0]):
-        if not row_valid[i]:
-            continue
-        b = bit_offset + i * width
-        end = b + width
-        while b < end and (b & 7) != 0:
-            if not (bitmap[b >> 3] >> (b & 7)) & 1:
-                return i
-            b += 1
-        while b + 8 <= end:
-            if bitmap[b >> 3] != 255:
-                return i
-            b += 8
-        while b < end:
-            if not (bitmap[b >> 3] >> (b & 7)) & 1:
-                return i
-            b += 1
-    return -1
-
-
-def first_row_with_unset_bits(bitmap: np.ndarray, bit_offset: int, width: int, row_valid: np.ndarray) -> int:
-    """First row ``i`` with ``row_valid[i]`` whose bits ``[bit_offset + i*width, +width)`` are not all set, or -1.
-
-    Used on Arrow validity bitmaps: a valid signature must not contain null entries.
-
-    >>> first_row_with_unset_bits(np.array([0xFF, 0x0F], np.uint8), 0, 4, np.array([True, True, True, False]))
-    -1
-    >>> first_row_with_unset_bits(np.array([0xFF, 0x0F], np.uint8), 0, 4, np.array([True, True, True, True]))
-    3
-    """
-    return int(_first_unset(np.ascontiguousarray(bitmap, dtype=np.uint8), int(bit_offset), int(width),
-                            np.ascontiguousarray(row_valid, dtype=np.bool_)))
 
 
 def counts_dtype(num_targets: int) -> np.dtype:
@@ -294,13 +242,12 @@ def score_blocks(
     num_targets: int | None = None,
     *,
     num_threads: int | None = None,
-    row_offsets: list[int] | None = None,
 ) -> np.ndarray:
     """Scores of several ``(signatures (n, L, K), valid (n,) or None)`` blocks, concatenated (float32, NaN = invalid).
 
     ``counts`` is an integer count table (then ``num_targets`` is required), a float32 weight table (then
     ``num_targets`` is ignored) or a :class:`KernelTable`; see the module docstring. Blocks are typically the
-    zero-copy Arrow chunks of one column. ``row_offsets`` only serve error messages.
+    zero-copy Arrow chunks of one column; an error names a row by its position in the concatenation.
 
     >>> counts = np.array([[1, 1, 0]], dtype=np.uint16)
     >>> a = np.array([[[0]], [[2]]], dtype=np.uint16)
@@ -359,7 +306,7 @@ def score_blocks(
             nbad = sum(pool.map(run, [g for g in groups if g]))
     if nbad:
         for b, (sigs, valid) in enumerate(prepared):
-            base = row_offsets[b] if row_offsets is not None else int(starts[b])
+            base = int(starts[b])
             block_out = out[starts[b] : starts[b + 1]]
             suspect = np.isnan(block_out) if valid is None else np.isnan(block_out) & valid
             if suspect.any():

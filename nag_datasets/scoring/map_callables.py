@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..featurize.spec_column import check_batch
+from ..signatures.spec_column import check_batch
 from .kernel import score_blocks
 
 __all__ = ["SCORE_COLUMN", "ScoreReport", "SimilarityFilter", "SimilarityScorer", "passes_threshold"]

@@ -5,7 +5,7 @@ weights are ``counts / num_targets`` (each row sums to K). A document's similari
 the weights at its signature's neurons, which equals its mean Dice overlap with the target NAGs.
 
 >>> import numpy as np
->>> from nag_datasets.spec import SignatureSpec
+>>> from nag_datasets.signatures.spec import SignatureSpec
 >>> spec = SignatureSpec(model_fingerprint="m", tokenizer_fingerprint="t", neuron_type="fwd_up", top_k=2,
 ...                      layers=(0, 1), max_length=8, add_special_tokens=False, neurons_per_layer=4)
 >>> targets = np.array([[[0, 1], [2, 3]], [[0, 2], [2, 1]]])
@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from ..columns import column_name, get_spec
-from ..featurize.spec_column import check_dataset_column, dataset_spec, refuse_split_dict
-from ..spec import SignatureSpec, SpecError
-from ._arrow import score_dataset_column
+from ..signatures.arrow import dataset_blocks, row_indices, signature_blocks, table_column, table_length
+from ..signatures.columns import column_name, get_spec
+from ..signatures.spec import SignatureSpec, SpecError
+from ..signatures.spec_column import check_dataset_column, dataset_spec, refuse_split_dict
 from .counting import CountAccumulator, count_rows
 from .kernel import KernelTable, counts_dtype, score_blocks
 from .map_callables import SCORE_COLUMN, ScoreReport, SimilarityFilter, SimilarityScorer
@@ -50,6 +50,28 @@ __all__ = ["NAGProfile", "ProfileError", "ScoreReport"]
 DEFAULT_BACKGROUND_SAMPLE = 10_000
 
 
+
+#: Score the whole underlying table and take the indices when the mapping covers at least this share of it;
+#: below, gather only the referenced rows.
+FULL_TABLE_SHARE = 0.25
+
+
+def score_dataset_column(ds: Any, column: str, spec: SignatureSpec, table: np.ndarray | KernelTable,
+                         norm: int | None, *, num_threads: int | None = None) -> np.ndarray:
+    """Scores (float32, NaN for null rows) of a Dataset's signature ``column`` against a scoring ``table``, in the
+    dataset's row order: read zero-copy from Arrow, or, for a small selection of a large table, only the rows its
+    indices mapping references. The caller has checked the column's spec."""
+    idx = row_indices(ds)
+    if idx is None or len(idx) >= FULL_TABLE_SHARE * table_length(ds):
+        full = score_blocks(list(signature_blocks(table_column(ds, column), spec)), table, norm,
+                            num_threads=num_threads)
+        return full if idx is None else full[idx]
+    parts = list(dataset_blocks(ds, column, spec))
+    scores = score_blocks([(sigs, valid) for _, sigs, valid in parts], table, norm, num_threads=num_threads)
+    out = np.empty(len(idx), np.float32)
+    if parts:
+        out[np.concatenate([positions for positions, _, _ in parts])] = scores
+    return out
 
 
 class NAGProfile:
@@ -218,7 +240,7 @@ class NAGProfile:
         (the background is then not used).
 
         >>> import numpy as np
-        >>> from nag_datasets.spec import SignatureSpec
+        >>> from nag_datasets.signatures.spec import SignatureSpec
         >>> spec = SignatureSpec(model_fingerprint="m", tokenizer_fingerprint="t", neuron_type="fwd_up", top_k=1,
         ...                      layers=(0,), max_length=8, add_special_tokens=False, neurons_per_layer=3)
         >>> target = NAGProfile.from_signatures(np.array([[[0]], [[1]]]), spec)
@@ -374,7 +396,7 @@ class NAGProfile:
         fsspec URL (returned as given): the counts are written first, ``profile.json`` last.
 
         >>> import numpy as np
-        >>> from nag_datasets.spec import SignatureSpec
+        >>> from nag_datasets.signatures.spec import SignatureSpec
         >>> spec = SignatureSpec(model_fingerprint="f", tokenizer_fingerprint="t", neuron_type="fwd_up", top_k=1,
         ...                      layers=(0,), max_length=8, add_special_tokens=False, neurons_per_layer=4)
         >>> profile = NAGProfile(np.array([[1, 0, 1, 0]]), 2, spec)

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..scoring.kernel import _jit
+from ..compiled import jit
 
 
-@_jit(nogil=True)
+@jit(nogil=True)
 def _tokens_at_least(keys, tokens, k):  # type: ignore[no-untyped-def]
     total = 0
     for i in range(keys.shape[0]):

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from ..columns import spec_from_feature
-from ..scoring._arrow import numeric_column
 from ..scoring.target_profile import NAGProfile
+from ..signatures.arrow import numeric_column
+from ..signatures.columns import spec_from_feature
 from .budget import budget_cut
 from .recipe import SelectionRecipe, get_score_info
 from .recipe import attach_recipe as _attach_recipe
@@ -70,7 +70,7 @@ def _duplicates(ds: Any, column: str, rows: np.ndarray) -> int:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from ..columns import row_indices
+    from ..signatures.arrow import row_indices
 
     col = ds.data.column(column)
     idx = row_indices(ds)
@@ -263,7 +263,7 @@ def select_top_fraction(
     >>> top["s"][:], top["nag_rank"][:]
     ([0.7, 0.4], [0, 1])
     """
-    from ..featurize.spec_column import require_dataset
+    from ..signatures.spec_column import require_dataset
 
     require_dataset(ds, "select_top_fraction")
     _warn_truncated_tokens(token_column)

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..scoring._arrow import add_row_column, numeric_column
 from ..scoring.target_profile import NAGProfile
+from ..signatures.arrow import add_row_column, numeric_column
 from .budgeted import _profile_fields
 from .recipe import get_score_info, score_feature
 

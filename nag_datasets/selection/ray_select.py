@@ -128,8 +128,8 @@ def _file_spec(path: str, column: str) -> Any:
     import pyarrow.parquet as pq
     from datasets import Features
 
-    from ..columns import spec_from_feature
-    from ..spec import SignatureSpec, SpecError
+    from ..signatures.columns import spec_from_feature
+    from ..signatures.spec import SignatureSpec, SpecError
 
     with _open(path) as f:
         feats = Features.from_arrow_schema(pq.read_schema(f))
@@ -152,8 +152,8 @@ def _check_file_spec(path: str, column: str, expected: Any) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from ..featurize.spec_column import SPEC_COLUMN, check_spec_values
-    from ..spec import SpecError
+    from ..signatures.spec import SpecError
+    from ..signatures.spec_column import SPEC_COLUMN, check_spec_values
 
     with _open(path) as f:
         has_values = SPEC_COLUMN in pq.read_schema(f).names
@@ -173,9 +173,9 @@ def _check_file_spec(path: str, column: str, expected: Any) -> None:
 def _scores(table: Any, counts: np.ndarray, num_targets: int | None, spec_json: str, column: str,
             token_column: str) -> tuple[np.ndarray, np.ndarray]:
     """Kernel scores (float32, NaN = null signature) and token counts of a parquet table's rows."""
-    from ..scoring._arrow import signature_blocks
     from ..scoring.kernel import score_blocks
-    from ..spec import SignatureSpec
+    from ..signatures.arrow import signature_blocks
+    from ..signatures.spec import SignatureSpec
 
     blocks = list(signature_blocks(table.column(column), SignatureSpec.from_json(spec_json)))
     scores = score_blocks(blocks, counts, num_targets, num_threads=1) if blocks else np.zeros(0, np.float32)

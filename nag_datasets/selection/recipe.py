@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import NAGError
-from ..scoring._arrow import add_row_column
+from ..signatures.arrow import add_row_column
 
 __all__ = [
     "RANK_COLUMN",
@@ -116,7 +116,7 @@ class SelectionRecipe:
         if not 0.0 <= self.fraction <= 1.0:
             raise RecipeError(f"malformed recipe: fraction {self.fraction!r} is outside [0, 1]")
         if self.spec is not None:
-            from ..spec import SignatureSpec, SpecError
+            from ..signatures.spec import SignatureSpec, SpecError
 
             try:
                 SignatureSpec.from_dict(self.spec)

@@ -7,9 +7,9 @@ pool writes a recipe that names the profile. Rows without a signature get a null
 
 >>> import numpy as np
 >>> from datasets import Dataset
->>> from nag_datasets.columns import attach_spec
+>>> from nag_datasets.signatures.columns import attach_spec
 >>> from nag_datasets.scoring.target_profile import NAGProfile
->>> from nag_datasets.spec import SignatureSpec
+>>> from nag_datasets.signatures.spec import SignatureSpec
 >>> spec = SignatureSpec(model_fingerprint="m", tokenizer_fingerprint="t", neuron_type="fwd_up", top_k=2,
 ...                      layers=(0, 1), max_length=8, add_special_tokens=False, neurons_per_layer=4)
 >>> profile = NAGProfile.from_signatures(np.array([[[0, 1], [2, 3]]]), spec)
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ..scoring._arrow import add_row_column
 from ..scoring.target_profile import NAGProfile
+from ..signatures.arrow import add_row_column
 from .budgeted import _profile_fields
 from .recipe import score_feature
 
@@ -43,7 +43,7 @@ def score_pool(ds: Any, profile: NAGProfile, column: str | None = None, *, out_c
     signature ``column`` (default ``nag_<neuron_type>``) is checked against the profile's spec first. The column's
     feature records the profile (see :func:`nag_datasets.selection.recipe.get_score_info`).
     """
-    from ..featurize.spec_column import require_dataset
+    from ..signatures.spec_column import require_dataset
 
     require_dataset(ds, "score_pool")
     column = profile.check_column(ds, column)

@@ -177,20 +177,20 @@ def featurize_sharded(
 ) -> dict[str, Any]:
     """Featurize this rank's contiguous slice of ``input`` shard by shard; rank 0 assembles ``output``.
 
-    ``input`` is a path :func:`nag_datasets.storage.formats.load_any` reads (every rank opens it; use a folder on a filesystem
+    ``input`` is a path :func:`nag_datasets.signatures.formats.load_any` reads (every rank opens it; use a folder on a filesystem
     all nodes share, or an fsspec URL) or a `datasets.Dataset`. ``output`` may be an fsspec URL: the shards then
     stay local (:func:`shards_dir`) and rank 0 writes ``output`` remotely with ``save_any``. ``rank``/``world_size``/``local_rank`` default to the launcher's
     environment (:func:`world_from_env`). ``shard_rows`` cuts each rank's slice into resumable shards (None: one
     shard per rank). Shards whose marker validates (same input fingerprint, row range, settings, spec and
     sha256 of the Arrow files) are skipped, so rerunning the same command after a crash finishes the job. Rank 0
     waits up to ``wait_timeout`` seconds (None: forever) for the other ranks, writes ``output`` with
-    :func:`nag_datasets.storage.formats.save_any` and removes ``OUT.shards`` unless ``keep_shards``. Extra keyword arguments
+    :func:`nag_datasets.signatures.formats.save_any` and removes ``OUT.shards`` unless ``keep_shards``. Extra keyword arguments
     go to ``featurizer.apply`` (e.g. ``num_proc``). Returns a summary (``report`` holds the counts of this rank,
     or of the whole output on rank 0).
     """
     from ..featurize.featurizer import InvalidTextError
     from ..featurize.report import FeaturizeReport
-    from .formats import load_any, save_any
+    from ..signatures.formats import load_any, save_any
 
     env_rank, env_world, env_local = world_from_env()
     rank = env_rank if rank is None else int(rank)

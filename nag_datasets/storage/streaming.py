@@ -159,7 +159,7 @@ def _open_stream(source: Any) -> Any:
     """An `IterableDataset` over ``source`` (a path :func:`load_any` accepts, a Dataset or an IterableDataset)."""
     import datasets
 
-    from .formats import load_any
+    from ..signatures.formats import load_any
 
     if isinstance(source, datasets.IterableDataset):
         return source
@@ -214,7 +214,7 @@ def featurize_streaming(
     """Stream ``input`` through ``featurizer`` into parquet parts of ``shard_rows`` rows under ``output``.
 
     Only one part is held in memory at a time. ``output`` is a local folder or an fsspec URL; ``input`` a path or
-    URL :func:`nag_datasets.storage.formats.load_any` reads, a Dataset or an IterableDataset. ``rank`` /
+    URL :func:`nag_datasets.signatures.formats.load_any` reads, a Dataset or an IterableDataset. ``rank`` /
     ``world_size`` default to the launcher's environment (see the module docstring for the split, the layout and
     the order of rows). Rows are featurized in ``map`` batches of ``map_batch_size`` (default as
     ``featurizer.apply``), so with ``shard_rows`` a multiple of it a single process's result equals
@@ -394,7 +394,7 @@ def _finish(out: _Out, ranks: list[dict[str, Any]], key: dict[str, Any], shard_r
 
 
 def _write_sidecar(out: _Out, features: Any) -> None:
-    from ..columns import spec_from_feature
+    from ..signatures.columns import spec_from_feature
 
     specs = {name: spec_from_feature(f).to_dict() for name, f in features.items() if spec_from_feature(f) is not None}
     out.write_json(SIDECAR, specs)

@@ -47,9 +47,10 @@ def _pool_and_profile(tmp_path, n=20):
 def test_short_forms_check_the_spec_of_every_batch(tmp_path, monkeypatch):
     from helpers import make_signature_dataset, make_spec, random_signatures
 
-    from nag_datasets.featurize.spec_column import register_spec, spec_value
     from nag_datasets.scoring.target_profile import NAGProfile
-    from nag_datasets.spec import SpecError, SpecMismatchError
+    from nag_datasets.signatures.registry import register_spec
+    from nag_datasets.signatures.spec import SpecError, SpecMismatchError
+    from nag_datasets.signatures.spec_column import spec_value
 
     monkeypatch.setenv("NAG_DATASETS_CACHE", str(tmp_path / "cache"))
     spec, other = make_spec(), make_spec(max_length=8)
@@ -75,7 +76,7 @@ def test_overwrite_never_replaces_a_folder_we_did_not_write(tmp_path, capsys):
     from helpers import make_signature_dataset, make_spec, random_signatures
 
     from nag_datasets.cli import main
-    from nag_datasets.storage.formats import load_any, save_any
+    from nag_datasets.signatures.formats import load_any, save_any
 
     _pool_and_profile(tmp_path)
     spec = make_spec()
@@ -101,8 +102,8 @@ def test_overwrite_never_replaces_a_folder_we_did_not_write(tmp_path, capsys):
 @pytest.mark.fast
 def test_empty_selection_reloads_as_an_empty_dataset_and_export_refuses_it(tmp_path, capsys):
     from nag_datasets.cli import main
-    from nag_datasets.columns import get_spec
-    from nag_datasets.storage.formats import load_any
+    from nag_datasets.signatures.columns import get_spec
+    from nag_datasets.signatures.formats import load_any
 
     spec = _pool_and_profile(tmp_path)
     for out in ("selected", "selected.parquet"):
@@ -122,7 +123,7 @@ def test_empty_selection_reloads_as_an_empty_dataset_and_export_refuses_it(tmp_p
 def test_cli_errors_are_one_line_and_checked_before_loading(tmp_path, capsys, monkeypatch):
     from helpers import make_spec, random_signatures
 
-    import nag_datasets.storage.formats
+    import nag_datasets.signatures.formats
     from nag_datasets.cli import main
     from nag_datasets.scoring.target_profile import NAGProfile
 
@@ -144,7 +145,7 @@ def test_cli_errors_are_one_line_and_checked_before_loading(tmp_path, capsys, mo
         (["profile", pool, profile], "exists"),
     ]
     with monkeypatch.context() as m:
-        m.setattr(nag_datasets.storage.formats, "load_any", no_loading)
+        m.setattr(nag_datasets.signatures.formats, "load_any", no_loading)
         for argv, needle in cases:
             capsys.readouterr()
             assert main(argv) == 1, argv
@@ -227,7 +228,7 @@ def test_truncated_token_column_warns_and_duplicates_are_counted(tmp_path):
 def test_no_lock_file_is_left_after_a_finished_or_refused_run(tmp_path):
     from helpers import make_signature_dataset, make_spec, random_signatures
 
-    from nag_datasets.storage.formats import save_any
+    from nag_datasets.signatures.formats import save_any
 
     spec = make_spec()
     ds = make_signature_dataset(random_signatures(4, spec), spec)
@@ -245,7 +246,7 @@ def test_no_lock_file_is_left_after_a_finished_or_refused_run(tmp_path):
 def test_apply_on_zero_rows_returns_the_typed_output_columns(featurizer):
     from datasets import Dataset, Features, Value
 
-    from nag_datasets.columns import get_spec
+    from nag_datasets.signatures.columns import get_spec
 
     empty = Dataset.from_dict({"text": []}, features=Features({"text": Value("string")}))
     out = featurizer.apply(empty)

@@ -11,7 +11,7 @@ import pytest
 from nag_datasets.cli.app import main
 from nag_datasets.demo_data import load_demo
 from nag_datasets.scoring.target_profile import NAGProfile
-from nag_datasets.storage.formats import load_any
+from nag_datasets.signatures.formats import load_any
 
 
 @pytest.mark.slow

@@ -463,7 +463,7 @@ def test_cli_score_with_a_distilled_scorer(saved, sample, tmp_path, capsys):
     from datasets import Dataset
 
     from nag_datasets.cli import main
-    from nag_datasets.storage.formats import load_any
+    from nag_datasets.signatures.formats import load_any
 
     texts, _ = sample
     pool = tmp_path / "pool.jsonl"

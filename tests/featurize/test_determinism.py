@@ -15,12 +15,12 @@ from datasets import Dataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nag_datasets.columns import get_spec
 from nag_datasets.featurize.featurizer import InvalidTextError, NAGFeaturizer
 from nag_datasets.featurize.impact import near_tie_report, top_k_indices
 from nag_datasets.featurize.report import NULL_STATUSES, STATUSES
 from nag_datasets.scoring.target_profile import NAGProfile
 from nag_datasets.selection.budgeted import select_top_fraction
+from nag_datasets.signatures.columns import get_spec
 
 MAX_LENGTH = 32
 TEXTS = [

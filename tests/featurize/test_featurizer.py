@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from datasets import Dataset, load_from_disk
 
-from nag_datasets.columns import get_spec, spec_from_feature
 from nag_datasets.featurize.featurizer import InvalidTextError, NAGFeaturizer
 from nag_datasets.featurize.report import FeaturizeReport
+from nag_datasets.signatures.columns import get_spec, spec_from_feature
 
 TEXTS = ["Water boils at 100 degrees Celsius at sea level.", "", "   \n\t", "def f(x):\n    return x * 2",
          "The quick brown fox jumps over the lazy dog. " * 40, "a"]

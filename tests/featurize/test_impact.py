@@ -91,7 +91,7 @@ def test_core_imports_without_datasets_pyarrow_or_numba():
     import subprocess
     import sys
 
-    code = ("import sys, nag_datasets.featurize.impact, nag_datasets.featurize.sites, nag_datasets.spec; "
+    code = ("import sys, nag_datasets.featurize.impact, nag_datasets.featurize.sites, nag_datasets.signatures.spec; "
             "print(sorted(m for m in ('datasets', 'pyarrow', 'numba') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

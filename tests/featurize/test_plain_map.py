@@ -9,7 +9,7 @@ from datasets import Dataset, load_dataset
 from nag_datasets.featurize.featurizer import NAGFeaturizer
 from nag_datasets.scoring.target_profile import NAGProfile
 from nag_datasets.selection.budgeted import select_top_fraction
-from nag_datasets.spec import SpecError, SpecMismatchError
+from nag_datasets.signatures.spec import SpecError, SpecMismatchError
 
 pytestmark = pytest.mark.slow
 

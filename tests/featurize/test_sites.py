@@ -17,7 +17,7 @@ import transformers as tf
 from torch import nn
 
 from nag_datasets.featurize.sites import UnsupportedArchitectureError, normalize_layers, resolve_sites
-from nag_datasets.spec import NEURON_TYPES
+from nag_datasets.signatures.spec import NEURON_TYPES
 
 pytestmark = pytest.mark.fast
 

@@ -15,7 +15,6 @@ import pytest
 from helpers import make_signature_dataset, make_spec, random_signatures
 
 from nag_datasets import hub
-from nag_datasets.columns import signature_columns
 from nag_datasets.hub import (
     HubPublishError,
     export_for_hub,
@@ -30,6 +29,7 @@ from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
 from nag_datasets.selection.budgeted import select_multi_target, select_top_fraction
 from nag_datasets.selection.quality import combine_with_quality
 from nag_datasets.selection.recipe import get_recipe
+from nag_datasets.signatures.columns import signature_columns
 from nag_datasets.storage.atomic import FolderLockedError, lock_dir
 
 FAKE_TOKEN = "hf_FAKEtokenNeverValid0123456789abcdef"

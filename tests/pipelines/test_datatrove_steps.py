@@ -42,7 +42,7 @@ from nag_datasets.pipelines import (
 from nag_datasets.scoring.map_callables import passes_threshold
 from nag_datasets.scoring.target_profile import NAGProfile
 from nag_datasets.selection.budgeted import select_top_fraction
-from nag_datasets.spec import SpecError
+from nag_datasets.signatures.spec import SpecError
 
 REPO = Path(__file__).resolve().parents[2]
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]

@@ -31,10 +31,10 @@ from nag_research.analysis.subsets import (
     slice_signatures,
 )
 
-from nag_datasets.columns import get_spec
 from nag_datasets.demo_data import render_mmlu
 from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
-from nag_datasets.spec import SpecError, SpecMismatchError
+from nag_datasets.signatures.columns import get_spec
+from nag_datasets.signatures.spec import SpecError, SpecMismatchError
 
 fast = pytest.mark.fast
 

@@ -25,7 +25,7 @@ from nag_research.evaluate.harness import (
 from nag_research.evaluate.report import write_report
 from nag_research.evaluate.tasks import RetrievalTask, TaskConfig, cut_to_tokens
 
-from nag_datasets.spec import SignatureSpec
+from nag_datasets.signatures.spec import SignatureSpec
 
 fast = pytest.mark.fast
 

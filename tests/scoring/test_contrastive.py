@@ -17,7 +17,7 @@ from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
 from nag_datasets.scoring.weighting import WEIGHTINGS, LogOdds, Shrinkage, WeightingError, get_weighting
 from nag_datasets.selection.budgeted import select_multi_target, select_top_fraction
 from nag_datasets.selection.quality import combine_with_quality
-from nag_datasets.spec import SpecMismatchError
+from nag_datasets.signatures.spec import SpecMismatchError
 
 pytestmark = pytest.mark.fast
 
@@ -250,7 +250,7 @@ def test_streamed_background_equals_in_memory(pool, tmp_path):
     ds.to_parquet(str(tmp_path / "pool.parquet"))
     from datasets import load_dataset
 
-    from nag_datasets.columns import attach_spec, get_spec
+    from nag_datasets.signatures.columns import attach_spec, get_spec
 
     from_parquet = load_dataset("parquet", data_files=str(tmp_path / "pool.parquet"), split="train", streaming=True)
     if "nag_fwd_up" not in from_parquet.features or from_parquet.features["nag_fwd_up"] != ds.features["nag_fwd_up"]:

@@ -11,7 +11,6 @@ import pytest
 from nag_datasets.scoring.kernel import (
     SignatureIndexError,
     counts_dtype,
-    first_row_with_unset_bits,
     prepare_table,
     quantize_weights,
     score_blocks,
@@ -154,19 +153,6 @@ def test_prepare_table_refuses_tables_it_cannot_sum_exactly():
 
 def test_counts_dtype():
     assert counts_dtype(65535) == np.uint16 and counts_dtype(65536) == np.uint32
-
-
-def test_first_row_with_unset_bits_matches_brute_force():
-    rng = np.random.default_rng(3)
-    for width in (1, 3, 8, 20, 600):
-        for offset in (0, 5, 13):
-            n = 40
-            bits = rng.random(offset + n * width + 7) > 0.002
-            valid = rng.random(n) > 0.3
-            packed = np.packbits(bits, bitorder="little")
-            rows = bits[offset : offset + n * width].reshape(n, width)
-            bad = np.flatnonzero(valid & ~rows.all(axis=1))
-            assert first_row_with_unset_bits(packed, offset, width, valid) == (int(bad[0]) if len(bad) else -1)
 
 
 def test_unwritable_cache_falls_back_to_no_cache():

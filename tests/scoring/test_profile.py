@@ -11,7 +11,7 @@ from helpers import make_signature_dataset, make_spec, random_signatures, shared
 from nag_datasets.scoring.kernel import SignatureIndexError
 from nag_datasets.scoring.map_callables import passes_threshold
 from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
-from nag_datasets.spec import COMPARED_FIELDS, SignatureSpec, SpecError, SpecMismatchError
+from nag_datasets.signatures.spec import COMPARED_FIELDS, SignatureSpec, SpecError, SpecMismatchError
 
 pytestmark = pytest.mark.fast
 
@@ -157,7 +157,7 @@ def test_null_children_only_under_null_rows(spec, profile):
     assert np.isnan(profile.score(ok)[1])
     from datasets import Dataset, Features
 
-    from nag_datasets.columns import signature_feature
+    from nag_datasets.signatures.columns import signature_feature
 
     rows = [sigs[0].tolist(), sigs[1].tolist()]
     rows[1][2][0] = None

@@ -14,7 +14,7 @@ from helpers import make_signature_dataset, make_spec, random_signatures
 from nag_datasets.scoring.target_profile import NAGProfile
 from nag_datasets.selection.budgeted import select_top_fraction
 from nag_datasets.selection.ray_select import select_top_fraction_ray
-from nag_datasets.storage.formats import load_any
+from nag_datasets.signatures.formats import load_any
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,9 @@ def test_ray_selection_accepts_plain_map_parquet_and_refuses_another_spec(local_
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from nag_datasets.featurize.spec_column import register_spec, spec_value
-    from nag_datasets.spec import SpecMismatchError
+    from nag_datasets.signatures.registry import register_spec
+    from nag_datasets.signatures.spec import SpecMismatchError
+    from nag_datasets.signatures.spec_column import spec_value
 
     monkeypatch.setenv("NAG_DATASETS_CACHE", str(tmp_path / "cache"))
     spec = make_spec()

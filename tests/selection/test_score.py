@@ -15,7 +15,7 @@ from nag_datasets.selection.budgeted import select_top_fraction
 from nag_datasets.selection.recipe import get_recipe, get_score_info
 from nag_datasets.selection.scored import SCORED_KIND, score_pool
 from nag_datasets.selection.tokens import count_tokens
-from nag_datasets.storage.formats import load_any
+from nag_datasets.signatures.formats import load_any
 
 pytestmark = pytest.mark.fast
 

@@ -18,7 +18,7 @@ from hooked_cli import SCRIPT as HOOKED_CLI
 from hooked_cli import SLEEP_ENV
 
 from nag_datasets.featurize.featurizer import NAGFeaturizer
-from nag_datasets.storage.formats import load_any
+from nag_datasets.signatures.formats import load_any
 from nag_datasets.storage.sharded import (
     contiguous_range,
     featurize_sharded,
@@ -265,7 +265,7 @@ def test_streaming_parts_equal_in_memory_and_resume(small, pool_dir, reference, 
 @pytest.mark.slow
 def test_streaming_cli_from_jsonl_keeps_spec(pool_dir, reference, tmp_path):
     from nag_datasets.cli.app import main
-    from nag_datasets.columns import get_spec
+    from nag_datasets.signatures.columns import get_spec
 
     load_from_disk(str(pool_dir)).to_json(str(tmp_path / "pool.jsonl"))
     out = tmp_path / "out"

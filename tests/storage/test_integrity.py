@@ -17,7 +17,7 @@ from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
 from nag_datasets.selection.budgeted import select_multi_target, select_top_fraction
 from nag_datasets.selection.quality import combine_with_quality, combined_scores
 from nag_datasets.selection.recipe import RecipeError, SelectionRecipe, attach_recipe, get_recipe
-from nag_datasets.spec import COMPARED_FIELDS, RECORDED_FIELDS, SpecError, SpecMismatchError
+from nag_datasets.signatures.spec import COMPARED_FIELDS, RECORDED_FIELDS, SpecError, SpecMismatchError
 
 pytestmark = pytest.mark.fast
 

@@ -21,12 +21,12 @@ import pytest
 from helpers import make_signature_dataset, make_spec, random_signatures
 from hooked_cli import PAUSE_ENV, PAUSE_MARKER_ENV
 
-from nag_datasets.columns import signature_columns
 from nag_datasets.scoring.target_profile import NAGProfile
 from nag_datasets.selection.budgeted import select_top_fraction
 from nag_datasets.selection.recipe import get_recipe
+from nag_datasets.signatures.columns import signature_columns
+from nag_datasets.signatures.formats import load_any, save_any
 from nag_datasets.storage.atomic import FolderLockedError, lock_dir
-from nag_datasets.storage.formats import load_any, save_any
 
 #: Generous bound for a subprocess to reach its pause point (a safety net against hangs, not a timing assert).
 STARTUP_LIMIT_S = 180

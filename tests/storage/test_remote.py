@@ -17,12 +17,12 @@ from helpers import make_signature_dataset, make_spec, random_signatures
 
 from nag_datasets import get_recipe
 from nag_datasets.cli.app import main
-from nag_datasets.columns import get_spec
 from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
 from nag_datasets.selection.budgeted import select_top_fraction
+from nag_datasets.signatures.columns import get_spec
+from nag_datasets.signatures.formats import OUTPUT_MARKER, check_output, load_any, save_any
 from nag_datasets.storage import location
 from nag_datasets.storage.atomic import PENDING, IncompleteOutputError, check_complete, write_pending
-from nag_datasets.storage.formats import OUTPUT_MARKER, check_output, load_any, save_any
 
 
 @pytest.fixture

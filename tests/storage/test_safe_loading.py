@@ -18,7 +18,7 @@ from nag_datasets.hub import export_for_hub, load_profile, regenerate_card
 from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
 from nag_datasets.selection.budgeted import select_top_fraction
 from nag_datasets.selection.recipe import SelectionRecipe, get_recipe
-from nag_datasets.storage.formats import load_any, save_any
+from nag_datasets.signatures.formats import load_any, save_any
 
 pytestmark = pytest.mark.fast
 

@@ -114,7 +114,7 @@ def weight_keys(profile: NAGProfile, per_layer: int) -> NeuronKeys:
     For a contrastive profile these are the neurons most specific to the target against its background; for a
     plain profile the order of the weights is the order of the counts, so this equals :func:`nag_keys`.
 
-    >>> from nag_datasets.spec import SignatureSpec
+    >>> from nag_datasets.signatures.spec import SignatureSpec
     >>> spec = SignatureSpec(model_fingerprint="m", tokenizer_fingerprint="t", neuron_type="fwd_up", top_k=2,
     ...                      layers=(0,), max_length=8, add_special_tokens=False, neurons_per_layer=4)
     >>> target = NAGProfile.from_signatures(np.array([[[0, 1]], [[0, 2]], [[0, 2]]]), spec)

@@ -6,7 +6,7 @@ Dice = overlap / (L K) (both sides hold L K elements), and the NAG distance is 1
 to a single target, whose mean over targets is 1 - Sim of the method.
 
 >>> import numpy as np
->>> from nag_datasets.spec import SignatureSpec
+>>> from nag_datasets.signatures.spec import SignatureSpec
 >>> spec = SignatureSpec(model_fingerprint="m", tokenizer_fingerprint="t", neuron_type="fwd_up", top_k=2,
 ...                      layers=(0, 1), max_length=8, add_special_tokens=False, neurons_per_layer=4)
 >>> a = np.array([[[0, 1], [2, 3]]]); b = np.array([[[1, 0], [3, 0]], [[2, 3], [0, 1]]])
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from nag_datasets.spec import SignatureSpec
+from nag_datasets.signatures.spec import SignatureSpec
 
 __all__ = ["dice_matrix", "multi_hot", "nag_distance_matrix", "squared_euclidean_to_dice"]
 

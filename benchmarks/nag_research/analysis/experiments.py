@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from nag_datasets.scoring.target_profile import NAGProfile
-from nag_datasets.spec import SignatureSpec
+from nag_datasets.signatures.spec import SignatureSpec
 
 from .clustering import evaluate_distance
 from .deactivation import deactivated, key_count

@@ -5,7 +5,7 @@ never be scored against a profile built from the unrestricted one. Rows are sort
 columns of a top-K signature are exactly the top-K' signature.
 
 >>> import numpy as np
->>> from nag_datasets.spec import SignatureSpec
+>>> from nag_datasets.signatures.spec import SignatureSpec
 >>> spec = SignatureSpec(model_fingerprint="m", tokenizer_fingerprint="t", neuron_type="fwd_up", top_k=3,
 ...                      layers=(0, 1, 2), max_length=8, add_special_tokens=False, neurons_per_layer=10)
 >>> sigs = np.arange(2 * 3 * 3).reshape(2, 3, 3) % 10
@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from nag_datasets.columns import get_spec, row_indices, signature_feature, signature_table_column
-from nag_datasets.scoring._arrow import signature_blocks
 from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
-from nag_datasets.spec import SignatureSpec, SpecError
+from nag_datasets.signatures.arrow import row_indices, signature_blocks, table_column
+from nag_datasets.signatures.columns import get_spec, signature_feature
+from nag_datasets.signatures.spec import SignatureSpec, SpecError
 
 __all__ = [
     "layer_positions",
@@ -83,7 +83,7 @@ def signature_array(ds: Any, column: str | None = None) -> tuple[np.ndarray, np.
     column = column or _only_signature_column(ds)
     spec = get_spec(ds, column)
     sigs, valids = [], []
-    for block, valid in signature_blocks(signature_table_column(ds, column), spec):
+    for block, valid in signature_blocks(table_column(ds, column), spec):
         sigs.append(block)
         valids.append(np.ones(len(block), np.bool_) if valid is None else valid)
     if sigs:
@@ -140,7 +140,7 @@ def _check_shape(sigs: np.ndarray, spec: SignatureSpec) -> np.ndarray:
 
 
 def _only_signature_column(ds: Any) -> str:
-    from nag_datasets.columns import signature_columns
+    from nag_datasets.signatures.columns import signature_columns
 
     columns = list(signature_columns(ds))
     if len(columns) != 1:

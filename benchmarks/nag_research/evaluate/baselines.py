@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from nag_datasets.spec import SignatureSpec
+from nag_datasets.signatures.spec import SignatureSpec
 
 __all__ = [
     "WEIGHTINGS",

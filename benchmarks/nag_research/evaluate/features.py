@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from nag_datasets.spec import IMPACT_VERSION, SignatureSpec
+from nag_datasets.signatures.spec import IMPACT_VERSION, SignatureSpec
 from nag_datasets.storage.atomic import atomic_write_text
 
 __all__ = ["CHUNK", "FeatureSet", "featurize_texts"]

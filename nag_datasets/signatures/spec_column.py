@@ -1,14 +1,13 @@
-"""The per-row spec column ``nag_spec`` and the local spec registry: plain ``map`` output stays checkable.
+"""The per-row spec column ``nag_spec``: plain ``map`` output stays checkable.
 
 A plain ``ds.map(featurizer, batched=True)`` (no ``features=``) lets `datasets` infer the signature column's type,
 which drops the spec carried by the typed feature. The featurizer therefore also writes ``nag_spec``: one short
 string per row, ``"<column>=<spec fingerprint>"`` (several signature columns are separated by spaces). Strings
 survive type inference, ``filter``/``select``, and any parquet writer (pyarrow, pandas). Scoring accepts such a
-column when its fingerprint equals the profile's and refuses any other. To name the differing fields, every spec a
-featurizer produces is also written to ``<cache root>/specs/<fingerprint>.json`` (the cache root is
-``$NAG_DATASETS_CACHE``, default ``~/.cache/nag_datasets``).
+column when its fingerprint equals the profile's and refuses any other, naming the differing fields when the other
+spec is in the local registry (:mod:`.registry`).
 
->>> from nag_datasets.spec import SignatureSpec
+>>> from nag_datasets.signatures.spec import SignatureSpec
 >>> spec = SignatureSpec(model_fingerprint="m", tokenizer_fingerprint="t", neuron_type="fwd_up", top_k=2,
 ...                      layers=(0, 1), max_length=8, add_special_tokens=False, neurons_per_layer=4)
 >>> value = spec_value({"nag_fwd_up": spec})
@@ -18,16 +17,16 @@ True
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
-from ..spec import SignatureSpec, SpecError, SpecMismatchError
+from .arrow import row_indices
+from .columns import get_spec, spec_from_feature
+from .registry import known_spec, spec_path
+from .spec import SignatureSpec, SpecError, SpecMismatchError
 
-__all__ = ["SPEC_COLUMN", "check_batch", "check_dataset_column", "check_spec_values", "dataset_spec", "known_spec",
-           "parse_spec_value", "refuse_split_dict", "register_spec", "require_dataset", "single_spec", "spec_value",
-           "spec_values_of"]
+__all__ = ["SPEC_COLUMN", "check_batch", "check_dataset_column", "check_spec_values", "dataset_spec",
+           "parse_spec_value", "refuse_split_dict", "require_dataset", "single_spec", "spec_value", "spec_values_of"]
 
 SPEC_COLUMN = "nag_spec"
 
@@ -52,32 +51,6 @@ def parse_spec_value(value: Any) -> dict[str, str]:
             raise SpecError(f"malformed {SPEC_COLUMN} value {value!r}: expected 'column=fingerprint'")
         out[column] = fingerprint
     return out
-
-
-def _registry() -> Path:
-    from .models import cache_root
-
-    return cache_root() / "specs"
-
-
-def register_spec(spec: SignatureSpec) -> None:
-    """Write ``spec`` to the local registry (atomic; an unwritable cache only loses the named-field detail)."""
-    from ..storage.atomic import atomic_write_text
-
-    path = _registry() / f"{spec.fingerprint()}.json"
-    with contextlib.suppress(OSError):
-        if not path.is_file():
-            atomic_write_text(path, spec.to_json() + "\n")
-
-
-def known_spec(fingerprint: str) -> SignatureSpec | None:
-    """The spec registered under ``fingerprint`` on this machine, or None."""
-    path = _registry() / f"{Path(fingerprint).name}.json"
-    try:
-        spec = SignatureSpec.from_json(path.read_text())
-    except (OSError, SpecError):
-        return None
-    return spec if spec.fingerprint() == fingerprint else None
 
 
 def _fingerprints(values: Iterable[Any], column: str) -> set[str]:
@@ -109,15 +82,13 @@ def check_spec_values(values: Iterable[Any], column: str, expected: SignatureSpe
             expected.check_compatible(other, what=what, against=against)
         raise SpecMismatchError(
             f"cannot compare {what} with {against}: its {SPEC_COLUMN} names spec {fingerprint}, not the {against}'s "
-            f"{want}, and spec {fingerprint} is unknown here (no {_registry() / (fingerprint + '.json')}), so the "
+            f"{want}, and spec {fingerprint} is unknown here (no {spec_path(fingerprint)}), so the "
             f"differing fields cannot be named; {FIX_HINT}")
 
 
 def spec_values_of(ds: Any) -> list[Any] | None:
     """Distinct ``nag_spec`` values of the rows of ``ds`` (after any ``select``/``filter``), or None without one."""
     import pyarrow.compute as pc
-
-    from ..columns import row_indices
 
     if SPEC_COLUMN not in (ds.column_names or []):
         return None
@@ -130,8 +101,6 @@ def spec_values_of(ds: Any) -> list[Any] | None:
 
 def single_spec(ds: Any, column: str) -> SignatureSpec:
     """The spec that the ``nag_spec`` column gives ``column``, when it names one registered spec."""
-    from ..columns import get_spec
-
     values = spec_values_of(ds)
     if values is None:
         return get_spec(ds, column)  # raises its own explanation
@@ -143,7 +112,7 @@ def single_spec(ds: Any, column: str) -> SignatureSpec:
     spec = known_spec(fingerprint)
     if spec is None:
         raise SpecError(f"column {column!r} carries no typed spec and its {SPEC_COLUMN} names spec {fingerprint}, "
-                        f"which is unknown here (no {_registry() / (fingerprint + '.json')}); {FIX_HINT}")
+                        f"which is unknown here (no {spec_path(fingerprint)}); {FIX_HINT}")
     return spec
 
 
@@ -176,8 +145,6 @@ def dataset_spec(ds: Any, column: str) -> SignatureSpec:
 
     When both exist they must agree.
     """
-    from ..columns import spec_from_feature
-
     require_dataset(ds, "NAGProfile.from_dataset")
     features = ds.features or {}
     if column not in features:
@@ -193,8 +160,6 @@ def dataset_spec(ds: Any, column: str) -> SignatureSpec:
 
 def check_dataset_column(ds: Any, column: str, expected: SignatureSpec) -> SignatureSpec:
     """Refuse ``ds[column]`` unless its spec (typed, or named by ``nag_spec``) matches ``expected``; return it."""
-    from ..columns import get_spec, spec_from_feature
-
     require_dataset(ds, "scoring")
     features = ds.features or {}
     if column not in features:

@@ -25,11 +25,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..columns import attach_spec, signature_columns
-from ..spec import SignatureSpec
-from . import atomic as _atomic
-from . import location
-from .atomic import atomic_dir, atomic_write_text, check_complete, check_replaceable, lock_dir, remote_dir
+from ..storage import atomic as _atomic
+from ..storage import location
+from ..storage.atomic import atomic_dir, atomic_write_text, check_complete, check_replaceable, lock_dir, remote_dir
+from .columns import attach_spec, signature_columns
+from .spec import SignatureSpec
 
 SIDECAR = "nag_spec.json"
 #: Written inside every ``save_to_disk`` folder :func:`save_any` produces: ``--overwrite`` replaces only such folders.

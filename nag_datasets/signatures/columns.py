@@ -3,9 +3,9 @@
 A signature column ``nag_<type>`` is a fixed-size ``(L, K)`` list of unsigned integers, stored in Arrow as
 nested ``fixed_size_list`` (2 bytes per index, no per-row offsets). The signature spec is kept in the ``id`` of
 the innermost ``Value``: `datasets` carries it through ``map``, ``filter``, ``select``, ``concatenate_datasets``,
-``save_to_disk``/``load_from_disk`` and its own parquet writer. Zero-copy block reading lives in ``_arrow``.
+``save_to_disk``/``load_from_disk`` and its own parquet writer. Zero-copy block reading lives in :mod:`.arrow`.
 
->>> from nag_datasets.spec import SignatureSpec
+>>> from nag_datasets.signatures.spec import SignatureSpec
 >>> spec = SignatureSpec(model_fingerprint="m", tokenizer_fingerprint="t", neuron_type="fwd_up",
 ...                      top_k=2, layers=(0, 1, 2), max_length=8, add_special_tokens=False,
 ...                      neurons_per_layer=16)
@@ -18,12 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-
 from .spec import SignatureSpec, SpecError
 
-SPEC_ID_PREFIX = "nag_datasets.spec:"
+SPEC_ID_PREFIX = "nag_datasets.signatures.spec:"
 
 
 def column_name(neuron_type: str) -> str:
@@ -73,7 +70,7 @@ def get_spec(ds: Any, column: str) -> SignatureSpec:
             f"column {column!r} carries no NAG signature spec (it was lost, e.g. by a parquet writer other than "
             "ours, or the column was produced by a plain `map` without the featurizer's features). Reattach it "
             "with `nag_datasets.attach_spec(ds, spec, column)` using the spec saved with the data "
-            "(`*.spec.json`), or read the files with `nag_datasets.storage.formats.load_signatures`; featurize with "
+            "(`*.spec.json`), or read the files with `nag_datasets.signatures.formats.load_any`; featurize with "
             "`featurizer.apply(ds)` to keep it."
         )
     return spec
@@ -90,16 +87,3 @@ def attach_spec(ds: Any, spec: SignatureSpec, column: str | None = None) -> Any:
     features = ds.features.copy()
     features[column] = signature_feature(spec)
     return ds.cast(features)
-
-
-def signature_table_column(ds: Any, column: str) -> pa.ChunkedArray:
-    """The underlying Arrow column of ``ds`` (ignoring any indices mapping; see :func:`row_indices`)."""
-    return ds.data.table.column(column) if hasattr(ds.data, "table") else ds.data.column(column)
-
-
-def row_indices(ds: Any) -> np.ndarray | None:
-    """The dataset's indices mapping (after ``select``/``filter``/``shuffle``), or None when rows are direct."""
-    indices = getattr(ds, "_indices", None)
-    if indices is None:
-        return None
-    return indices.column(0).to_numpy()

@@ -14,16 +14,65 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..columns import row_indices, signature_table_column
-from ..spec import SignatureSpec, SpecError
-from .kernel import first_row_with_unset_bits
+from ..compiled import jit
+from .spec import SignatureSpec, SpecError
 
-__all__ = ["add_row_column", "numeric_column", "score_dataset_column", "signature_blocks", "table_length"]
+__all__ = ["add_row_column", "dataset_blocks", "first_row_with_unset_bits", "numeric_column", "row_indices",
+           "signature_blocks", "stream_blocks", "table_column", "table_length"]
 
-#: Score the whole underlying table and take the indices when the mapping covers at least this share of it;
-#: below, copy only the referenced rows.
-FULL_TABLE_SHARE = 0.25
 
+def table_column(ds: Any, column: str) -> pa.ChunkedArray:
+    """The underlying Arrow column of ``ds`` (ignoring any indices mapping; see :func:`row_indices`)."""
+    return ds.data.table.column(column) if hasattr(ds.data, "table") else ds.data.column(column)
+
+
+def row_indices(ds: Any) -> np.ndarray | None:
+    """The dataset's indices mapping (after ``select``/``filter``/``shuffle``), or None when rows are direct."""
+    indices = getattr(ds, "_indices", None)
+    if indices is None:
+        return None
+    return indices.column(0).to_numpy()
+
+
+def table_length(ds: Any) -> int:
+    """Rows of the dataset's underlying Arrow table (ignoring any indices mapping)."""
+    return ds.data.num_rows
+
+
+@jit(nogil=True)
+def _first_unset(bitmap, bit_offset, width, row_valid):  # type: ignore[no-untyped-def]
+    for i in range(row_valid.shape[0]):
+        if not row_valid[i]:
+            continue
+        b = bit_offset + i * width
+        end = b + width
+        while b < end and (b & 7) != 0:
+            if not (bitmap[b >> 3] >> (b & 7)) & 1:
+                return i
+            b += 1
+        while b + 8 <= end:
+            if bitmap[b >> 3] != 255:
+                return i
+            b += 8
+        while b < end:
+            if not (bitmap[b >> 3] >> (b & 7)) & 1:
+                return i
+            b += 1
+    return -1
+
+
+def first_row_with_unset_bits(bitmap: np.ndarray, bit_offset: int, width: int, row_valid: np.ndarray) -> int:
+    """First row ``i`` with ``row_valid[i]`` whose bits ``[bit_offset + i*width, +width)`` are not all set, or -1.
+
+    Used on Arrow validity bitmaps: a valid signature must not contain null entries.
+
+    >>> first_row_with_unset_bits(np.array([0xFF, 0x0F], np.uint8), 0, 4, np.array([True, True, True, False]))
+    -1
+    >>> first_row_with_unset_bits(np.array([0xFF, 0x0F], np.uint8), 0, 4, np.array([True, True, True, True]))
+    3
+    """
+    return int(_first_unset(np.ascontiguousarray(bitmap, dtype=np.uint8), int(bit_offset), int(width),
+                            np.ascontiguousarray(row_valid, dtype=np.bool_)))
 
 
 def _children(arr: pa.Array) -> pa.Array:
@@ -93,9 +142,40 @@ def signature_blocks(
         yield flat.reshape(n, L, K), valid
 
 
-def table_length(ds: Any) -> int:
-    """Rows of the dataset's underlying Arrow table (ignoring any indices mapping)."""
-    return ds.data.num_rows
+def dataset_blocks(ds: Any, column: str, spec: SignatureSpec) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """``(positions, signatures, valid)`` blocks of a Dataset's signature column: ``positions`` are the rows of
+    ``ds`` (after any ``select``/``filter``) that the block's signatures belong to. Zero-copy when rows are direct;
+    with an indices mapping each Arrow chunk's referenced rows are gathered (a row referenced twice comes twice)."""
+    idx = row_indices(ds)
+    blocks = signature_blocks(table_column(ds, column), spec)
+    if idx is None:
+        start = 0
+        for sigs, valid in blocks:
+            yield np.arange(start, start + len(sigs), dtype=np.int64), sigs, valid
+            start += len(sigs)
+        return
+    order = np.argsort(idx, kind="stable")
+    sorted_idx = idx[order]
+    start = 0
+    for sigs, valid in blocks:
+        lo, hi = np.searchsorted(sorted_idx, [start, start + len(sigs)])
+        if hi > lo:
+            local = sorted_idx[lo:hi] - start
+            yield order[lo:hi].astype(np.int64), sigs[local], None if valid is None else valid[local]
+        start += len(sigs)
+
+
+def stream_blocks(ds: Any, column: str, spec: SignatureSpec, batch_size: int
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """``(positions, signatures, valid)`` blocks of an IterableDataset's signature column, in one streamed pass."""
+    from .columns import signature_feature
+
+    stream = ds.select_columns([column]).cast_column(column, signature_feature(spec)).with_format("arrow")
+    start = 0
+    for table in stream.iter(batch_size=batch_size):
+        for sigs, valid in signature_blocks(table.column(column), spec):
+            yield np.arange(start, start + len(sigs), dtype=np.int64), sigs, valid
+            start += len(sigs)
 
 
 def numeric_column(ds: Any, name: str) -> np.ndarray:
@@ -158,36 +238,3 @@ def add_row_column(
         out.set_format(fmt["type"], columns=cols, output_all_columns=fmt["output_all_columns"],
                        **fmt["format_kwargs"])
     return out
-
-
-def score_dataset_column(ds: Any, column: str, spec: SignatureSpec, table: np.ndarray, norm: int | None, *,
-                         num_threads: int | None = None) -> np.ndarray:
-    """Scores (float32, NaN for null rows) of a Dataset's signature ``column`` against a scoring ``table``, in the
-    dataset's row order: read zero-copy from Arrow, or, for a small selection of a large table, only the rows its
-    indices mapping references. The caller has checked the column's spec."""
-    from .kernel import score_blocks
-
-    blocks = list(signature_blocks(signature_table_column(ds, column), spec))
-    idx = row_indices(ds)
-    n_table = table_length(ds)
-    if idx is None or len(idx) >= FULL_TABLE_SHARE * n_table:
-        starts = list(np.cumsum([0] + [len(s) for s, _ in blocks])[:-1])
-        full = score_blocks(blocks, table, norm, num_threads=num_threads, row_offsets=starts)
-        return full if idx is None else full[idx]
-    # A small selection of a large table: copy just the referenced rows, block by block.
-    order = np.argsort(idx, kind="stable")
-    sorted_idx = idx[order]
-    gathered, offsets = [], []
-    start = 0
-    for sigs, valid in blocks:
-        lo, hi = np.searchsorted(sorted_idx, [start, start + len(sigs)])
-        if hi > lo:
-            local = sorted_idx[lo:hi] - start
-            gathered.append((sigs[local], None if valid is None else valid[local]))
-            offsets.append(int(lo))
-        start += len(sigs)
-    sorted_scores = score_blocks(gathered, table, norm, num_threads=num_threads, row_offsets=offsets)
-    out = np.empty(len(idx), np.float32)
-    out[order] = sorted_scores
-    return out
-

@@ -18,7 +18,7 @@ import hashlib
 import json
 from typing import Any
 
-from .errors import NAGError
+from ..errors import NAGError
 
 #: Bumped whenever the definition of impact (and so of every signature) changes.
 IMPACT_VERSION = "1"
