@@ -49,7 +49,7 @@ def test_every_exception_class_of_the_package_is_a_nag_error() -> None:
     ("nag_datasets.storage.atomic:FolderLockedError", RuntimeError),
     ("nag_datasets.storage.atomic:IncompleteOutputError", FileNotFoundError),
     ("nag_datasets.featurize.models:ModelLoadError", RuntimeError),
-    ("nag_datasets.storage.sharded:ShardError", RuntimeError),
+    ("nag_datasets.featurize.sharded:ShardError", RuntimeError),
     ("nag_datasets.hub:HubPublishError", RuntimeError),
     ("nag_datasets.demo_data:SourceNotInstalledError", ImportError),
     ("nag_datasets.pipelines.budget_files:BudgetStageError", RuntimeError),

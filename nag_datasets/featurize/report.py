@@ -13,12 +13,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NULL_STATUSES", "STATUSES", "FeaturizeReport"]
+__all__ = ["NULL_STATUSES", "STATUSES", "FeaturizeReport", "sum_reports"]
 
 #: Per-row outcomes written to ``nag_status``. Only ``ok`` and ``truncated`` rows carry a signature.
 STATUSES = ("ok", "truncated", "empty", "whitespace", "zero_tokens", "none", "not_string")
 NULL_STATUSES = ("empty", "whitespace", "zero_tokens", "none", "not_string")
-
 
 
 @dataclasses.dataclass
@@ -71,3 +70,13 @@ class FeaturizeReport:
         return cls(rows=len(ds), featurized_rows=status.get("ok", 0) + status.get("truncated", 0),
                    truncated_rows=status.get("truncated", 0), null_rows=sum(nulls.values()),
                    null_by_reason=nulls, tokens=tokens)
+
+
+def sum_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """The sum of reports stored as dicts (in shard and part markers), as a dict for a JSON summary.
+
+    >>> a, b = FeaturizeReport(2, 2, 0, 0, {}, 10), FeaturizeReport(1, 0, 0, 1, {"none": 1}, 0)
+    >>> sum_reports([a.to_dict(), b.to_dict()])["rows"]
+    3
+    """
+    return sum((FeaturizeReport.from_dict(r) for r in reports), FeaturizeReport.empty()).to_dict()

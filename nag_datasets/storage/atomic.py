@@ -38,7 +38,7 @@ def stage_reached(stage: str, **where: Any) -> None:
     complete in the temporary sibling, nothing renamed yet), ``atomic_dir:swapped`` (the old folder moved aside, the
     new one not yet in place), ``save_any:filled`` (a parquet/jsonl output written, not yet renamed), ``shard:done``
     (``index``, ``rank``: a featurization shard or streamed part recorded). Crash tests replace this function in a
-    subprocess (``tests/storage/hooked_cli.py``) to stop a writer at an exact point and SIGKILL it there; nothing
+    subprocess (``tests/hooked_cli.py``) to stop a writer at an exact point and SIGKILL it there; nothing
     in the package reads an environment variable for it."""
 
 

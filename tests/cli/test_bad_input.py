@@ -330,7 +330,7 @@ def test_invalid_text_error_in_a_sharded_run_names_the_row_of_the_whole_input(fe
     from datasets import Dataset
 
     from nag_datasets.featurize.featurizer import InvalidTextError
-    from nag_datasets.storage.sharded import featurize_sharded
+    from nag_datasets.featurize.sharded import featurize_sharded
 
     texts = ["fine text"] * 12
     texts[9] = None

@@ -7,10 +7,9 @@ import json
 
 import pytest
 
-from nag_datasets.featurize.report import FeaturizeReport
+from nag_datasets.featurize.report import FeaturizeReport, sum_reports
 from nag_datasets.selection.ray_select import RaySelectionReport
 from nag_datasets.selection.reports import SelectionReport
-from nag_datasets.storage.sharded import _add_reports
 
 pytestmark = pytest.mark.fast
 
@@ -32,8 +31,8 @@ def test_featurize_report_round_trips_through_json():
 
 
 def test_sharded_summary_sums_like_the_dataclass():
-    assert _add_reports([A.to_dict(), B.to_dict()]) == (A + B).to_dict()
-    assert _add_reports([]) == FeaturizeReport.empty().to_dict()
+    assert sum_reports([A.to_dict(), B.to_dict()]) == (A + B).to_dict()
+    assert sum_reports([]) == FeaturizeReport.empty().to_dict()
 
 
 def test_ray_selection_report_is_a_dataclass_read_like_a_dict():

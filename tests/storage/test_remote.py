@@ -244,8 +244,8 @@ def demo_pool():
 @pytest.mark.slow
 def test_featurize_memory_round_trips_in_every_mode(mem, demo_pool, tmp_path):
     from nag_datasets.featurize.featurizer import NAGFeaturizer
-    from nag_datasets.storage.sharded import featurize_sharded, shards_dir
-    from nag_datasets.storage.streaming import featurize_streaming
+    from nag_datasets.featurize.sharded import featurize_sharded, shards_dir
+    from nag_datasets.featurize.streaming import featurize_streaming
 
     small = NAGFeaturizer(**SMALL)
     reference = small.apply(demo_pool, batch_size=4)

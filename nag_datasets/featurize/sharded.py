@@ -9,10 +9,10 @@ Three ways to spread featurization, from simplest to largest:
   JSON completion marker (row range, spec, counts, sha256 of the Arrow files). A rerun skips every shard whose
   marker validates, so a killed job resumes where it stopped. Rank 0 then waits for all ranks' markers (polling
   the shared folder: no process group needed) and assembles the shards, in the original row order, into ``OUT``.
-* :func:`featurize_streaming`: reads the input as a stream and writes ``OUT/part-000000.parquet`` ... one shard at
+* :func:`~.streaming.featurize_streaming`: reads the input as a stream and writes ``OUT/part-000000.parquet`` ... one shard at
   a time (features, spec included, in each file's metadata plus a ``nag_spec.json`` sidecar), so a pool larger
   than memory or disk cache can be processed; under a launcher each rank streams its own split of the input and
-  resumes from ``IterableDataset.state_dict()`` checkpoints (see :mod:`nag_datasets.storage.streaming`).
+  resumes from ``IterableDataset.state_dict()`` checkpoints (see :mod:`nag_datasets.featurize.streaming`).
 
 Length bucketing happens inside every ``map`` batch (rows are sorted by token count before the forward batches),
 so no padding-heavy batches are formed whichever path is used.
@@ -30,26 +30,20 @@ import hashlib
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
-from . import atomic as _atomic
-from . import location
-from .atomic import atomic_dir, atomic_write_text, lock_dir
-from .cache import cache_root
-from .ranks import FORMAT_VERSION, ShardError, _add_reports, _now, world_from_env
-from .streaming import featurize_streaming
+from ..signatures.formats import load_any, save_any
+from ..storage import atomic as _atomic
+from ..storage import location
+from ..storage.atomic import atomic_dir, atomic_write_text, lock_dir
+from ..storage.cache import cache_root
+from ..storage.checksums import sha256_file
+from .featurizer import InvalidTextError
+from .ranks import FORMAT_VERSION, ShardError, featurizer_specs, now, read_json, resolve_world, wait_for_ranks
+from .report import FeaturizeReport, sum_reports
 
-__all__ = [
-    "ShardError",
-    "contiguous_range",
-    "featurize_sharded",
-    "featurize_streaming",
-    "shard_ranges",
-    "shards_dir",
-    "world_from_env",
-]
+__all__ = ["contiguous_range", "featurize_sharded", "shard_ranges", "shards_dir"]
 
 SHARD_FORMAT = "nag_datasets.featurize_shard"
 RANK_FORMAT = "nag_datasets.featurize_rank"
@@ -95,14 +89,6 @@ def _rank_dir(root: Path, rank: int, world: int) -> Path:
 # -- helpers ---------------------------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _prepare(featurizer: Any, local_rank: int) -> Any:
     """A copy of ``featurizer`` pinned to this rank's GPU (``cuda:LOCAL_RANK``) when CUDA exists and no device is set."""
     featurizer = copy.copy(featurizer)
@@ -116,25 +102,12 @@ def _prepare(featurizer: Any, local_rank: int) -> Any:
 
 def _run_key(featurizer: Any, ds: Any) -> dict[str, Any]:
     """What a shard must share with this run to be reused: input identity, the text settings and the specs."""
-    specs = {}
-    for t in featurizer.neuron_types:
-        d = featurizer.spec(t).to_dict()
-        d.pop("library_version", None)
-        specs[f"nag_{t}"] = d
     return {
         "input": {"fingerprint": getattr(ds, "_fingerprint", None), "rows": len(ds), "columns": list(ds.column_names)},
         "text_column": featurizer.text_column,
         "on_invalid": featurizer.on_invalid,
-        "specs": specs,
+        "specs": featurizer_specs(featurizer),
     }
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 # -- launcher shards -------------------------------------------------------------------------------------------
@@ -150,7 +123,7 @@ def _shard_marker_ok(marker: dict[str, Any] | None, folder: Path, expect: dict[s
         return False
     if sorted(p.name for p in folder.glob("*.arrow")) != sorted(files):
         return False
-    return all(_sha256(folder / name) == digest for name, digest in files.items())
+    return all(sha256_file(folder / name) == digest for name, digest in files.items())
 
 
 def _load_shard(folder: Path, files: list[str]) -> Any:
@@ -180,7 +153,7 @@ def featurize_sharded(
     ``input`` is a path :func:`nag_datasets.signatures.formats.load_any` reads (every rank opens it; use a folder on a filesystem
     all nodes share, or an fsspec URL) or a `datasets.Dataset`. ``output`` may be an fsspec URL: the shards then
     stay local (:func:`shards_dir`) and rank 0 writes ``output`` remotely with ``save_any``. ``rank``/``world_size``/``local_rank`` default to the launcher's
-    environment (:func:`world_from_env`). ``shard_rows`` cuts each rank's slice into resumable shards (None: one
+    environment (:func:`~.ranks.world_from_env`). ``shard_rows`` cuts each rank's slice into resumable shards (None: one
     shard per rank). Shards whose marker validates (same input fingerprint, row range, settings, spec and
     sha256 of the Arrow files) are skipped, so rerunning the same command after a crash finishes the job. Rank 0
     waits up to ``wait_timeout`` seconds (None: forever) for the other ranks, writes ``output`` with
@@ -188,16 +161,7 @@ def featurize_sharded(
     go to ``featurizer.apply`` (e.g. ``num_proc``). Returns a summary (``report`` holds the counts of this rank,
     or of the whole output on rank 0).
     """
-    from ..featurize.featurizer import InvalidTextError
-    from ..featurize.report import FeaturizeReport
-    from ..signatures.formats import load_any, save_any
-
-    env_rank, env_world, env_local = world_from_env()
-    rank = env_rank if rank is None else int(rank)
-    world = env_world if world_size is None else int(world_size)
-    local = (env_local if rank == env_rank else rank) if local_rank is None else int(local_rank)
-    if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"rank {rank} is not within world_size {world}")
+    rank, world, local = resolve_world(rank, world_size, local_rank)
     out_path: Any = os.fspath(output) if location.is_remote(output) else location.local_path(output)
     if location.exists(out_path) and not overwrite:
         raise FileExistsError(f"{out_path} exists; pass overwrite=True (--overwrite) to replace it")
@@ -219,7 +183,7 @@ def featurize_sharded(
         for i, (a, b) in enumerate(pieces):
             folder, marker_path = rdir / f"shard-{i:05d}", rdir / f"shard-{i:05d}.json"
             expect = {"rank": rank, "world_size": world, "shard": i, "row_start": a, "row_stop": b, "run": key}
-            marker = _read_json(marker_path)
+            marker = read_json(marker_path)
             if _shard_marker_ok(marker, folder, expect):
                 skipped += 1
             else:
@@ -237,27 +201,28 @@ def featurize_sharded(
                                                row=a + e.row) from None
                     report = FeaturizeReport.from_dataset(out).to_dict()
                     del out, sub
-                    files = {p.name: _sha256(p) for p in sorted(tmp.glob("*.arrow"))}
+                    files = {p.name: sha256_file(p) for p in sorted(tmp.glob("*.arrow"))}
                 marker = {"format": SHARD_FORMAT, "version": FORMAT_VERSION, **expect, "rows": b - a,
-                          "report": report, "files": files, "created": _now()}
+                          "report": report, "files": files, "created": now()}
                 atomic_write_text(marker_path, json.dumps(marker, indent=1, sort_keys=True))
                 done += 1
             assert marker is not None
             shard_reports.append(marker["report"])
             shard_entries.append({"shard": i, "row_start": a, "row_stop": b, "files": sorted(marker["files"]),
-                                  "marker_sha256": _sha256(marker_path)})
+                                  "marker_sha256": sha256_file(marker_path)})
             _atomic.stage_reached("shard:done", index=i, rank=None)
-        rank_report = _add_reports(shard_reports)
+        rank_report = sum_reports(shard_reports)
         atomic_write_text(rank_marker, json.dumps(
             {"format": RANK_FORMAT, "version": FORMAT_VERSION, "rank": rank, "world_size": world, "row_start": start,
-             "row_stop": stop, "run": key, "shards": shard_entries, "report": rank_report, "created": _now()},
+             "row_stop": stop, "run": key, "shards": shard_entries, "report": rank_report, "created": now()},
             indent=1, sort_keys=True))
     summary: dict[str, Any] = {"rank": rank, "world_size": world, "rows": [start, stop], "shards_done": done,
                                "shards_skipped": skipped, "shards_dir": str(root), "report": rank_report}
     if rank != 0:
         return summary
 
-    markers = _wait_for_ranks(root, world, key, wait_timeout, poll_interval)
+    markers = wait_for_ranks(lambda r: _rank_marker(root, r, world, key), world, timeout=wait_timeout,
+                             poll=poll_interval, where=f"markers under {root}")
     from datasets import concatenate_datasets
 
     parts = []
@@ -275,29 +240,20 @@ def featurize_sharded(
     del parts, result
     if not keep_shards:
         shutil.rmtree(root, ignore_errors=True)
-    summary.update(output=str(out_path), report=_add_reports([m["report"] for m in markers]))
+    summary.update(output=str(out_path), report=sum_reports([m["report"] for m in markers]))
     return summary
 
 
-def _wait_for_ranks(root: Path, world: int, key: dict[str, Any], timeout: float | None,
-                    poll: float) -> list[dict[str, Any]]:
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        markers, missing = [], []
-        for r in range(world):
-            m = _read_json(_rank_dir(root, r, world) / RANK_MARKER) if not _busy(_rank_dir(root, r, world)) else None
-            if m is None or m.get("format") != RANK_FORMAT:
-                missing.append(r)
-                continue
-            if m.get("run") != key:
-                raise ShardError(f"rank {r} featurized a different input or with different settings than rank 0 "
-                                 f"(compare {_rank_dir(root, r, world) / RANK_MARKER})")
-            markers.append(m)
-        if not missing:
-            return markers
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"ranks {missing} of {world} did not finish within {timeout} s (markers under {root})")
-        time.sleep(poll)
+def _rank_marker(root: Path, rank: int, world: int, key: dict[str, Any]) -> dict[str, Any] | None:
+    """Rank ``rank``'s completion marker once it has finished (None while its folder is locked or it has none)."""
+    folder = _rank_dir(root, rank, world)
+    marker = None if _busy(folder) else read_json(folder / RANK_MARKER)
+    if marker is None or marker.get("format") != RANK_FORMAT:
+        return None
+    if marker.get("run") != key:
+        raise ShardError(f"rank {rank} featurized a different input or with different settings than rank 0 "
+                         f"(compare {folder / RANK_MARKER})")
+    return marker
 
 
 def _busy(folder: Path) -> bool:

@@ -18,15 +18,10 @@ from hooked_cli import SCRIPT as HOOKED_CLI
 from hooked_cli import SLEEP_ENV
 
 from nag_datasets.featurize.featurizer import NAGFeaturizer
+from nag_datasets.featurize.ranks import world_from_env
+from nag_datasets.featurize.sharded import contiguous_range, featurize_sharded, shard_ranges, shards_dir
+from nag_datasets.featurize.streaming import featurize_streaming
 from nag_datasets.signatures.formats import load_any
-from nag_datasets.storage.sharded import (
-    contiguous_range,
-    featurize_sharded,
-    featurize_streaming,
-    shard_ranges,
-    shards_dir,
-    world_from_env,
-)
 
 #: Small and quick on two cores: the bundled model's first two layers, 32 tokens.
 SMALL = {"layers": [0, 1], "max_length": 32, "batch_size": 4}

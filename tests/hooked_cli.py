@@ -1,5 +1,5 @@
 """The ``nag-datasets`` command line with the write-stage hook armed, for crash tests (run as a script, also under
-torchrun): ``python tests/storage/hooked_cli.py featurize ...``.
+torchrun): ``python tests/hooked_cli.py featurize ...``.
 
 It replaces :func:`nag_datasets.storage.atomic.stage_reached` before running the command. Configured by the test
 through the environment of the subprocess (the package itself reads none of these):

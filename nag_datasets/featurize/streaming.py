@@ -32,21 +32,22 @@ import json
 import os
 import re
 import shutil
-import time
 from collections import Counter
 from typing import Any
 
-from . import atomic as _atomic
-from . import location
-from .atomic import PENDING, atomic_write_text, check_replaceable, lock_dir, write_pending
-from .ranks import FORMAT_VERSION, ShardError, _add_reports, _now, world_from_env
+from ..signatures.columns import spec_from_feature
+from ..signatures.formats import SIDECAR, load_any
+from ..storage import atomic as _atomic
+from ..storage import location
+from ..storage.atomic import PENDING, atomic_write_text, check_replaceable, lock_dir, write_pending
+from .ranks import FORMAT_VERSION, ShardError, featurizer_specs, now, read_json, resolve_world, wait_for_ranks
+from .report import NULL_STATUSES, FeaturizeReport, sum_reports
 
 __all__ = ["STREAM_MARKER", "checkpoint_name", "featurize_streaming", "part_name"]
 
 STREAM_FORMAT = "nag_datasets.featurize_stream"
 CHECKPOINT_FORMAT = "nag_datasets.featurize_stream_checkpoint"
 STREAM_MARKER = "_SUCCESS.json"
-SIDECAR = "nag_spec.json"  # as formats.SIDECAR
 
 
 def part_name(index: int, rank: int = 0, world_size: int = 1) -> str:
@@ -92,12 +93,7 @@ class _Out:
     def exists(self, name: str) -> bool:
         return location.exists(self.path(name)) if self.remote else self.path(name).exists()
     def read_json(self, name: str) -> dict[str, Any] | None:
-        try:
-            text = location.read_text(self.path(name)) if self.remote else self.path(name).read_text()
-            data = json.loads(text)
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+        return read_json(self.path(name))
 
     def write_json(self, name: str, obj: Any) -> None:
         text = json.dumps(obj, indent=1, sort_keys=True)
@@ -143,8 +139,6 @@ class _Out:
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
-        from ..featurize.report import NULL_STATUSES
-
         with self.open(name) as f:
             table = pq.read_table(f, columns=["nag_status", "nag_tokens"])
         status = Counter(table.column("nag_status").to_pylist())
@@ -159,8 +153,6 @@ def _open_stream(source: Any) -> Any:
     """An `IterableDataset` over ``source`` (a path :func:`load_any` accepts, a Dataset or an IterableDataset)."""
     import datasets
 
-    from ..signatures.formats import load_any
-
     if isinstance(source, datasets.IterableDataset):
         return source
     if isinstance(source, datasets.Dataset):
@@ -170,17 +162,13 @@ def _open_stream(source: Any) -> Any:
 
 def _run_key(featurizer: Any, source: Any, shard_rows: int, batch_size: int, world: int) -> dict[str, Any]:
     """What a checkpoint must share with this run to be resumed from."""
-    specs = {}
-    for t in featurizer.neuron_types:
-        d = featurizer.spec(t).to_dict()
-        d.pop("library_version", None)
-        specs[f"nag_{t}"] = d
     if isinstance(source, (str, os.PathLike)):
         identity: Any = os.fspath(source)
     else:
         identity = getattr(source, "_fingerprint", None) or type(source).__name__
     return {"input": identity, "shard_rows": shard_rows, "map_batch_size": batch_size, "world_size": world,
-            "text_column": featurizer.text_column, "on_invalid": featurizer.on_invalid, "specs": specs}
+            "text_column": featurizer.text_column, "on_invalid": featurizer.on_invalid,
+            "specs": featurizer_specs(featurizer)}
 
 
 def _checkpoint_ok(ckpt: dict[str, Any] | None, key: dict[str, Any], rank: int, out: _Out, world: int,
@@ -234,15 +222,9 @@ def featurize_streaming(
     """
     from datasets import Dataset
 
-    from ..featurize.report import FeaturizeReport
-
     if shard_rows < 1:
         raise ValueError(f"shard_rows must be >= 1, got {shard_rows}")
-    env_rank, env_world, _ = world_from_env()
-    rank = env_rank if rank is None else int(rank)
-    world = env_world if world_size is None else int(world_size)
-    if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"rank {rank} is not within world_size {world}")
+    rank, world, _ = resolve_world(rank, world_size)
     if world > 1 and overwrite:
         raise ValueError("overwrite with several ranks would let one rank delete another's parts: delete the output "
                          "first (or overwrite it from a single process)")
@@ -317,9 +299,9 @@ def featurize_streaming(
         def checkpoint(complete: bool) -> None:
             out.write_json(ckpt_name, {
                 "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, "rank": rank, "world_size": world, "run": key,
-                "parts": index, "rows": rows, "skip": skip, "report": _add_reports(reports),
+                "parts": index, "rows": rows, "skip": skip, "report": sum_reports(reports),
                 "state_dict": source.state_dict(), "complete": complete, "resumed_from": resumed_from,
-                "rows_featurized": featurized, "created": _now()})
+                "rows_featurized": featurized, "created": now()})
 
         for chunk in ([] if done else source.iter(batch_size=shard_rows)):
             n = len(next(iter(chunk.values()))) if chunk else 0
@@ -346,36 +328,25 @@ def featurize_streaming(
         if not done:
             checkpoint(complete=True)
         mine = {"rank": rank, "parts": index, "rows": rows, "resumed_from": resumed_from,
-                "rows_featurized": featurized, "report": _add_reports(reports)}
+                "rows_featurized": featurized, "report": sum_reports(reports)}
         if world == 1:
             return _finish(out, [mine], key, shard_rows)
     if rank != 0:
         return {"format": STREAM_FORMAT, "output": str(out.root), "world_size": world, **mine}
-    ranks = _wait_for_ranks(out, world, key, wait_timeout, poll_interval)
+    ranks = wait_for_ranks(lambda r: _final_checkpoint(out, r, world, key), world, timeout=wait_timeout,
+                           poll=poll_interval, where=f"checkpoints under {out.root}")
     return _finish(out, ranks, key, shard_rows)
 
 
-def _wait_for_ranks(out: _Out, world: int, key: dict[str, Any], timeout: float | None,
-                    poll: float) -> list[dict[str, Any]]:
-    """Every rank's final checkpoint, as ``mine`` entries (rank 0 polls the folder; no process group)."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        found, missing = [], []
-        for r in range(world):
-            c = out.read_json(checkpoint_name(r, world))
-            if c is not None and c.get("complete") and c.get("run") != key:
-                raise ShardError(f"rank {r} streamed a different input or with different settings than rank 0 "
-                                 f"(compare {out.path(checkpoint_name(r, world))})")
-            if c is None or not c.get("complete"):
-                missing.append(r)
-                continue
-            found.append({k: c[k] for k in ("rank", "parts", "rows", "resumed_from", "rows_featurized", "report")})
-        if not missing:
-            return found
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"ranks {missing} of {world} did not finish within {timeout} s (checkpoints under "
-                               f"{out.root})")
-        time.sleep(poll)
+def _final_checkpoint(out: _Out, rank: int, world: int, key: dict[str, Any]) -> dict[str, Any] | None:
+    """Rank ``rank``'s part of the summary once its final checkpoint is written (None before)."""
+    c = out.read_json(checkpoint_name(rank, world))
+    if c is None or not c.get("complete"):
+        return None
+    if c.get("run") != key:
+        raise ShardError(f"rank {rank} streamed a different input or with different settings than rank 0 "
+                         f"(compare {out.path(checkpoint_name(rank, world))})")
+    return {k: c[k] for k in ("rank", "parts", "rows", "resumed_from", "rows_featurized", "report")}
 
 
 def _finish(out: _Out, ranks: list[dict[str, Any]], key: dict[str, Any], shard_rows: int) -> dict[str, Any]:
@@ -383,8 +354,8 @@ def _finish(out: _Out, ranks: list[dict[str, Any]], key: dict[str, Any], shard_r
     world = len(ranks)
     summary = {"format": STREAM_FORMAT, "version": FORMAT_VERSION, "output": str(out.root),
                "parts": sum(r["parts"] for r in ranks), "parts_skipped": sum(r["resumed_from"]["parts"] for r in ranks),
-               "shard_rows": shard_rows, "world_size": world, "report": _add_reports([r["report"] for r in ranks]),
-               "ranks": ranks, "created": _now()}
+               "shard_rows": shard_rows, "world_size": world, "report": sum_reports([r["report"] for r in ranks]),
+               "ranks": ranks, "created": now()}
     out.write_json(STREAM_MARKER, summary)
     for r in range(world):
         out.remove(checkpoint_name(r, world))
@@ -394,7 +365,5 @@ def _finish(out: _Out, ranks: list[dict[str, Any]], key: dict[str, Any], shard_r
 
 
 def _write_sidecar(out: _Out, features: Any) -> None:
-    from ..signatures.columns import spec_from_feature
-
     specs = {name: spec_from_feature(f).to_dict() for name, f in features.items() if spec_from_feature(f) is not None}
     out.write_json(SIDECAR, specs)

@@ -1,4 +1,4 @@
-"""Fixtures shared by the storage tests."""
+"""Fixtures shared by the sharded and streaming featurization tests."""
 
 from __future__ import annotations
 

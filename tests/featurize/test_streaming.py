@@ -23,11 +23,11 @@ from hooked_cli import SCRIPT as HOOKED_CLI
 from hooked_cli import SLEEP_ENV
 
 from nag_datasets.featurize.featurizer import NAGFeaturizer
+from nag_datasets.featurize.ranks import ShardError
+from nag_datasets.featurize.streaming import STREAM_MARKER, checkpoint_name, featurize_streaming, part_name
 from nag_datasets.signatures.formats import load_any
 from nag_datasets.storage import location
 from nag_datasets.storage.atomic import PENDING, IncompleteOutputError
-from nag_datasets.storage.ranks import ShardError
-from nag_datasets.storage.streaming import STREAM_MARKER, checkpoint_name, featurize_streaming, part_name
 
 pytestmark = pytest.mark.slow
 
