@@ -11,8 +11,8 @@ import pytest
 pytestmark = pytest.mark.fast
 
 BLOCKED = ("matplotlib", "gguf", "ray", "sklearn", "datatrove", "fasttext")
-CORE = ("nag_datasets.errors", "nag_datasets.signatures.spec", "nag_datasets.signatures.columns", "nag_datasets.featurize",
-        "nag_datasets.scoring", "nag_datasets.selection", "nag_datasets.storage", "nag_datasets.hub",
+CORE = ("nag_datasets.errors", "nag_datasets.storage", "nag_datasets.signatures", "nag_datasets.featurize",
+        "nag_datasets.scoring", "nag_datasets.selection", "nag_datasets.hub",
         "nag_datasets.cli", "nag_datasets.pipelines", "nag_datasets.distill")
 
 

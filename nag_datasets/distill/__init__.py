@@ -13,12 +13,45 @@ importing this package does not.
 
 from __future__ import annotations
 
-from .card import push_scorer, write_card
-from .labels import DistillError, LabelRule, make_examples
-from .models import FASTTEXT_LABEL, FastTextModel, HashedLinearModel
-from .scorer import SCORE_COLUMN, DistilledScorer, score_dataset
-from .train import agreement, distill, distill_dataset, precision_at_cut, spearman, train_model
+from ..lazy import lazy_exports
 
-__all__ = ["FASTTEXT_LABEL", "SCORE_COLUMN", "DistillError", "DistilledScorer", "FastTextModel",
-           "HashedLinearModel", "LabelRule", "agreement", "distill", "distill_dataset", "make_examples",
-           "precision_at_cut", "push_scorer", "score_dataset", "spearman", "train_model", "write_card"]
+_EXPORTS = {
+    "push_scorer": "card",
+    "write_card": "card",
+    "DistillError": "labels",
+    "LabelRule": "labels",
+    "make_examples": "labels",
+    "FASTTEXT_LABEL": "models",
+    "FastTextModel": "models",
+    "HashedLinearModel": "models",
+    "SCORE_COLUMN": "scorer",
+    "DistilledScorer": "scorer",
+    "score_dataset": "scorer",
+    "agreement": "train",
+    "distill": "train",
+    "distill_dataset": "train",
+    "precision_at_cut": "train",
+    "spearman": "train",
+    "train_model": "train",
+}
+__all__ = [
+    "FASTTEXT_LABEL",
+    "SCORE_COLUMN",
+    "DistillError",
+    "DistilledScorer",
+    "FastTextModel",
+    "HashedLinearModel",
+    "LabelRule",
+    "agreement",
+    "distill",
+    "distill_dataset",
+    "make_examples",
+    "precision_at_cut",
+    "push_scorer",
+    "score_dataset",
+    "spearman",
+    "train_model",
+    "write_card",
+]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..scoring.target_profile import NAGProfile
+from ..scoring.profile_base import Profile
 from ..selection.recipe import get_recipe, get_score_info
 from ..selection.scored import SCORED_KIND
 from ..signatures.arrow import numeric_column
@@ -121,7 +121,7 @@ def export_for_hub(
     token_column: str | None = None,
     pool_scores: Any = None,
     scores: Any = None,
-    profile: NAGProfile | Sequence[NAGProfile] | None = None,
+    profile: Profile | Sequence[Profile] | None = None,
     task_categories: str | Sequence[str] = ("text-generation",),
     tags: str | Sequence[str] = (),
     repo_id: str | None = None,

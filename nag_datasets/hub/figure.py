@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..scoring.target_profile import NAGProfile
+from ..scoring.profile_base import Profile
 from ..selection.recipe import SelectionRecipe
 
 _HIST_BINS = 40
@@ -30,7 +30,7 @@ def _selection_scores(selected: Any, recipe: SelectionRecipe | None, scores: Any
             raise ValueError(f"scores must hold one value per selected row ({len(selected)}), got shape {arr.shape}")
         return arr, "given"
     if profile is not None:
-        profiles = [profile] if isinstance(profile, NAGProfile) else list(profile)
+        profiles = [profile] if isinstance(profile, Profile) else list(profile)
         if len(profiles) == 1:
             return np.asarray(profiles[0].score(selected), np.float64), "profile"
         if recipe is None or recipe.kind != "multi_target" or len(recipe.reports) != len(profiles):

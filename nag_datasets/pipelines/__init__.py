@@ -26,18 +26,8 @@ _EXPORTS = {
     "BudgetStageError": "budget_files",
     "DatatroveMissingError": "_datatrove",
 }
-__all__ = [
-    "BudgetStageError",
-    "DatatroveMissingError",
-    "MissingScoreError",
-    "NAGBudgetCut",
-    "NAGBudgetFilter",
-    "NAGBudgetScores",
-    "NAGDocumentScorer",
-    "NAGScoreFilter",
-    "ProfileTextScorer",
-    "TextScorer",
-]
+__all__ = ["BudgetStageError", "DatatroveMissingError", "MissingScoreError", "NAGBudgetCut", "NAGBudgetFilter",
+           "NAGBudgetScores", "NAGDocumentScorer", "NAGScoreFilter", "ProfileTextScorer", "TextScorer"]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

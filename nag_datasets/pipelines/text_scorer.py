@@ -74,9 +74,9 @@ class ProfileTextScorer:
 
     def __init__(self, profile: Any, featurizer: Any, *, rank: int | None = None) -> None:
         from ..featurize.featurizer import NAGFeaturizer
-        from ..scoring.target_profile import NAGProfile
+        from ..scoring.profile_base import Profile
 
-        if not isinstance(profile, NAGProfile):
+        if not isinstance(profile, Profile):
             raise TypeError(f"profile must be an NAGProfile (or ContrastiveProfile), got {type(profile).__name__}")
         if not isinstance(featurizer, NAGFeaturizer):
             raise TypeError(f"featurizer must be an NAGFeaturizer, got {type(featurizer).__name__}")

@@ -1,10 +1,43 @@
 """Scoring: target profiles and the compiled kernel that scores signatures against them.
 
-``kernel`` (the hot loop, with a numpy reference), ``_arrow`` (zero-copy reading of signature columns),
-``target_profile`` (:class:`~nag_datasets.scoring.target_profile.NAGProfile`: the paper's profile, background
-sampling), ``contrastive`` (:class:`~nag_datasets.scoring.contrastive.ContrastiveProfile`), ``weighting`` (the
-contrastive weightings, a small method family), ``sampling`` (seeded bottom-k samples that do not depend on
-batching).
+``kernel`` (the hot loop, with a numpy reference), ``counting`` (exact neuron counts, seeded background samples),
+``sampling`` (seeded bottom-k keys), ``weighting`` (the contrastive weightings, a small method family),
+``profile_files`` (a saved profile's two files), ``map_callables`` (``map``/``filter`` callables),
+``profile_base`` (:class:`Profile`: what every kind shares), ``contrastive`` (:class:`ContrastiveProfile`),
+``target_profile`` (:class:`NAGProfile`: the paper's profile; ``contrast``; loading of every kind).
+
+>>> from nag_datasets.scoring import NAGProfile, Profile
+>>> issubclass(NAGProfile, Profile)
+True
 """
 
-from . import contrastive as _contrastive  # noqa: F401  (registers the contrastive profile kind for load/contrast)
+from __future__ import annotations
+
+from ..lazy import lazy_exports
+
+_EXPORTS = {
+    "Profile": "profile_base",
+    "NAGProfile": "target_profile",
+    "ContrastiveProfile": "contrastive",
+    "ProfileError": "profile_files",
+    "Weighting": "weighting",
+    "WeightingError": "weighting",
+    "WEIGHTINGS": "weighting",
+    "get_weighting": "weighting",
+    "SignatureIndexError": "kernel",
+    "score_signatures": "kernel",
+}
+__all__ = [
+    "WEIGHTINGS",
+    "ContrastiveProfile",
+    "NAGProfile",
+    "Profile",
+    "ProfileError",
+    "SignatureIndexError",
+    "Weighting",
+    "WeightingError",
+    "get_weighting",
+    "score_signatures",
+]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

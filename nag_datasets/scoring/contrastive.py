@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from .kernel import KernelTable, prepare_table, quantize_weights
-from .profile_files import CONTRASTIVE_FORMAT_VERSION, register_profile_kind
-from .target_profile import NAGProfile, ProfileError
+from .profile_base import Profile
+from .profile_files import CONTRASTIVE_FORMAT_VERSION, ProfileError
 from .weighting import Weighting, WeightingError, get_weighting
 
 __all__ = ["CONTRAST_SCORE_COLUMN", "ContrastiveProfile"]
@@ -48,11 +48,12 @@ __all__ = ["CONTRAST_SCORE_COLUMN", "ContrastiveProfile"]
 CONTRAST_SCORE_COLUMN = "nag_contrast_score"
 
 
-class ContrastiveProfile(NAGProfile):
+class ContrastiveProfile(Profile):
     """A target profile weighted against a background profile (same spec); see the module docstring.
 
-    Build it with :meth:`NAGProfile.contrast`. ``counts``/``num_targets`` are the target's, ``background`` is the
-    background profile, ``weighting`` the :class:`~nag_datasets.scoring.weighting.Weighting`, and ``weights`` the float32
+    Build it with :meth:`NAGProfile.contrast <nag_datasets.scoring.target_profile.NAGProfile.contrast>`: ``target``
+    and ``background`` are the plain profiles of the targets and of a pool sample. ``counts``/``num_targets`` are the
+    target's, ``background`` is the background profile, ``weighting`` the :class:`~nag_datasets.scoring.weighting.Weighting`, and ``weights`` the float32
     ``(L, N)`` table that scores documents (multiples of ``2**-s``, see the module docstring).
     """
 
@@ -60,10 +61,13 @@ class ContrastiveProfile(NAGProfile):
     score_column = CONTRAST_SCORE_COLUMN
     _format_version = CONTRASTIVE_FORMAT_VERSION
 
-    def __init__(self, target: NAGProfile, background: NAGProfile, weighting: str | Weighting = "shrinkage",
+    def __init__(self, target: Profile, background: Profile, weighting: str | Weighting = "shrinkage",
                  **params: Any) -> None:
         if isinstance(target, ContrastiveProfile) or isinstance(background, ContrastiveProfile):
             raise ProfileError("contrast the plain (frequency) profiles of the target and of the background")
+        for name, given in (("target", target), ("background", background)):
+            if not isinstance(given, Profile):
+                raise TypeError(f"the {name} must be a profile (NAGProfile), got {type(given).__name__}")
         target.spec.check_compatible(background.spec, what="background profile", against="target profile")
         super().__init__(target.counts, target.num_targets, target.spec, target.description,
                          skipped_null=target.skipped_null, sample_info=target.sample_info)
@@ -113,29 +117,26 @@ class ContrastiveProfile(NAGProfile):
             out["background"]["sample"] = dict(self.background.sample_info)
         return out
 
-    def __repr__(self) -> str:
-        desc = f", description={self.description!r}" if self.description else ""
-        return (
-            f"ContrastiveProfile(neuron_type={self.spec.neuron_type!r}, layers={self.spec.num_layers}, "
-            f"top_k={self.spec.top_k}, num_targets={self.num_targets}, "
-            f"background_documents={self.background.num_targets}, weighting={self.weighting.describe()}{desc})"
-        )
+    def _repr_fields(self) -> list[str]:
+        return [*super()._repr_fields(), f"num_targets={self.num_targets}",
+                f"background_documents={self.background.num_targets}", f"weighting={self.weighting.describe()}"]
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, NAGProfile):
-            return NotImplemented
-        if not isinstance(other, ContrastiveProfile):
-            return False
-        return (super().__eq__(other) and self.background == other.background
-                and self.weighting == other.weighting)
+        same = super().__eq__(other)
+        if same is not True:
+            return same
+        assert isinstance(other, ContrastiveProfile)
+        return self.background == other.background and self.weighting == other.weighting
 
     __hash__ = None  # type: ignore[assignment]
 
     @classmethod
-    def merge(cls, profiles: Any, *, description: str | None = None) -> NAGProfile:
+    def merge(cls, profiles: Any, *, description: str | None = None) -> Profile:
+        """Refused: merge the targets' plain profiles (``NAGProfile.merge``), then contrast the merged one."""
         raise ProfileError("merge the targets' plain profiles, then contrast the merged profile with the background")
 
-    def contrast(self, background: NAGProfile, weighting: Any = "shrinkage", **params: Any) -> NAGProfile:
+    def contrast(self, background: Profile, weighting: Any = "shrinkage", **params: Any) -> Profile:
+        """Refused: a contrastive profile is contrasted already; contrast the plain target profile instead."""
         raise ProfileError("this profile is already contrastive; contrast the plain target profile instead")
 
     # -- persistence -------------------------------------------------------------------------------------------
@@ -158,13 +159,10 @@ class ContrastiveProfile(NAGProfile):
         return meta
 
     @classmethod
-    def from_saved(cls, target: NAGProfile, background_counts: np.ndarray, meta: dict[str, Any]) -> ContrastiveProfile:
-        """Rebuild a saved contrastive profile (used by :meth:`NAGProfile.load`)."""
-        bg_meta = meta["background"]
-        background = NAGProfile(background_counts, bg_meta["num_documents"], target.spec,
-                                bg_meta.get("description", ""), skipped_null=bg_meta.get("skipped_null", 0),
-                                sample_info=bg_meta.get("sample"))
-        stored = bg_meta.get("fingerprint")
+    def from_saved(cls, target: Profile, background: Profile, meta: dict[str, Any]) -> ContrastiveProfile:
+        """Rebuild a saved contrastive profile from its target and background profiles and its ``profile.json``
+        (used by :meth:`NAGProfile.load <nag_datasets.scoring.target_profile.NAGProfile.load>`)."""
+        stored = meta["background"].get("fingerprint")
         if stored is not None and stored != background.fingerprint():
             raise ProfileError(f"the background's counts or document count give fingerprint "
                                f"{background.fingerprint()}, not the recorded {stored!r}")
@@ -172,6 +170,3 @@ class ContrastiveProfile(NAGProfile):
             return cls(target, background, get_weighting(meta["weighting"]))
         except WeightingError as e:
             raise ProfileError(str(e)) from None
-
-
-register_profile_kind("contrastive", ContrastiveProfile)

@@ -3,8 +3,8 @@ counts' sha256, fingerprint), written data first and description last, read back
 
 Locally the folder is built beside its target and renamed into place under a lock; on an fsspec URL the counts are
 written first and ``profile.json`` (the completion marker) last. Reading refuses a missing, truncated, changed or
-unknown-format file with :class:`ProfileError`; what the tables mean is :class:`~.target_profile.NAGProfile`'s
-business.
+unknown-format file with :class:`ProfileError`; what the tables mean is the profile kinds' business
+(:mod:`.profile_base`, :mod:`.target_profile`, :mod:`.contrastive`).
 
 >>> import numpy as np
 >>> url = write_profile_files("memory://doc-profile-files/p", {"counts": np.array([[1, 0]])},
@@ -37,11 +37,9 @@ __all__ = [
     "PROFILE_FORMAT",
     "PROFILE_FORMAT_VERSION",
     "ProfileError",
-    "profile_kind",
     "profile_location",
     "profile_paths",
     "read_profile_files",
-    "register_profile_kind",
     "write_profile_files",
 ]
 
@@ -53,25 +51,6 @@ PROFILE_FORMAT_VERSION = 1
 CONTRASTIVE_FORMAT_VERSION = 2
 COUNTS_FILE = "profile.safetensors"
 META_FILE = "profile.json"
-
-
-#: Profile classes by the ``kind`` their saved files record; subclasses in other modules register themselves
-#: (``nag_datasets.scoring`` imports them), so this module never imports them back.
-_PROFILE_KINDS: dict[str, Any] = {}
-
-
-def register_profile_kind(kind: str, cls: Any) -> None:
-    """Make ``cls`` the class that :meth:`NAGProfile.load` (and :meth:`NAGProfile.contrast`) use for ``kind``."""
-    _PROFILE_KINDS[kind] = cls
-
-
-def profile_kind(kind: str) -> Any:
-    """The class registered for ``kind`` (importing ``nag_datasets.scoring`` registers the package's own kinds)."""
-    if kind not in _PROFILE_KINDS:
-        import importlib
-
-        importlib.import_module("nag_datasets.scoring")  # registers the profile kinds
-    return _PROFILE_KINDS[kind]
 
 
 class ProfileError(NAGError, ValueError):

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..scoring.target_profile import NAGProfile
+from ..scoring.profile_base import Profile
 from ..signatures.arrow import numeric_column
 from ..signatures.columns import spec_from_feature
 from .budget import budget_cut
@@ -208,7 +208,7 @@ def select_indices(
 # -- datasets ----------------------------------------------------------------------------------------------------
 
 
-def _profile_fields(profile: NAGProfile, ds: Any, column: str) -> dict[str, Any]:
+def _profile_fields(profile: Profile, ds: Any, column: str) -> dict[str, Any]:
     return {
         "signature_column": column,
         # The typed spec when the column has one; after a plain map the (checked) profile's.
@@ -236,7 +236,7 @@ def select_top_fraction(
     fraction: float,
     *,
     token_column: str,
-    profile: NAGProfile | None = None,
+    profile: Profile | None = None,
     column: str | None = None,
     score_column: str = "nag_similarity",
     higher_is_better: bool | None = None,
@@ -321,7 +321,7 @@ def select_top_fraction(
 
 def select_multi_target(
     ds: Any,
-    profiles: Sequence[NAGProfile],
+    profiles: Sequence[Profile],
     fraction: float,
     *,
     token_column: str,

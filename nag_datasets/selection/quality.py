@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..scoring.target_profile import NAGProfile
+from ..scoring.profile_base import Profile
 from ..signatures.arrow import add_row_column, numeric_column
 from .budgeted import _profile_fields
 from .recipe import get_score_info, score_feature
@@ -26,7 +26,7 @@ def _min_max(values: np.ndarray, present: np.ndarray) -> np.ndarray:
 
 
 def combined_scores(
-    ds: Any, profile: NAGProfile | None, quality_column: str, *, weight: float = 1.0, column: str | None = None,
+    ds: Any, profile: Profile | None, quality_column: str, *, weight: float = 1.0, column: str | None = None,
     score_column: str | None = None,
 ) -> np.ndarray:
     """Min-max-normalised NAG distance plus ``weight`` x min-max-normalised (1 - quality); lower is better.
@@ -51,7 +51,7 @@ def combined_scores(
 
 def combine_with_quality(
     ds: Any,
-    profile: NAGProfile | None,
+    profile: Profile | None,
     quality_column: str,
     *,
     weight: float = 1.0,

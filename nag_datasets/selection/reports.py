@@ -37,7 +37,8 @@ class SelectionReport:
     profile_num_targets: int | None = None
     #: ``"similarity"`` (the paper's profile, in [0, 1]) or ``"contrastive"`` (weights, any sign); None without one.
     score_kind: str | None = None
-    #: The profile's :meth:`~nag_datasets.scoring.target_profile.NAGProfile.summary` (weighting and background when contrastive).
+    #: The profile's :meth:`~nag_datasets.scoring.profile_base.Profile.summary` (weighting and background when
+    #: contrastive).
     profile: dict[str, Any] | None = None
     seed: int | None = None
     sample_size: int | None = None

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..scoring.target_profile import NAGProfile
+from ..scoring.profile_base import Profile
 from ..signatures.arrow import add_row_column
 from .budgeted import _profile_fields
 from .recipe import score_feature
@@ -36,10 +36,10 @@ __all__ = ["SCORED_KIND", "score_pool"]
 SCORED_KIND = "nag_profile_score"
 
 
-def score_pool(ds: Any, profile: NAGProfile, column: str | None = None, *, out_column: str | None = None) -> Any:
+def score_pool(ds: Any, profile: Profile, column: str | None = None, *, out_column: str | None = None) -> Any:
     """``ds`` with every row kept and ``out_column`` (default ``profile.score_column``) = ``profile.score(ds)``.
 
-    The values are the float32 scores of :meth:`NAGProfile.score` bit for bit (null where it gives NaN); the
+    The values are the float32 scores of :meth:`Profile.score <nag_datasets.scoring.profile_base.Profile.score>` bit for bit (null where it gives NaN); the
     signature ``column`` (default ``nag_<neuron_type>``) is checked against the profile's spec first. The column's
     feature records the profile (see :func:`nag_datasets.selection.recipe.get_score_info`).
     """

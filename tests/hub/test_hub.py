@@ -18,7 +18,6 @@ from nag_datasets import hub
 from nag_datasets.hub import (
     HubPublishError,
     export_for_hub,
-    load_profile,
     profile_card,
     push_to_hub,
     regenerate_card,
@@ -387,7 +386,7 @@ def test_profile_card_and_load_give_identical_scores(spec, tmp_path):
     assert card.data.viewer is False
     assert 'NAGProfile.from_pretrained("someone/profile")' in card.text
     assert "target \\| with a pipe" in card.text
-    for loaded in (load_profile(folder), NAGProfile.from_pretrained(folder)):
+    for loaded in (NAGProfile.load(folder), NAGProfile.from_pretrained(folder)):
         assert loaded == profile
         np.testing.assert_array_equal(loaded.score(pool), profile.score(pool))
 
@@ -396,16 +395,16 @@ def test_profile_card_and_load_give_identical_scores(spec, tmp_path):
         profile_card(other, folder)
     fresh = tmp_path / "fresh"
     profile_card(other, fresh)
-    assert load_profile(fresh) == other and (fresh / "README.md").is_file()
+    assert NAGProfile.from_pretrained(fresh) == other and (fresh / "README.md").is_file()
 
 
 @pytest.mark.fast
-def test_load_profile_offline_unknown_repo_is_clear(tmp_path, monkeypatch):
+def test_from_pretrained_offline_unknown_repo_is_clear(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
     with pytest.raises(ProfileError, match="could not be fetched"):
-        load_profile("someone/no-such-profile")
+        NAGProfile.from_pretrained("someone/no-such-profile")
     with pytest.raises(ProfileError, match="not a profile folder"):
-        load_profile(str(tmp_path / "missing-dir") + "/")
+        NAGProfile.from_pretrained(str(tmp_path / "missing-dir") + "/")
 
 
 @pytest.mark.fast
@@ -492,5 +491,5 @@ def test_contrastive_selection_card_and_profile_card(spec, tmp_path):
     assert card.data.nag_profile["score_kind"] == "contrastive"
     assert card.data.nag_profile["background"]["num_documents"] == 150
     assert "**Contrastive profile.**" in card.text and "largest contrastive weights" in card.text
-    loaded = load_profile(folder)
+    loaded = NAGProfile.from_pretrained(folder)
     assert loaded == profile and loaded.score(pool).tobytes() == profile.score(pool).tobytes()

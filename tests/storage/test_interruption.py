@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from helpers import make_signature_dataset, make_spec, random_signatures
 from hooked_cli import PAUSE_ENV, PAUSE_MARKER_ENV
+from hooked_cli import SCRIPT as HOOKED_CLI  # the CLI with the write-stage hook armed
 
 from nag_datasets.scoring.target_profile import NAGProfile
 from nag_datasets.selection.budgeted import select_top_fraction
@@ -30,7 +31,6 @@ from nag_datasets.storage.atomic import FolderLockedError, lock_dir
 
 #: Generous bound for a subprocess to reach its pause point (a safety net against hangs, not a timing assert).
 STARTUP_LIMIT_S = 180
-HOOKED_CLI = Path(__file__).resolve().with_name("hooked_cli.py")  # the CLI with the write-stage hook armed
 
 
 def _cli() -> list[str]:

@@ -302,7 +302,7 @@ def test_ray_selection_reads_and_writes_fsspec_urls(tmp_path, pool, profile):
 @pytest.mark.fast
 def test_local_only_folders_refuse_urls_instead_of_mangling_them(mem, profile, tmp_path, monkeypatch):
     from nag_datasets.hub.export import regenerate_card
-    from nag_datasets.hub.profile_card import profile_card
+    from nag_datasets.hub.profiles import profile_card
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="regenerating a card needs a local folder, not the remote URL memory://"):

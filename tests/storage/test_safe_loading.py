@@ -14,7 +14,7 @@ import pytest
 from helpers import make_signature_dataset, make_spec, random_signatures
 
 import nag_datasets
-from nag_datasets.hub import export_for_hub, load_profile, regenerate_card
+from nag_datasets.hub import export_for_hub, regenerate_card
 from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
 from nag_datasets.selection.budgeted import select_top_fraction
 from nag_datasets.selection.recipe import SelectionRecipe, get_recipe
@@ -108,9 +108,9 @@ def test_every_file_we_write_loads_without_unpickling(written, no_pickle, tmp_pa
 
     root, profile, selected = written["root"], written["profile"], written["selected"]
     assert no_pickle
-    # Profile folder, directly and through the Hub helper.
+    # Profile folder, directly and through the Hub entry point.
     loaded = NAGProfile.load(root / "profile")
-    assert loaded == profile and load_profile(root / "profile") == profile
+    assert loaded == profile and NAGProfile.from_pretrained(root / "profile") == profile
     # Featurized save_to_disk dataset: spec, statuses and scores intact.
     featurized = load_from_disk(str(root / "featurized"))
     assert loaded.score(featurized).tobytes() == written["scores"].tobytes()
@@ -257,7 +257,7 @@ def test_remote_code_is_off_unless_passed(monkeypatch):
     assert "trust" not in build_parser().format_help()
 
 
-def test_load_profile_failure_hides_the_token(monkeypatch, caplog):
+def test_from_pretrained_failure_hides_the_token(monkeypatch, caplog):
     import huggingface_hub
 
     def fail(repo_id, **kwargs):
@@ -266,7 +266,7 @@ def test_load_profile_failure_hides_the_token(monkeypatch, caplog):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fail)
     caplog.set_level(logging.DEBUG)
     with pytest.raises(ProfileError) as err:
-        load_profile("someone/profile", token=FAKE_TOKEN)
+        NAGProfile.from_pretrained("someone/profile", token=FAKE_TOKEN)
     assert "403" in str(err.value)
     assert FAKE_TOKEN not in str(err.value) and FAKE_TOKEN not in repr(err.value) and FAKE_TOKEN not in caplog.text
     assert err.value.__cause__ is None

@@ -1,4 +1,5 @@
-"""Target profiles on the Hub: a card beside the saved profile, upload, and loading back."""
+"""Target profiles on the Hub: a card beside the saved profile, and its upload (loading back is
+``NAGProfile.from_pretrained``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..scoring.profile_base import Profile
 from ..scoring.profile_files import COUNTS_FILE, META_FILE
 from ..scoring.target_profile import NAGProfile, ProfileError
 from ..storage.atomic import atomic_write_text
@@ -19,10 +21,10 @@ from .card_data import ProfileCardContext, ProfileCardData
 from .templates import CARD_FILE, DEFAULT_TAGS, PROFILE_TEMPLATE, _as_list, _cell, _render, _spec_rows
 from .upload import _resolve_token, _upload
 
-__all__ = ["load_profile", "profile_card", "push_profile"]
+__all__ = ["profile_card", "push_profile"]
 
 
-def _top_neurons(profile: NAGProfile, count: int = 10) -> tuple[int, list[dict[str, str]]]:
+def _top_neurons(profile: Profile, count: int = 10) -> tuple[int, list[dict[str, str]]]:
     """The last layer's neurons with the largest weights (shares of targets, or contrastive weights)."""
     layer = profile.spec.num_layers - 1
     row = profile.weights[layer]
@@ -33,7 +35,7 @@ def _top_neurons(profile: NAGProfile, count: int = 10) -> tuple[int, list[dict[s
 
 
 def profile_card(
-    profile: NAGProfile,
+    profile: Profile,
     folder: str | os.PathLike[str],
     *,
     license: str = "unknown",
@@ -90,7 +92,7 @@ def profile_card(
 
 
 def push_profile(
-    profile: NAGProfile,
+    profile: Profile,
     repo_id: str,
     *,
     private: bool = True,
@@ -113,17 +115,3 @@ def push_profile(
     if own:
         shutil.rmtree(target.parent, ignore_errors=True)
     return url
-
-
-def load_profile(
-    folder_or_repo: str | os.PathLike[str],
-    revision: str | None = None,
-    *,
-    repo_type: str = "dataset",
-    token: str | None = None,
-) -> NAGProfile:
-    """A profile from a local folder (:meth:`NAGProfile.load`) or else a Hub repo (downloaded, cached, then loaded).
-
-    The same as :meth:`NAGProfile.from_pretrained`.
-    """
-    return NAGProfile.from_pretrained(folder_or_repo, revision, repo_type=repo_type, token=token)
