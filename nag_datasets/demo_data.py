@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import NAGError
+from .errors import InvalidArgumentError, MissingDependencyError
 from .ordering import seeded_order
 from .storage.atomic import atomic_write_text
 
@@ -55,7 +55,7 @@ _CALCULATOR_ANNOTATION = re.compile(r"<<[^<>]*>>")
 _MMLU_LETTERS = ("A", "B", "C", "D")
 
 
-class SourceNotInstalledError(NAGError, ImportError):
+class SourceNotInstalledError(MissingDependencyError):
     """The wheel holding a source's data file is missing (or lacks the file); the message has the install command."""
 
 
@@ -123,7 +123,8 @@ def render_mmlu(question: str, options: Sequence[str], answer: str) -> str:
     Answer: B
     """
     if len(options) != len(_MMLU_LETTERS) or answer not in _MMLU_LETTERS:
-        raise ValueError(f"expected four options and an answer in A-D, got {len(options)} options and {answer!r}")
+        raise InvalidArgumentError(f"expected four options and an answer in A-D, got {len(options)} options and "
+                                   f"{answer!r}")
     lines = [question.strip()]
     lines += [f"{letter}. {option.strip()}" for letter, option in zip(_MMLU_LETTERS, options, strict=True)]
     lines.append(f"Answer: {answer}")
@@ -219,7 +220,7 @@ def derive_demo_sample(
     asked = {"target": n_target, "gsm8k": n_gsm8k, "humaneval": n_humaneval, "mmlu": n_mmlu}
     short = {group: (len(groups[group]), n) for group, n in asked.items() if len(groups[group]) < n}
     if short:
-        raise ValueError(f"not enough documents (found, asked) per group: {short}")
+        raise InvalidArgumentError(f"not enough documents (found, asked) per group: {short}")
     pool = groups["gsm8k"] + groups["humaneval"] + groups["mmlu"]
     rows = [{**row, "split": "target"} for row in groups["target"]]
     rows += [{**row, "split": "pool"} for row in _by_sample_key(pool, seed)]
@@ -248,7 +249,7 @@ def load_demo(split: str | None = None) -> Any:
     (214, ['gsm8k', 'humaneval', 'mmlu'])
     """
     if split is not None and split not in DEMO_SPLITS:
-        raise ValueError(f"split must be one of {DEMO_SPLITS} or None, got {split!r}")
+        raise InvalidArgumentError(f"split must be one of {DEMO_SPLITS} or None, got {split!r}")
     rows = list(_read_jsonl(demo_sample_path()))
     if split is not None:
         rows = [row for row in rows if row["split"] == split]
@@ -267,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _source(name: str) -> DemoSource:
     if name not in SOURCES:
-        raise ValueError(f"unknown source {name!r}; choose from {sorted(SOURCES)}")
+        raise InvalidArgumentError(f"unknown source {name!r}; choose from {sorted(SOURCES)}")
     return SOURCES[name]
 
 

@@ -13,7 +13,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["lazy_exports"]
+from .errors import NAGError
+
+__all__ = ["UnknownExportError", "lazy_exports"]
+
+
+class UnknownExportError(NAGError, AttributeError):
+    """A package has no such public name (what ``getattr`` raises for a name a package does not export)."""
 
 
 def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
@@ -22,7 +28,7 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str],
     def __getattr__(name: str) -> Any:
         if name in exports:
             return getattr(importlib.import_module(f".{exports[name]}", package), name)
-        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        raise UnknownExportError(f"module {package!r} has no attribute {name!r}")
 
     def __dir__() -> list[str]:
         return sorted(set(vars(sys.modules[package])) | set(exports))

@@ -12,19 +12,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputNotFoundError, OutputExistsError
+
 
 def _check_args(args: argparse.Namespace) -> None:
     """Argument checks that need no data, so that a mistake costs nothing."""
     from ..distill.labels import DistillError
 
     if not Path(args.input).exists():
-        raise FileNotFoundError(f"no scored sample at {args.input}")
+        raise InputNotFoundError(f"no scored sample at {args.input}")
     if Path(args.output).exists() and not args.overwrite:
-        raise FileExistsError(f"{args.output} exists; pass --overwrite to replace the scorer saved there")
+        raise OutputExistsError(f"{args.output} exists; pass --overwrite to replace the scorer saved there")
     if args.model == "fasttext" and _mode(args) == "regress":
         raise DistillError("--mode regress needs --model linear: fastText learns labels only")
     if args.profile is not None and not Path(args.profile).exists():
-        raise FileNotFoundError(f"no profile folder at {args.profile}")
+        raise InputNotFoundError(f"no profile folder at {args.profile}")
     _rule(args)  # share and sampling checked before any data is read
 
 

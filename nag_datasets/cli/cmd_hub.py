@@ -7,6 +7,7 @@ import argparse
 import json
 from typing import Any
 
+from ..errors import InvalidArgumentError
 from ..hub.export import export_for_hub, regenerate_card
 from ..hub.templates import CARD_FILE, DEFAULT_MAX_SHARD_SIZE
 from ..hub.upload import push_to_hub
@@ -48,7 +49,8 @@ def _check_config(name: str) -> None:
 def _cmd_push(args: argparse.Namespace) -> int:
     _check_config(args.config_name)
     if args.create_pr and args.revision is not None:
-        raise ValueError("pass either --revision or --create-pr: a pull request is opened against the default branch")
+        raise InvalidArgumentError("pass either --revision or --create-pr: a pull request is opened against the "
+                                   "default branch")
     selected = _load_input(args.input)
     profile = NAGProfile.load(args.profile) if args.profile else None
     # Errors (HubPublishError, an existing or locked output) are reported by `cli.main` (one line, exit 1).

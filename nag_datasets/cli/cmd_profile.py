@@ -11,6 +11,8 @@ import argparse
 import json
 from typing import Any
 
+from ..errors import InputNotFoundError, OutputExistsError
+
 #: Weighting parameters the command line passes through when given.
 _PARAMS = ("alpha", "m", "eps")
 
@@ -21,14 +23,14 @@ def _check_args(args: argparse.Namespace) -> None:
     from ..storage.location import exists
 
     if exists(args.output) and not args.overwrite:
-        raise FileExistsError(f"{args.output} exists; pass --overwrite to replace the profile saved there")
+        raise OutputExistsError(f"{args.output} exists; pass --overwrite to replace the profile saved there")
     if args.background is None:
         given = [f"--{k}" for k in ("weighting", *_PARAMS) if getattr(args, k) is not None]
         if given:
             raise ProfileError(f"{', '.join(given)} need --background POOL: the paper's profile takes no weighting")
         return
     if not exists(args.background):
-        raise FileNotFoundError(f"no background dataset at {args.background}")
+        raise InputNotFoundError(f"no background dataset at {args.background}")
     if args.background_sample < 1:
         raise ProfileError(f"--background-sample must be >= 1, got {args.background_sample}")
 

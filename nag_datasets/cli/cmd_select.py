@@ -12,6 +12,8 @@ import json
 import sys
 from typing import Any
 
+from ..errors import InvalidArgumentError
+
 
 def _ensure_tokens(ds: Any, token_column: str, tokenizer_name: str | None, text_column: str) -> Any:
     if token_column in ds.column_names:
@@ -34,9 +36,9 @@ def cmd_select(args: argparse.Namespace) -> int:
     from ..storage.location import is_remote, write_text
 
     if not 0.0 <= args.fraction <= 1.0:
-        raise ValueError(f"--fraction must be within [0, 1], got {args.fraction}")
+        raise InvalidArgumentError(f"--fraction must be within [0, 1], got {args.fraction}")
     if args.keep_score and args.profile is None:
-        raise ValueError("--keep-score needs --profile (with --score-column the score column is kept anyway)")
+        raise InvalidArgumentError("--keep-score needs --profile (with --score-column the score column is kept anyway)")
     check_output(args.output, overwrite=args.overwrite)  # before any data or model is loaded
     profile = NAGProfile.load(args.profile) if args.profile is not None else None
     ds = _ensure_tokens(load_any(args.input), args.token_column, args.tokenizer, args.text_column)

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..errors import MissingDependencyError
 from .labels import DistillError
 
 __all__ = ["FASTTEXT_LABEL", "MODEL_KINDS", "DistilledModel", "FastTextModel", "HashedLinearModel", "default_rule_mode",
@@ -45,8 +46,8 @@ def _require_fasttext() -> Any:
     try:
         import fasttext
     except ImportError:
-        raise ImportError("the fastText distilled scorer needs fastText: pip install 'nag-datasets[distill]' "
-                          "(fasttext-numpy2-wheel)") from None
+        raise MissingDependencyError("the fastText distilled scorer needs fastText: pip install "
+                                     "'nag-datasets[distill]' (fasttext-numpy2-wheel)") from None
     return fasttext
 
 
@@ -54,7 +55,8 @@ def _require_sklearn() -> Any:
     try:
         from sklearn.feature_extraction import text
     except ImportError:
-        raise ImportError("the linear distilled scorer needs scikit-learn: pip install 'nag-datasets[distill]'") \
+        raise MissingDependencyError("the linear distilled scorer needs scikit-learn: pip install "
+                                     "'nag-datasets[distill]'") \
             from None
     return text
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
+
 __all__ = ["char_ngram_counts", "normalize_text"]
 
 _PRIME = np.uint64(1099511628211)  # FNV-1a's 64-bit prime, as the polynomial's base
@@ -55,9 +57,9 @@ def char_ngram_counts(texts: Sequence[str], *, n_min: int = 3, n_max: int = 5, n
     from scipy import sparse
 
     if not 1 <= n_min <= n_max:
-        raise ValueError(f"need 1 <= n_min <= n_max, got {n_min}, {n_max}")
+        raise InvalidArgumentError(f"need 1 <= n_min <= n_max, got {n_min}, {n_max}")
     if n_features < 2 or n_features & (n_features - 1):
-        raise ValueError(f"n_features must be a power of two, got {n_features}")
+        raise InvalidArgumentError(f"n_features must be a power of two, got {n_features}")
     n_docs = len(texts)
     if n_docs == 0:
         return sparse.csr_matrix((0, n_features), dtype=np.float32)

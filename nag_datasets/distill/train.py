@@ -19,7 +19,8 @@ from .labels import DistillError, LabelRule, make_examples
 from .models import DistilledModel, default_rule_mode, model_class
 from .scorer import BUNDLED_TOKENIZER, DistilledScorer, save_scorer
 
-__all__ = ["AGREEMENT_FRACTIONS", "agreement", "distill", "distill_dataset", "precision_at_cut", "spearman", "train_model"]
+__all__ = ["AGREEMENT_FRACTIONS", "agreement", "distill", "distill_dataset", "precision_at_cut", "spearman",
+           "train_model"]
 
 #: The r_f cuts at which agreement with the exact ranking is reported.
 AGREEMENT_FRACTIONS = (0.05, 0.2)
@@ -62,8 +63,8 @@ def agreement(predicted: np.ndarray, exact: np.ndarray) -> dict[str, float]:
 def train_model(texts: Sequence[str], scores: np.ndarray, *, rule: LabelRule | None = None,
                 model: str = "linear", seed: int = 0, params: dict[str, Any] | None = None,
                 min_rows: int | None = None) -> tuple[DistilledModel, dict[str, Any]]:
-    """Label ``scores`` by ``rule`` and fit a ``model`` (``"linear"``, the default, or ``"fasttext"``) on ``texts``; returns the
-    model and what was used (rows, positives). No held-out split: see :func:`distill`."""
+    """Label ``scores`` by ``rule`` and fit a ``model`` (``"linear"``, the default, or ``"fasttext"``) on ``texts``;
+    returns the model and what was used (rows, positives). No held-out split: see :func:`distill`."""
     rule = rule or LabelRule(mode=default_rule_mode(model))
     if len(texts) != len(scores):
         raise DistillError(f"{len(texts)} texts but {len(scores)} scores")

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from ..errors import InvalidArgumentError
+
 __all__ = ["length_order", "length_sorted_batches", "right_padded"]
 
 
@@ -38,7 +40,7 @@ def length_sorted_batches(id_lists: Sequence[Sequence[int]], batch_size: int, pa
     """``(positions, input_ids, attention_mask)`` for batches of at most ``batch_size`` documents, in length order
     (input order when ``sort`` is False). Every list must hold at least one id."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}")
     order = length_order(id_lists) if sort else list(range(len(id_lists)))
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]

@@ -18,13 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import NAGError
+from ..errors import InvalidArgumentError, MissingColumnError, NAGError, WrongTypeError
 from ..signatures.columns import column_name, signature_feature
 from ..signatures.registry import register_spec
 from ..signatures.spec import NEURON_TYPES, SignatureSpec
 from ..signatures.spec_column import SPEC_COLUMN, spec_value
 from .batching import length_sorted_batches
 from .report import FeaturizeReport
+
+
+class WorkerSetupError(NAGError, RuntimeError):
+    """The featurizer cannot run in this worker process (a loaded model in ``num_proc`` workers, CUDA after fork)."""
 
 
 class InvalidTextError(NAGError, ValueError):
@@ -88,21 +92,23 @@ class NAGFeaturizer:
             neuron_types = (neuron_types,)  # one type, not its characters
         unknown = [t for t in neuron_types if t not in NEURON_TYPES]
         if unknown or not neuron_types:
-            raise ValueError(f"unknown neuron type(s) {unknown or list(neuron_types)}; known: {', '.join(NEURON_TYPES)}")
+            raise InvalidArgumentError(f"unknown neuron type(s) {unknown or list(neuron_types)}; known: "
+                                       f"{', '.join(NEURON_TYPES)}")
         if top_k < 1:
-            raise ValueError("top_k must be >= 1")
+            raise InvalidArgumentError("top_k must be >= 1")
         if max_length < 1:
-            raise ValueError("max_length must be >= 1")
+            raise InvalidArgumentError("max_length must be >= 1")
         if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
+            raise InvalidArgumentError("batch_size must be >= 1")
         if on_invalid not in ("error", "null"):
-            raise ValueError("on_invalid must be 'error' or 'null'")
+            raise InvalidArgumentError("on_invalid must be 'error' or 'null'")
         if isinstance(model, (str, os.PathLike)) or model is None:
             self.model_source: str | None = None if model is None else os.fspath(model)
             self._objects: tuple[Any, Any] | None = None
         else:
             if tokenizer is None:
-                raise ValueError("a loaded model needs its tokenizer: NAGFeaturizer(model, tokenizer=tokenizer)")
+                raise InvalidArgumentError("a loaded model needs its tokenizer: NAGFeaturizer(model, "
+                                           "tokenizer=tokenizer)")
             self.model_source = None
             self._objects = (model, tokenizer)
         self.neuron_types = tuple(dict.fromkeys(neuron_types))
@@ -179,7 +185,7 @@ class NAGFeaturizer:
         from .models import load_model
 
         if getattr(self, "_orphaned", False):
-            raise RuntimeError(
+            raise WorkerSetupError(
                 "this NAGFeaturizer was built from a loaded model object, which cannot be sent to worker processes "
                 "(num_proc > 1): build it from a model name or path instead, e.g. NAGFeaturizer('path/to/model')"
             )
@@ -188,7 +194,7 @@ class NAGFeaturizer:
             import multiprocess
 
             if multiprocess.get_start_method(allow_none=True) == "fork":
-                raise RuntimeError(
+                raise WorkerSetupError(
                     "CUDA cannot be used in forked datasets workers. Before calling map, run once: "
                     "`import multiprocess; multiprocess.set_start_method('spawn', force=True)`"
                 )
@@ -211,7 +217,8 @@ class NAGFeaturizer:
             n = recorder.neurons_per_layer(t)
             if self.top_k > n:
                 recorder.close()
-                raise ValueError(f"top_k={self.top_k} is larger than the {n} {t} neurons per layer of this model")
+                raise InvalidArgumentError(f"top_k={self.top_k} is larger than the {n} {t} neurons per layer of "
+                                           "this model")
         self._loaded = {"model": model, "tokenizer": tokenizer, "recorder": recorder,
                         "device": next(model.parameters()).device}
         return self._loaded
@@ -223,7 +230,7 @@ class NAGFeaturizer:
 
         t = neuron_type or self.neuron_types[0]
         if t not in self.neuron_types:
-            raise ValueError(f"this featurizer computes {self.neuron_types}, not {t!r}")
+            raise InvalidArgumentError(f"this featurizer computes {self.neuron_types}, not {t!r}")
         st = self._ensure_loaded()
         model, rec = st["model"], st["recorder"]
         spec = SignatureSpec(
@@ -264,7 +271,7 @@ class NAGFeaturizer:
 
         refuse_split_dict(ds, "NAGFeaturizer.apply")
         if self.text_column not in (ds.column_names or []):
-            raise KeyError(f"text column {self.text_column!r} not found; columns: {ds.column_names}")
+            raise MissingColumnError(f"text column {self.text_column!r} not found; columns: {ds.column_names}")
         map_kwargs.setdefault("batch_size", max(self.batch_size * 8, 64))
         if map_kwargs.get("num_proc") and map_kwargs["num_proc"] > 1:
             map_kwargs.setdefault("with_rank", True)
@@ -292,10 +299,10 @@ class NAGFeaturizer:
     def __call__(self, batch: dict[str, list[Any]], *args: Any) -> dict[str, list[Any]]:
         indices, rank = _split_args(args)
         if self.text_column not in batch:
-            raise KeyError(f"text column {self.text_column!r} not found; columns: {list(batch)}")
+            raise MissingColumnError(f"text column {self.text_column!r} not found; columns: {list(batch)}")
         texts = batch[self.text_column]
         if not isinstance(texts, (list, tuple, np.ndarray)) and not hasattr(texts, "to_pylist"):
-            raise TypeError(
+            raise WrongTypeError(
                 f"NAGFeaturizer got one row, not a batch (text column {self.text_column!r} holds a "
                 f"{type(texts).__name__}, not a list of texts): call ds.map(featurizer, batched=True) or "
                 "featurizer.apply(ds)")
@@ -311,7 +318,8 @@ class NAGFeaturizer:
                     where = f"row {indices[i]}" if indices is not None else f"position {i} of the batch"
                     hint = "" if indices is not None else " (map with with_indices=True to get the row number)"
                     raise InvalidTextError(
-                        f"text column {self.text_column!r} at {where} is {'None' if text is None else type(text).__name__}"
+                        f"text column {self.text_column!r} at {where} is "
+                        f"{'None' if text is None else type(text).__name__}"
                         f" ({_preview(text)}){hint}; pass on_invalid='null' to record such rows as null signatures",
                         row=None if indices is None else int(indices[i]))
                 status[i] = reason
@@ -374,7 +382,7 @@ def _split_args(args: tuple[Any, ...]) -> tuple[list[int] | None, int | None]:
         return list(a), None
     if not args:
         return None, None
-    raise TypeError(f"unexpected extra arguments from map: {args!r}")
+    raise WrongTypeError(f"unexpected extra arguments from map: {args!r}")
 
 
 def _invalid_reason(text: Any) -> str | None:

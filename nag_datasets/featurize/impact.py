@@ -23,18 +23,23 @@ import torch
 from torch import nn
 from typing_extensions import Self
 
-from ..errors import NAGError
-from .sites import NeuronSite, decoder_layers, resolve_sites
+from ..errors import InvalidArgumentError, NAGError
+from .sites import NeuronSite, UnsupportedArchitectureError, decoder_layers, resolve_sites
 
 
-class _StopForward(NAGError):
-    """Raised by a hook after the last needed layer to end the forward pass early."""
+class HookError(NAGError, RuntimeError):
+    """The hooks did not see what the neuron sites promise: an output of another shape, or sites that never ran."""
+
+
+class _StopForward(Exception):
+    """Raised by a hook after the last needed layer to end the forward pass early; :meth:`ImpactRecorder.impacts`
+    catches it. Control flow that never leaves this module, so it is not a :class:`NAGError`."""
 
 
 def top_k_indices(impacts: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the ``k`` largest values along the last axis, by value descending, exact ties by lower index."""
     if k > impacts.shape[-1]:
-        raise ValueError(f"top_k={k} exceeds the {impacts.shape[-1]} neurons per layer")
+        raise InvalidArgumentError(f"top_k={k} exceeds the {impacts.shape[-1]} neurons per layer")
     order = torch.sort(impacts, dim=-1, descending=True, stable=True).indices
     return order[..., :k]
 
@@ -68,7 +73,8 @@ class ImpactRecorder:
     def neurons_per_layer(self, neuron_type: str) -> int:
         counts = {s.num_neurons for s in self.sites if s.neuron_type == neuron_type}
         if len(counts) != 1:
-            raise ValueError(f"{neuron_type} has differing neuron counts across layers: {sorted(counts)}")
+            raise UnsupportedArchitectureError(f"{neuron_type} has differing neuron counts across layers: "
+                                               f"{sorted(counts)}")
         return counts.pop()
 
     def _make_hook(self, i: int) -> Any:
@@ -83,8 +89,8 @@ class ImpactRecorder:
             if contrib.shape[:-1] != mask.shape:
                 # Some models run the MLP on flattened tokens (OPT: fc1/fc2 see (batch * tokens, d)).
                 if contrib[..., 0].numel() != mask.numel():
-                    raise RuntimeError(f"{site.path} output has shape {tuple(out.shape)}, not (batch, tokens, "
-                                       f"neurons) for a batch of shape {tuple(mask.shape)}")
+                    raise HookError(f"{site.path} output has shape {tuple(out.shape)}, not (batch, tokens, "
+                                    f"neurons) for a batch of shape {tuple(mask.shape)}")
                 contrib = contrib.reshape(*mask.shape, contrib.shape[-1])
             # (B,1,T) @ (B,T,N): the mask-first product is ~5x cheaper than einsum("btn,bt->bn") on CPU.
             weights = mask.to(contrib.device, torch.float32).unsqueeze(1)
@@ -116,12 +122,12 @@ class ImpactRecorder:
         valid token are refused: their impact is undefined.
         """
         if attention_mask.dim() != 2 or attention_mask.shape != input_ids.shape:
-            raise ValueError("input_ids and attention_mask must both be (batch, tokens)")
+            raise InvalidArgumentError("input_ids and attention_mask must both be (batch, tokens)")
         lengths = attention_mask.sum(dim=1)
         if bool((lengths == 0).any()):
-            raise ValueError("a row has no valid token; its impact is undefined (filter such rows out first)")
+            raise InvalidArgumentError("a row has no valid token; its impact is undefined (filter such rows out first)")
         if attention_mask.shape[1] > 1 and bool((attention_mask[:, 1:] > attention_mask[:, :-1]).any()):
-            raise ValueError("attention_mask must be right-padded (ones then zeros in every row)")
+            raise InvalidArgumentError("attention_mask must be right-padded (ones then zeros in every row)")
         self._mask, self._lengths, self._results = attention_mask, lengths, {}
         try:
             base_model(self.model)(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
@@ -131,7 +137,7 @@ class ImpactRecorder:
             self._mask = self._lengths = None
         results, self._results = self._results, {}
         if len(results) != len(self.sites):
-            raise RuntimeError(f"only {len(results)} of {len(self.sites)} neuron sites ran in the forward pass")
+            raise HookError(f"only {len(results)} of {len(self.sites)} neuron sites ran in the forward pass")
         out: dict[str, torch.Tensor] = {}
         for t in self.neuron_types:
             idx = [i for i, s in enumerate(self.sites) if s.neuron_type == t]
@@ -153,7 +159,7 @@ def near_tie_report(sig_a: torch.Tensor, sig_b: torch.Tensor, impacts: torch.Ten
     """
     a, b = sig_a.long(), sig_b.long()
     if a.shape != b.shape:
-        raise ValueError(f"signature shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+        raise InvalidArgumentError(f"signature shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
     diff = a != b
     ia, ib = impacts.gather(-1, a), impacts.gather(-1, b)
     kth = torch.minimum(ia[..., -1:], ib[..., -1:]).abs().clamp_min(torch.finfo(torch.float32).tiny)

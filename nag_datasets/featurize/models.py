@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import NAGError
+from ..errors import InvalidArgumentError, MissingDependencyError, NAGError
 from ..storage.cache import cache_root
 from ..storage.checksums import sha256_file
 
@@ -117,8 +117,8 @@ def _require_gguf() -> None:
     import importlib.util
 
     if importlib.util.find_spec("gguf") is None:
-        raise ImportError("converting the bundled GGUF model needs the gguf package: "
-                          "pip install 'nag-datasets[gguf]' (or give a model folder or Hub id instead)")
+        raise MissingDependencyError("converting the bundled GGUF model needs the gguf package: "
+                                     "pip install 'nag-datasets[gguf]' (or give a model folder or Hub id instead)")
 
 
 def _folder_fingerprint(folder: Path) -> str:
@@ -142,7 +142,7 @@ def _resolve_dtype(dtype: Any, device: str) -> Any:
             return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
                     "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[dtype]
         except KeyError:
-            raise ValueError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16") from None
+            raise InvalidArgumentError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16") from None
     return dtype
 
 

@@ -20,11 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import NAGError
+from ..errors import InvalidArgumentError, NAGError
 from ..storage import location
 
-__all__ = ["FORMAT_VERSION", "ShardError", "featurizer_specs", "now", "read_json", "resolve_world", "wait_for_ranks",
-           "world_from_env"]
+__all__ = ["FORMAT_VERSION", "RanksTimeoutError", "ShardError", "featurizer_specs", "now", "read_json",
+           "resolve_world", "wait_for_ranks", "world_from_env"]
 
 #: Version of the markers and checkpoints the runners write.
 FORMAT_VERSION = 1
@@ -34,6 +34,10 @@ class ShardError(NAGError, RuntimeError):
     """A shard, part or marker is inconsistent with this run (other input, settings or world size)."""
 
 
+class RanksTimeoutError(NAGError, TimeoutError):
+    """Rank 0 waited longer than ``wait_timeout`` for the other ranks to finish."""
+
+
 def world_from_env(env: dict[str, str] | None = None) -> tuple[int, int, int]:
     """``(rank, world_size, local_rank)`` as set by ``torchrun``, ``accelerate launch`` or deepspeed (else 0, 1, 0)."""
     env = dict(os.environ if env is None else env)
@@ -41,7 +45,7 @@ def world_from_env(env: dict[str, str] | None = None) -> tuple[int, int, int]:
     rank = int(env.get("RANK", "0") or 0)
     local = int(env.get("LOCAL_RANK", str(rank)) or 0)
     if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"invalid launcher environment: RANK={rank}, WORLD_SIZE={world}")
+        raise InvalidArgumentError(f"invalid launcher environment: RANK={rank}, WORLD_SIZE={world}")
     return rank, world, local
 
 
@@ -54,7 +58,7 @@ def resolve_world(rank: int | None, world_size: int | None, local_rank: int | No
     world = env_world if world_size is None else int(world_size)
     local = (env_local if r == env_rank else r) if local_rank is None else int(local_rank)
     if world < 1 or not 0 <= r < world:
-        raise ValueError(f"rank {r} is not within world_size {world}")
+        raise InvalidArgumentError(f"rank {r} is not within world_size {world}")
     return r, world, local
 
 
@@ -95,5 +99,5 @@ def wait_for_ranks(read_rank: Callable[[int], dict[str, Any] | None], world: int
         if not missing:
             return records  # type: ignore[return-value]
         if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"ranks {missing} of {world} did not finish within {timeout} s ({where})")
+            raise RanksTimeoutError(f"ranks {missing} of {world} did not finish within {timeout} s ({where})")
         time.sleep(poll)

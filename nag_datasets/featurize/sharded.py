@@ -9,10 +9,10 @@ Three ways to spread featurization, from simplest to largest:
   JSON completion marker (row range, spec, counts, sha256 of the Arrow files). A rerun skips every shard whose
   marker validates, so a killed job resumes where it stopped. Rank 0 then waits for all ranks' markers (polling
   the shared folder: no process group needed) and assembles the shards, in the original row order, into ``OUT``.
-* :func:`~.streaming.featurize_streaming`: reads the input as a stream and writes ``OUT/part-000000.parquet`` ... one shard at
-  a time (features, spec included, in each file's metadata plus a ``nag_spec.json`` sidecar), so a pool larger
-  than memory or disk cache can be processed; under a launcher each rank streams its own split of the input and
-  resumes from ``IterableDataset.state_dict()`` checkpoints (see :mod:`nag_datasets.featurize.streaming`).
+* :func:`~.streaming.featurize_streaming`: reads the input as a stream and writes ``OUT/part-000000.parquet`` ...
+  one shard at a time (features, spec included, in each file's metadata plus a ``nag_spec.json`` sidecar), so a pool
+  larger than memory or disk cache can be processed; under a launcher each rank streams its own split of the input
+  and resumes from ``IterableDataset.state_dict()`` checkpoints (see :mod:`.streaming`).
 
 Length bucketing happens inside every ``map`` batch (rows are sorted by token count before the forward batches),
 so no padding-heavy batches are formed whichever path is used.
@@ -33,6 +33,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..errors import InvalidArgumentError, OutputExistsError
 from ..signatures.formats import load_any, save_any
 from ..storage import atomic as _atomic
 from ..storage import location
@@ -67,7 +68,7 @@ def shard_ranges(start: int, stop: int, shard_rows: int | None) -> list[tuple[in
     if not shard_rows:
         return [(start, stop)]
     if shard_rows < 1:
-        raise ValueError(f"shard_rows must be >= 1, got {shard_rows}")
+        raise InvalidArgumentError(f"shard_rows must be >= 1, got {shard_rows}")
     return [(a, min(a + shard_rows, stop)) for a in range(start, stop, shard_rows)]
 
 
@@ -90,7 +91,8 @@ def _rank_dir(root: Path, rank: int, world: int) -> Path:
 
 
 def _prepare(featurizer: Any, local_rank: int) -> Any:
-    """A copy of ``featurizer`` pinned to this rank's GPU (``cuda:LOCAL_RANK``) when CUDA exists and no device is set."""
+    """A copy of ``featurizer`` pinned to this rank's GPU (``cuda:LOCAL_RANK``) when CUDA exists and no device is
+    set."""
     featurizer = copy.copy(featurizer)
     if featurizer.device is None:
         import torch
@@ -150,21 +152,21 @@ def featurize_sharded(
 ) -> dict[str, Any]:
     """Featurize this rank's contiguous slice of ``input`` shard by shard; rank 0 assembles ``output``.
 
-    ``input`` is a path :func:`nag_datasets.signatures.formats.load_any` reads (every rank opens it; use a folder on a filesystem
-    all nodes share, or an fsspec URL) or a `datasets.Dataset`. ``output`` may be an fsspec URL: the shards then
-    stay local (:func:`shards_dir`) and rank 0 writes ``output`` remotely with ``save_any``. ``rank``/``world_size``/``local_rank`` default to the launcher's
-    environment (:func:`~.ranks.world_from_env`). ``shard_rows`` cuts each rank's slice into resumable shards (None: one
-    shard per rank). Shards whose marker validates (same input fingerprint, row range, settings, spec and
-    sha256 of the Arrow files) are skipped, so rerunning the same command after a crash finishes the job. Rank 0
-    waits up to ``wait_timeout`` seconds (None: forever) for the other ranks, writes ``output`` with
-    :func:`nag_datasets.signatures.formats.save_any` and removes ``OUT.shards`` unless ``keep_shards``. Extra keyword arguments
-    go to ``featurizer.apply`` (e.g. ``num_proc``). Returns a summary (``report`` holds the counts of this rank,
-    or of the whole output on rank 0).
+    ``input`` is a path :func:`nag_datasets.signatures.formats.load_any` reads (every rank opens it; use a folder on a
+    filesystem all nodes share, or an fsspec URL) or a `datasets.Dataset`. ``output`` may be an fsspec URL: the shards
+    then stay local (:func:`shards_dir`) and rank 0 writes ``output`` remotely with ``save_any``.
+    ``rank``/``world_size``/``local_rank`` default to the launcher's environment (:func:`~.ranks.world_from_env`).
+    ``shard_rows`` cuts each rank's slice into resumable shards (None: one shard per rank). Shards whose marker
+    validates (same input fingerprint, row range, settings, spec and sha256 of the Arrow files) are skipped, so
+    rerunning the same command after a crash finishes the job. Rank 0 waits up to ``wait_timeout`` seconds (None:
+    forever) for the other ranks, writes ``output`` with :func:`nag_datasets.signatures.formats.save_any` and removes
+    ``OUT.shards`` unless ``keep_shards``. Extra keyword arguments go to ``featurizer.apply`` (e.g. ``num_proc``).
+    Returns a summary (``report`` holds the counts of this rank, or of the whole output on rank 0).
     """
     rank, world, local = resolve_world(rank, world_size, local_rank)
     out_path: Any = os.fspath(output) if location.is_remote(output) else location.local_path(output)
     if location.exists(out_path) and not overwrite:
-        raise FileExistsError(f"{out_path} exists; pass overwrite=True (--overwrite) to replace it")
+        raise OutputExistsError(f"{out_path} exists; pass overwrite=True (--overwrite) to replace it")
     ds = load_any(input) if isinstance(input, (str, os.PathLike)) else input
     featurizer = _prepare(featurizer, local)
     key = _run_key(featurizer, ds)

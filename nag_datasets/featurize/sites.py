@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import NAGError
+from ..errors import InvalidArgumentError, NAGError
 from ..signatures.spec import NEURON_TYPES
 
 # Candidate module paths inside one decoder layer, per neuron type, most common first. A fused projection names
@@ -50,7 +50,7 @@ def register_architecture(*, layers: str | None = None, **paths: str | Sequence[
     """
     unknown = sorted(set(paths) - set(NEURON_TYPES))
     if unknown:
-        raise ValueError(f"unknown neuron type(s) {unknown}; known: {', '.join(NEURON_TYPES)}")
+        raise InvalidArgumentError(f"unknown neuron type(s) {unknown}; known: {', '.join(NEURON_TYPES)}")
     if layers is not None and layers not in _LAYER_LISTS:
         _LAYER_LISTS.append(layers)
     for neuron_type, value in paths.items():
@@ -208,9 +208,9 @@ def resolve_sites(model: nn.Module, neuron_types: Sequence[str] = ("fwd_up",),
     """
     unknown = [t for t in neuron_types if t not in NEURON_TYPES]
     if unknown:
-        raise ValueError(f"unknown neuron type(s) {unknown}; known: {', '.join(NEURON_TYPES)}")
+        raise InvalidArgumentError(f"unknown neuron type(s) {unknown}; known: {', '.join(NEURON_TYPES)}")
     if not neuron_types:
-        raise ValueError("at least one neuron type is needed")
+        raise InvalidArgumentError("at least one neuron type is needed")
     prefix, layer_list = decoder_layers(model)
     n = len(layer_list)
     chosen = normalize_layers(layers, n)
@@ -232,14 +232,14 @@ def normalize_layers(layers: Sequence[int] | str | None, num_layers: int) -> tup
             return (num_layers - 1,)
         if layers.startswith("last") and layers[4:].isdigit() and 0 < int(layers[4:]) <= num_layers:
             return tuple(range(num_layers - int(layers[4:]), num_layers))
-        raise ValueError(f"layers must be a list of ints, None, 'last' or 'lastN' (0 < N <= {num_layers}), "
-                         f"got {layers!r}")
+        raise InvalidArgumentError(f"layers must be a list of ints, None, 'last' or 'lastN' (0 < N <= {num_layers}), "
+                                   f"got {layers!r}")
     out = set()
     for i in layers:
         j = int(i) + num_layers if int(i) < 0 else int(i)
         if not 0 <= j < num_layers:
-            raise ValueError(f"layer {i} out of range for a model with {num_layers} layers")
+            raise InvalidArgumentError(f"layer {i} out of range for a model with {num_layers} layers")
         out.add(j)
     if not out:
-        raise ValueError("layers must not be empty")
+        raise InvalidArgumentError("layers must not be empty")
     return tuple(sorted(out))

@@ -35,6 +35,7 @@ import shutil
 from collections import Counter
 from typing import Any
 
+from ..errors import InvalidArgumentError, OutputExistsError
 from ..signatures.columns import spec_from_feature
 from ..signatures.formats import SIDECAR, load_any
 from ..storage import atomic as _atomic
@@ -223,14 +224,14 @@ def featurize_streaming(
     from datasets import Dataset
 
     if shard_rows < 1:
-        raise ValueError(f"shard_rows must be >= 1, got {shard_rows}")
+        raise InvalidArgumentError(f"shard_rows must be >= 1, got {shard_rows}")
     rank, world, _ = resolve_world(rank, world_size)
     if world > 1 and overwrite:
-        raise ValueError("overwrite with several ranks would let one rank delete another's parts: delete the output "
-                         "first (or overwrite it from a single process)")
+        raise InvalidArgumentError("overwrite with several ranks would let one rank delete another's parts: delete the "
+                                   "output first (or overwrite it from a single process)")
     out = _Out(output)
     if (location.isfile(out.root) if out.remote else out.root.is_file()):
-        raise FileExistsError(f"{out.root} exists and is not a folder")
+        raise OutputExistsError(f"{out.root} exists and is not a folder")
     stream = _open_stream(input)
     if world > 1:
         from datasets.distributed import split_dataset_by_node
@@ -245,7 +246,7 @@ def featurize_streaming(
         guard = lock_dir(out.root if world == 1 else out.root / f".rank-{rank:05d}-of-{world:05d}")
     with guard:
         if out.exists(STREAM_MARKER) and not overwrite:
-            raise FileExistsError(f"{out.root} holds a complete result; pass overwrite=True (--overwrite) to redo it")
+            raise OutputExistsError(f"{out.root} holds a complete result; pass overwrite=True (--overwrite) to redo it")
         if overwrite and out.names():
             # Only a folder of our parts is replaced; anything else in it is the user's.
             check_replaceable(out.root, overwrite=True, marker=None, what="streaming output", ours=_ours)
@@ -257,7 +258,7 @@ def featurize_streaming(
             out.root.mkdir(parents=True, exist_ok=True)
         stray = [n for n in out.names() if not _ours(n)]
         if stray:
-            raise FileExistsError(f"{out.root} holds files that are not streaming parts ({', '.join(stray[:5])})")
+            raise OutputExistsError(f"{out.root} holds files that are not streaming parts ({', '.join(stray[:5])})")
         others = [n for n in out.names() if n.startswith("part-") and not any(
             _part_index(n, r, world) is not None for r in range(world))]
         if others:

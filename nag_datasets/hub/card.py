@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..errors import InputNotFoundError, MissingColumnError
 from ..selection.recipe import SelectionRecipe
 from ..signatures.spec import SignatureSpec
 from ..storage.atomic import atomic_write_bytes, atomic_write_text
@@ -46,13 +47,13 @@ def _data_stats(folder: Path, config_name: str, source_column: str | None, token
 
     files = shard_files(folder, config_name)
     if not files:
-        raise FileNotFoundError(f"{folder / config_data_dir(config_name)} holds no train-*.parquet shards")
+        raise InputNotFoundError(f"{folder / config_data_dir(config_name)} holds no train-*.parquet shards")
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     columns = [c for c in (source_column, token_column) if c]
     schema_names = pq.read_schema(files[0]).names
     missing = [c for c in columns if c not in schema_names]
     if missing:
-        raise KeyError(f"column(s) {missing} not in the exported data; columns: {schema_names}")
+        raise MissingColumnError(f"column(s) {missing} not in the exported data; columns: {schema_names}")
     out: dict[str, Any] = {"rows": rows, "shards": len(files), "tokens": None, "sources": None,
                            "signature_columns": [], "columns": schema_names}
     table = pa.concat_tables([pq.read_table(f, columns=columns) for f in files]) if columns else None
@@ -155,7 +156,8 @@ def _rule_text(recipe: SelectionRecipe) -> str:
                  "It is not a similarity: it can be negative, and only its order matters.")
     elif recipe.profiles:
         text += (" The similarity of a document to the targets is the mean over layers of the target-frequency "
-                 "weights of its K most activated neurons, divided by K (its mean Dice overlap with the targets' NAGs).")
+                 "weights of its K most activated neurons, divided by K (its mean Dice overlap with the targets' "
+                 "NAGs).")
     return text
 
 
@@ -189,7 +191,8 @@ def _configs_table(folder: Path, names: list[str]) -> list[dict[str, str]]:
             what, count = "(published earlier; see its nag_recipe.json)", "unknown"
         else:
             what = ("NAG selection" if meta.get("recipe") else
-                    f"scored pool (column `{meta['scored']['column']}`)" if meta.get("scored") else "rows without recipe")
+                    f"scored pool (column `{meta['scored']['column']}`)" if meta.get("scored") else
+                    "rows without recipe")
             count = f"{int(meta['rows']):,}"
         rows.append({"name": name, "rows": count, "what": what, "path": f"{config_data_dir(name)}/"})
     return rows

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputNotFoundError, InvalidArgumentError
 from ..selection.recipe import RecipeError, SelectionRecipe
 from ..storage.atomic import read_versioned_json
 from .templates import CARD_FILE, DATA_DIR, EXPORT_FORMAT, EXPORT_FORMAT_VERSION, FIGURE_FILE, RECIPE_FILE
@@ -41,9 +42,10 @@ _SHARD = re.compile(r"^train-\d{5}-of-\d{5}\.parquet$")
 
 
 def check_config_name(name: str) -> str:
-    """``name`` when it can name a config (letters, digits, ``_``, ``-``; not ``data``); else ``ValueError``."""
+    """``name`` when it can name a config (letters, digits, ``_``, ``-``; not ``data``); else
+    :class:`~nag_datasets.errors.InvalidArgumentError`."""
     if not isinstance(name, str) or not _NAME.match(name) or name in _RESERVED:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"config name {name!r} must be 1-64 letters, digits, '_' or '-', start with a letter or digit, "
             f"and not be {DATA_DIR!r}"
         )
@@ -115,7 +117,7 @@ def read_config_meta(folder: str | Path, name: str = DEFAULT_CONFIG) -> dict[str
     """Config ``name``'s ``nag_recipe.json``, checked (a corrupt or foreign file raises ``RecipeError`` naming it)."""
     path = config_root(folder, name) / RECIPE_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{Path(folder)} is not a nag_datasets export: {path.name} is missing")
+        raise InputNotFoundError(f"{Path(folder)} is not a nag_datasets export: {path.name} is missing")
     meta = read_versioned_json(
         path, fmt=EXPORT_FORMAT, version=EXPORT_FORMAT_VERSION, error=RecipeError, what="export description"
     )

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..errors import InputNotFoundError, InvalidArgumentError, MissingColumnError, OutputExistsError, WrongTypeError
 from ..scoring.profile_base import Profile
 from ..selection.recipe import get_recipe, get_score_info
 from ..selection.scored import SCORED_KIND
@@ -73,9 +74,10 @@ def _check_settings(selected: Any, settings: dict[str, Any]) -> None:
     for key in ("source_column", "token_column"):
         name = settings[key]
         if name and name not in selected.column_names:
-            raise KeyError(f"{key}={name!r} is not a column of the selection; columns: {selected.column_names}")
+            raise MissingColumnError(f"{key}={name!r} is not a column of the selection; columns: "
+                                     f"{selected.column_names}")
     if not isinstance(settings["license"], str) or not settings["license"].strip():
-        raise ValueError("license must be a Hub license id such as 'cc-by-4.0', or 'unknown'")
+        raise InvalidArgumentError("license must be a Hub license id such as 'cc-by-4.0', or 'unknown'")
 
 
 def _num_shards(ds: Any, max_shard_rows: int | None, max_shard_size: int | str | None) -> int:
@@ -86,16 +88,16 @@ def _num_shards(ds: Any, max_shard_rows: int | None, max_shard_size: int | str |
     n = 1
     if max_shard_rows is not None:
         if max_shard_rows < 1:
-            raise ValueError(f"max_shard_rows must be >= 1, got {max_shard_rows}")
+            raise InvalidArgumentError(f"max_shard_rows must be >= 1, got {max_shard_rows}")
         n = max(n, math.ceil(len(ds) / max_shard_rows))
     if max_shard_size is not None:
         bad = f"max_shard_size must be a positive number of bytes or a size such as '500MB', got {max_shard_size!r}"
         try:
             size = int(max_shard_size) if str(max_shard_size).isdigit() else convert_file_size_to_int(max_shard_size)
         except (ValueError, TypeError):
-            raise ValueError(bad) from None
+            raise InvalidArgumentError(bad) from None
         if size < 1:
-            raise ValueError(bad)
+            raise InvalidArgumentError(bad)
         n = max(n, math.ceil(ds._estimate_nbytes() / size))
     return max(1, min(n, len(ds)))
 
@@ -161,7 +163,8 @@ def export_for_hub(
     if config_name != DEFAULT_CONFIG:
         check_config_name(config_name)
     if len(selected) == 0:
-        raise ValueError("the selection is empty: there is nothing to publish (datasets cannot load an empty split)")
+        raise InvalidArgumentError("the selection is empty: there is nothing to publish (datasets cannot load an empty "
+                                   "split)")
     num_shards = _num_shards(selected, max_shard_rows, max_shard_size)
     _require_matplotlib()
     settings = {
@@ -284,11 +287,11 @@ def _check_target(folder: Path | str, overwrite: bool, config_name: str = DEFAUL
         return
     foreign = foreign_entries(folder)
     if foreign:
-        raise FileExistsError(f"refusing to write into {folder}: it holds files that are not a nag_datasets export "
-                              f"({', '.join(foreign[:5])}); move them away or choose another output")
+        raise OutputExistsError(f"refusing to write into {folder}: it holds files that are not a nag_datasets export "
+                                f"({', '.join(foreign[:5])}); move them away or choose another output")
     if config_name in configs and not overwrite:
-        raise FileExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace its config "
-                              f"{config_name!r} (it holds {', '.join(configs)})")
+        raise OutputExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace its config "
+                                f"{config_name!r} (it holds {', '.join(configs)})")
 
 
 def regenerate_card(folder: str | os.PathLike[str], *, config_name: str | None = None, **settings: Any) -> Path:
@@ -302,14 +305,14 @@ def regenerate_card(folder: str | os.PathLike[str], *, config_name: str | None =
     folder = location.require_local(folder, "regenerating a card")
     unknown = sorted(set(settings) - set(CARD_SETTINGS))
     if unknown:
-        raise TypeError(f"unknown card setting(s) {unknown}; known: {', '.join(CARD_SETTINGS)}")
+        raise WrongTypeError(f"unknown card setting(s) {unknown}; known: {', '.join(CARD_SETTINGS)}")
     for key in ("source_datasets", "task_categories", "tags", "language"):
         if key in settings:
             settings[key] = _as_list(settings[key])
     with lock_dir(folder):
         configs = local_configs(folder)
         if not configs:
-            raise FileNotFoundError(f"{folder} is not a nag_datasets export: {RECIPE_FILE} is missing")
+            raise InputNotFoundError(f"{folder} is not a nag_datasets export: {RECIPE_FILE} is missing")
         _require_matplotlib()
         for name in configs:
             root = config_root(folder, name)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidArgumentError, MissingDependencyError
 from ..scoring.profile_base import Profile
 from ..selection.recipe import SelectionRecipe
 
@@ -23,24 +24,25 @@ def _finite(values: Any) -> np.ndarray:
 def _selection_scores(selected: Any, recipe: SelectionRecipe | None, scores: Any, profile: Any) -> tuple[Any, str]:
     """The selection's scores for the figure, and where they came from (``None`` when nothing records them)."""
     if scores is not None and profile is not None:
-        raise ValueError("pass either scores or profile, not both")
+        raise InvalidArgumentError("pass either scores or profile, not both")
     if scores is not None:
         arr = np.asarray(scores, dtype=np.float64)
         if arr.shape != (len(selected),):
-            raise ValueError(f"scores must hold one value per selected row ({len(selected)}), got shape {arr.shape}")
+            raise InvalidArgumentError(f"scores must hold one value per selected row ({len(selected)}), got shape "
+                                       f"{arr.shape}")
         return arr, "given"
     if profile is not None:
         profiles = [profile] if isinstance(profile, Profile) else list(profile)
         if len(profiles) == 1:
             return np.asarray(profiles[0].score(selected), np.float64), "profile"
         if recipe is None or recipe.kind != "multi_target" or len(recipe.reports) != len(profiles):
-            raise ValueError("several profiles need a multi-target recipe with as many targets")
+            raise InvalidArgumentError("several profiles need a multi-target recipe with as many targets")
         if recipe.dedup:
-            raise ValueError("a de-duplicated multi-target selection does not record which target kept each row: "
-                             "pass scores= instead of profile=")
+            raise InvalidArgumentError("a de-duplicated multi-target selection does not record which target kept each "
+                                       "row: pass scores= instead of profile=")
         bounds = np.cumsum([0] + [r["documents_selected"] for r in recipe.reports])
         if bounds[-1] != len(selected):
-            raise ValueError(f"the recipe selected {bounds[-1]} rows but the dataset has {len(selected)}")
+            raise InvalidArgumentError(f"the recipe selected {bounds[-1]} rows but the dataset has {len(selected)}")
         parts = [np.asarray(p.score(selected.select(range(lo, hi))), np.float64)
                  for p, lo, hi in zip(profiles, bounds[:-1], bounds[1:])]
         return np.concatenate(parts), "profiles"
@@ -91,8 +93,8 @@ def _require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise ImportError("exporting for the Hub draws the score distribution with matplotlib: "
-                          "pip install 'nag-datasets[plots]'") from None
+        raise MissingDependencyError("exporting for the Hub draws the score distribution with matplotlib: "
+                                     "pip install 'nag-datasets[plots]'") from None
 
 
 def _figure_png(hist: dict[str, Any]) -> bytes:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputNotFoundError
 from ..scoring.profile_files import HUB_CARD_FILE
 
 __all__ = ["CARD_FILE", "size_category", "template_path"]
@@ -73,7 +74,7 @@ def template_path(name: str) -> Path:
     folder, mapped into the package by ``setup.py``), editable install or wheel alike."""
     resource = importlib.resources.files("nag_datasets.hub_cards").joinpath(name)
     if not resource.is_file():
-        raise FileNotFoundError(f"card template {name!r} is not installed with nag_datasets (looked for {resource})")
+        raise InputNotFoundError(f"card template {name!r} is not installed with nag_datasets (looked for {resource})")
     return Path(str(resource))
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .. import __version__
-from ..errors import NAGError
+from ..errors import InvalidArgumentError, NAGError
 from ..storage.atomic import lock_dir
 from ..storage.location import require_local
 from ..storage.remote import hub_errors, scrub_token
@@ -187,9 +187,11 @@ def push_to_hub(
     :class:`HubPublishError` after the export, naming the local folder.
     """
     if create_pr and revision is not None:
-        raise ValueError("pass either revision or create_pr: a pull request is opened against the default branch")
+        raise InvalidArgumentError("pass either revision or create_pr: a pull request is opened against the default "
+                                   "branch")
     own = folder is None
-    target = Path(tempfile.mkdtemp(prefix="nag-export-")) / "export" if own else require_local(folder, "push's --folder")
+    target = (Path(tempfile.mkdtemp(prefix="nag-export-")) / "export" if own
+              else require_local(folder, "push's --folder"))
     export_kwargs.setdefault("repo_id", repo_id)
     export_for_hub(selected, target, config_name=config_name, **export_kwargs)
     token = _resolve_token(token, target)

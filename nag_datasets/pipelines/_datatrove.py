@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import NAGError
+from ..errors import MissingDependencyError
 
 __all__ = [
     "HAVE_DATATROVE",
@@ -26,7 +26,7 @@ __all__ = [
 INSTALL_HINT = "pip install 'nag-datasets[datatrove]'"
 
 
-class DatatroveMissingError(NAGError, ImportError):
+class DatatroveMissingError(MissingDependencyError):
     """datatrove (or a package its readers and writers need) is not installed; the message has the command."""
 
 

@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
 from ._datatrove import PipelineStep, get_datafolder
 from .budget_files import (
     KEEP_DTYPE,
@@ -118,7 +119,7 @@ class NAGBudgetCut(PipelineStep):
     def __init__(self, input_folder: Any, fraction: float, *, output_folder: Any = None, profile: Any = None) -> None:
         super().__init__()
         if not 0.0 <= float(fraction) <= 1.0:
-            raise ValueError(f"fraction must be within [0, 1], got {fraction}")
+            raise InvalidArgumentError(f"fraction must be within [0, 1], got {fraction}")
         self.input_folder = get_datafolder(input_folder)
         self.output_folder = self.input_folder if output_folder is None else get_datafolder(output_folder)
         self.fraction = float(fraction)
@@ -148,7 +149,7 @@ class NAGBudgetCut(PipelineStep):
         from ..selection.budgeted import select_indices
 
         if world_size != 1:
-            raise ValueError(f"NAGBudgetCut makes one global decision: run it with tasks=1, not {world_size}")
+            raise InvalidArgumentError(f"NAGBudgetCut makes one global decision: run it with tasks=1, not {world_size}")
         if data:
             yield from data
         tasks = self._read_tasks()

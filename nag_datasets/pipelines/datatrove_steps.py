@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import NAGError
+from ..errors import InvalidArgumentError, NAGError, WrongTypeError
 from ..scoring.map_callables import passes_threshold
 from ._datatrove import BaseFilter, PipelineStep
 from .text_scorer import ProfileTextScorer, TextScorer, score_batch
@@ -84,24 +84,25 @@ class NAGDocumentScorer(PipelineStep):
     ) -> None:
         super().__init__()
         if (scorer is None) == (profile is None):
-            raise TypeError("give either scorer= (any TextScorer) or profile= and featurizer=, not both or neither")
+            raise WrongTypeError("give either scorer= (any TextScorer) or profile= and featurizer=, not both or "
+                                 "neither")
         if profile is not None:
             if featurizer is None:
-                raise TypeError(
+                raise WrongTypeError(
                     "a profile needs the featurizer that computes its signatures: featurizer=NAGFeaturizer(...)"
                 )
             scorer = ProfileTextScorer(profile, featurizer)
         elif featurizer is not None:
-            raise TypeError("featurizer= goes with profile=; a scorer= featurizes by itself")
+            raise WrongTypeError("featurizer= goes with profile=; a scorer= featurizes by itself")
         elif not isinstance(scorer, TextScorer):
-            raise TypeError(
+            raise WrongTypeError(
                 f"{type(scorer).__name__} is not a TextScorer: it needs score_texts(texts) -> float array "
                 "and count_tokens(texts) -> list of ints"
             )
         if signature_key is not None and not isinstance(scorer, ProfileTextScorer):
-            raise TypeError("signature_key needs a NAG scorer (profile= and featurizer=)")
+            raise WrongTypeError("signature_key needs a NAG scorer (profile= and featurizer=)")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InvalidArgumentError(f"batch_size must be >= 1, got {batch_size}")
         self.scorer = scorer
         self.batch_size = int(batch_size)
         self.score_key = score_key
@@ -142,7 +143,7 @@ class NAGScoreFilter(BaseFilter):
         super().__init__(exclusion_writer)
         self.min_score = float(min_score)
         if math.isnan(self.min_score):
-            raise ValueError("min_score must be a number, not NaN")
+            raise InvalidArgumentError("min_score must be a number, not NaN")
         self.score_key = score_key
 
     def filter(self, doc: Any) -> bool | tuple[bool, str]:

@@ -25,6 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..errors import InvalidArgumentError, WrongTypeError
 from ..signatures.columns import column_name
 from ..signatures.spec import SpecError
 
@@ -77,9 +78,9 @@ class ProfileTextScorer:
         from ..scoring.profile_base import Profile
 
         if not isinstance(profile, Profile):
-            raise TypeError(f"profile must be an NAGProfile (or ContrastiveProfile), got {type(profile).__name__}")
+            raise WrongTypeError(f"profile must be an NAGProfile (or ContrastiveProfile), got {type(profile).__name__}")
         if not isinstance(featurizer, NAGFeaturizer):
-            raise TypeError(f"featurizer must be an NAGFeaturizer, got {type(featurizer).__name__}")
+            raise WrongTypeError(f"featurizer must be an NAGFeaturizer, got {type(featurizer).__name__}")
         spec = profile.spec
         if spec.neuron_type not in featurizer.neuron_types:
             raise SpecError(
@@ -133,15 +134,15 @@ def score_batch(scorer: Any, texts: list[str], *, signatures: bool = False) -> S
             scored.signatures = None
         return scored
     if signatures:
-        raise TypeError(f"signatures come from a NAG scorer (ProfileTextScorer), not {type(scorer).__name__}")
+        raise WrongTypeError(f"signatures come from a NAG scorer (ProfileTextScorer), not {type(scorer).__name__}")
     scores = np.asarray(scorer.score_texts(texts))
     tokens = np.asarray(scorer.count_tokens(texts))
     name = type(scorer).__name__
     if scores.shape != (len(texts),) or scores.dtype.kind != "f":
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{name}.score_texts returned {scores.dtype} of shape {scores.shape} for {len(texts)} "
             "texts; it must return one float per text"
         )
     if tokens.shape != (len(texts),) or tokens.dtype.kind not in "iu" or (len(tokens) and tokens.min() < 0):
-        raise ValueError(f"{name}.count_tokens must return one non-negative integer per text, got {tokens!r}")
+        raise InvalidArgumentError(f"{name}.count_tokens must return one non-negative integer per text, got {tokens!r}")
     return ScoredBatch(scores, tokens.astype(np.int64))

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import WrongTypeError
 from .kernel import KernelTable, prepare_table, quantize_weights
 from .profile_base import Profile
 from .profile_files import CONTRASTIVE_FORMAT_VERSION, ProfileError
@@ -51,10 +52,11 @@ CONTRAST_SCORE_COLUMN = "nag_contrast_score"
 class ContrastiveProfile(Profile):
     """A target profile weighted against a background profile (same spec); see the module docstring.
 
-    Build it with :meth:`NAGProfile.contrast <nag_datasets.scoring.target_profile.NAGProfile.contrast>`: ``target``
-    and ``background`` are the plain profiles of the targets and of a pool sample. ``counts``/``num_targets`` are the
-    target's, ``background`` is the background profile, ``weighting`` the :class:`~nag_datasets.scoring.weighting.Weighting`, and ``weights`` the float32
-    ``(L, N)`` table that scores documents (multiples of ``2**-s``, see the module docstring).
+    Build it with :meth:`NAGProfile.contrast <nag_datasets.scoring.target_profile.NAGProfile.contrast>`: ``target`` and
+    ``background`` are the plain profiles of the targets and of a pool sample. ``counts``/``num_targets`` are the
+    target's, ``background`` is the background profile, ``weighting`` the
+    :class:`~nag_datasets.scoring.weighting.Weighting`, and ``weights`` the float32 ``(L, N)`` table that scores
+    documents (multiples of ``2**-s``, see the module docstring).
     """
 
     score_kind = "contrastive"
@@ -67,7 +69,7 @@ class ContrastiveProfile(Profile):
             raise ProfileError("contrast the plain (frequency) profiles of the target and of the background")
         for name, given in (("target", target), ("background", background)):
             if not isinstance(given, Profile):
-                raise TypeError(f"the {name} must be a profile (NAGProfile), got {type(given).__name__}")
+                raise WrongTypeError(f"the {name} must be a profile (NAGProfile), got {type(given).__name__}")
         target.spec.check_compatible(background.spec, what="background profile", against="target profile")
         super().__init__(target.counts, target.num_targets, target.spec, target.description,
                          skipped_null=target.skipped_null, sample_info=target.sample_info)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import WrongTypeError
 from ..signatures.arrow import dataset_blocks, stream_blocks
 from ..signatures.spec import SignatureSpec
 from .kernel import SignatureIndexError
@@ -128,7 +129,7 @@ def count_rows(ds: Any, column: str, spec: SignatureSpec, *, sample: int | None 
     elif isinstance(ds, Dataset):
         blocks = dataset_blocks(ds, column, spec)
     else:
-        raise TypeError(f"from_dataset needs a datasets.Dataset or IterableDataset, got {type(ds).__name__}")
+        raise WrongTypeError(f"from_dataset needs a datasets.Dataset or IterableDataset, got {type(ds).__name__}")
     if sample is None:
         acc = CountAccumulator(spec)
         for _, sigs, valid in blocks:

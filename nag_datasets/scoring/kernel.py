@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..compiled import jit
-from ..errors import NAGError
+from ..errors import InvalidArgumentError, NAGError, WrongTypeError
 
 __all__ = [
     "MAX_SCALE_BITS",
@@ -136,7 +136,7 @@ def _scale_bits(w: np.ndarray) -> int:
         f = 2.0**s
         if round(hi * f) - round(lo * f) <= _MAX_SPREAD and round(top * f) <= _MAX_INT:
             return s
-    raise ValueError(f"weights must have a spread max - min of at most {_MAX_SPREAD}, got {hi - lo:.3g}")
+    raise InvalidArgumentError(f"weights must have a spread max - min of at most {_MAX_SPREAD}, got {hi - lo:.3g}")
 
 
 def quantize_weights(weights: np.ndarray) -> np.ndarray:
@@ -150,7 +150,7 @@ def quantize_weights(weights: np.ndarray) -> np.ndarray:
     """
     w = np.asarray(weights, dtype=np.float64)
     if not np.isfinite(w).all():
-        raise ValueError("weights must be finite")
+        raise InvalidArgumentError("weights must be finite")
     f = 2.0 ** _scale_bits(w)
     return (np.round(w * f) / f).astype(np.float32)
 
@@ -166,29 +166,29 @@ def prepare_table(table: np.ndarray | KernelTable, num_targets: int | None = Non
         return table
     table = np.asarray(table)
     if table.ndim != 2:
-        raise ValueError(f"the table must be an (L, N) array, got shape {table.shape}")
+        raise InvalidArgumentError(f"the table must be an (L, N) array, got shape {table.shape}")
     if table.dtype == np.float32:
         w = table.astype(np.float64)
         if not np.isfinite(w).all():
-            raise ValueError("float32 weights must be finite")
+            raise InvalidArgumentError("float32 weights must be finite")
         for s in range(MAX_SCALE_BITS + 1):
             scaled = w * 2.0**s
             if np.array_equal(scaled, np.round(scaled)):
                 break
         else:
-            raise ValueError(_NOT_QUANTIZED)
+            raise InvalidArgumentError(_NOT_QUANTIZED)
         ints = scaled.astype(np.int64)
         lo = int(ints.min()) if ints.size else 0
         q = ints - lo
         if q.size and (q.max() > _MAX_SPREAD or np.abs(ints).max() > _MAX_INT):
-            raise ValueError(_NOT_QUANTIZED)
+            raise InvalidArgumentError(_NOT_QUANTIZED)
         q16 = np.ascontiguousarray(q.astype(np.uint16))
         q16.flags.writeable = False
         return KernelTable(q16, lo, 2**s)
     if table.dtype not in (np.uint16, np.uint32):
-        raise TypeError(f"the table must hold uint16 or uint32 counts or float32 weights, got {table.dtype}")
+        raise WrongTypeError(f"the table must hold uint16 or uint32 counts or float32 weights, got {table.dtype}")
     if num_targets is None or int(num_targets) < 1:
-        raise ValueError(f"scoring with a count table needs num_targets >= 1, got {num_targets}")
+        raise InvalidArgumentError(f"scoring with a count table needs num_targets >= 1, got {num_targets}")
     return KernelTable(np.ascontiguousarray(table), 0, int(num_targets))
 
 
@@ -196,11 +196,11 @@ def _as_index_array(sigs: np.ndarray, valid: np.ndarray | None, num_neurons: int
     """``sigs`` as a C-contiguous uint16/uint32 array; other integer types are range-checked and converted."""
     sigs = np.asarray(sigs)
     if sigs.ndim != 3:
-        raise ValueError(f"signatures must be an (n, L, K) array, got shape {sigs.shape}")
+        raise InvalidArgumentError(f"signatures must be an (n, L, K) array, got shape {sigs.shape}")
     if sigs.dtype in (np.uint16, np.uint32):
         return np.ascontiguousarray(sigs)
     if sigs.dtype.kind not in "iu":
-        raise TypeError(f"signatures must hold integers, got {sigs.dtype}")
+        raise WrongTypeError(f"signatures must hold integers, got {sigs.dtype}")
     if valid is not None:
         # Values under invalid rows are undefined; zero them so they pass the range check.
         sigs = np.where(valid[:, None, None], sigs, 0)
@@ -263,15 +263,15 @@ def score_blocks(
             valid = np.ascontiguousarray(valid, dtype=np.bool_)
         sigs = _as_index_array(sigs, valid, N)
         if sigs.shape[1] != L:
-            raise ValueError(f"signatures have {sigs.shape[1]} layers but the profile has {L}")
+            raise InvalidArgumentError(f"signatures have {sigs.shape[1]} layers but the profile has {L}")
         if valid is not None and valid.shape != (len(sigs),):
-            raise ValueError(f"validity mask has shape {valid.shape}, expected ({len(sigs)},)")
+            raise InvalidArgumentError(f"validity mask has shape {valid.shape}, expected ({len(sigs)},)")
         prepared.append((sigs, valid))
     if not prepared:
         return np.empty(0, np.float32)
     K = prepared[0][0].shape[2]
     if any(s.shape[2] != K for s, _ in prepared):
-        raise ValueError("signature blocks have different top_k")
+        raise InvalidArgumentError("signature blocks have different top_k")
     shift, denom = L * K * kt.offset, float(L * K * kt.divisor)
     starts = np.cumsum([0] + [len(s) for s, _ in prepared])
     total = int(starts[-1])

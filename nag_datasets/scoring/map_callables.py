@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ..errors import InvalidArgumentError, MissingColumnError, WrongTypeError
 from ..signatures.spec_column import check_batch
 from .kernel import score_blocks
 
@@ -66,17 +67,17 @@ def _signature_array(values: Any, L: int, K: int) -> tuple[np.ndarray, np.ndarra
             try:
                 dense = np.stack([np.asarray(r) for r in kept])
             except ValueError as e:
-                raise ValueError(f"signatures in this batch do not all have shape ({L}, {K}): {e}") from None
+                raise InvalidArgumentError(f"signatures in this batch do not all have shape ({L}, {K}): {e}") from None
         if valid is None:
             arr = dense
         else:
             arr = np.zeros((len(rows), *dense.shape[1:]), dtype=dense.dtype)
             arr[mask] = dense
     if arr.shape[1:] != (L, K):
-        raise ValueError(f"signatures have shape {arr.shape[1:]}, the profile expects ({L}, {K})")
+        raise InvalidArgumentError(f"signatures have shape {arr.shape[1:]}, the profile expects ({L}, {K})")
     if arr.dtype.kind == "f":
         if not np.array_equal(arr, np.floor(arr)):
-            raise ValueError("signatures hold non-integer values")
+            raise InvalidArgumentError("signatures hold non-integer values")
         arr = arr.astype(np.int64)
     return arr, valid
 
@@ -114,10 +115,10 @@ class SimilarityScorer:
 
     def scores(self, batch: dict[str, Any]) -> np.ndarray:
         if self.column not in batch:
-            raise KeyError(f"column {self.column!r} not in batch; columns: {list(batch)}")
+            raise MissingColumnError(f"column {self.column!r} not in batch; columns: {list(batch)}")
         if _one_row(batch[self.column]):
-            raise TypeError(f"got one row instead of a batch: call ds.map / ds.filter with batched=True "
-                            f"(column {self.column!r} holds a single signature)")
+            raise WrongTypeError(f"got one row instead of a batch: call ds.map / ds.filter with batched=True "
+                                 f"(column {self.column!r} holds a single signature)")
         if self.check_spec:
             check_batch(batch, self.column, self.spec, required=not self.spec_checked)
         sigs, valid = _signature_array(batch[self.column], *self.shape)

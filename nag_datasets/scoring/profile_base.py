@@ -5,7 +5,8 @@ A kind says how its table is made (:meth:`Profile.scoring_table`, :attr:`Profile
 files; scoring (``score``, ``scorer``, ``filter``, selection, Ray) and saving are the same for every kind. The paper's
 profile is :class:`~nag_datasets.scoring.target_profile.NAGProfile` (weights = target frequencies); a contrastive
 profile, :class:`~nag_datasets.scoring.contrastive.ContrastiveProfile`, weights the same counts against a background.
-Saved profiles of every kind are read back by :meth:`NAGProfile.load <nag_datasets.scoring.target_profile.NAGProfile.load>`.
+Saved profiles of every kind are read back by :meth:`NAGProfile.load
+<nag_datasets.scoring.target_profile.NAGProfile.load>`.
 
 >>> import numpy as np
 >>> from nag_datasets.scoring.target_profile import NAGProfile
@@ -27,6 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..errors import InvalidArgumentError, WrongTypeError
 from ..signatures.arrow import dataset_blocks, row_indices, signature_blocks, table_column, table_length
 from ..signatures.columns import column_name
 from ..signatures.spec import SignatureSpec
@@ -194,7 +196,7 @@ class Profile(abc.ABC):
             scores = score_dataset_column(data, column, self.spec, *self.scoring_table(), num_threads=num_threads)
         elif type(data).__module__.split(".")[0] == "datasets":
             refuse_split_dict(data, "NAGProfile.score")
-            raise TypeError(
+            raise WrongTypeError(
                 f"score needs a datasets.Dataset or an (n, L, K) array, got {type(data).__name__}; for a "
                 "streaming dataset use ds.map(profile.scorer_for(ds), batched=True), for a DatasetDict score each split"
             )
@@ -202,7 +204,8 @@ class Profile(abc.ABC):
             sigs = np.asarray(data)
             shape = (self.spec.num_layers, self.spec.top_k)
             if sigs.ndim != 3 or sigs.shape[1:] != shape:
-                raise ValueError(f"signatures have shape {sigs.shape}, the profile expects (n, {shape[0]}, {shape[1]})")
+                raise InvalidArgumentError(f"signatures have shape {sigs.shape}, the profile expects (n, {shape[0]}, "
+                                           f"{shape[1]})")
             column = None
             table, norm = self.scoring_table()
             scores = score_blocks([(sigs, None)], table, norm, num_threads=num_threads)

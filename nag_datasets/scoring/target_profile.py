@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import WrongTypeError
 from ..signatures.columns import get_spec
 from ..signatures.spec import SignatureSpec, SpecError
 from ..signatures.spec_column import dataset_spec
@@ -87,8 +88,8 @@ class NAGProfile(Profile):
         from datasets import Dataset, DatasetDict, IterableDatasetDict
 
         if isinstance(ds, (DatasetDict, IterableDatasetDict)):
-            raise TypeError(f"from_dataset needs one split, got a {type(ds).__name__} with splits {list(ds)}: "
-                            "pass e.g. ds['train']")
+            raise WrongTypeError(f"from_dataset needs one split, got a {type(ds).__name__} with splits {list(ds)}: "
+                                 "pass e.g. ds['train']")
         if sample is not None and int(sample) < 1:
             raise ProfileError(f"sample must be >= 1, got {sample}")
         # A Dataset's spec may also come from its nag_spec column (plain map); a stream needs typed features.
@@ -222,7 +223,8 @@ class NAGProfile(Profile):
         repo_type: str = "dataset",
         token: str | None = None,
     ) -> Profile:
-        """A profile of any kind from a local folder (:meth:`load`) or else a Hub repo (downloaded, cached, then loaded).
+        """A profile of any kind from a local folder (:meth:`load`) or else a Hub repo (downloaded, cached, then
+        loaded).
 
         Cards for profiles are written by :func:`nag_datasets.hub.profile_card`; only the profile's files (and its
         card) are downloaded.

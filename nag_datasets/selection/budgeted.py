@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidArgumentError, WrongTypeError
 from ..scoring.profile_base import Profile
 from ..signatures.arrow import numeric_column
 from ..signatures.columns import spec_from_feature
@@ -48,20 +49,22 @@ DEFAULT_SAMPLE_SIZE = 100_000
 def _check_tokens(tokens: np.ndarray, n: int) -> np.ndarray:
     tokens = np.asarray(tokens)
     if tokens.shape != (n,):
-        raise ValueError(f"need one token count per row ({n}), got shape {tokens.shape}")
+        raise InvalidArgumentError(f"need one token count per row ({n}), got shape {tokens.shape}")
     if tokens.dtype.kind == "f":
         if np.isnan(tokens).any():
-            raise ValueError(f"token counts are missing (NaN/null) for {int(np.isnan(tokens).sum())} rows")
+            raise InvalidArgumentError(f"token counts are missing (NaN/null) for {int(np.isnan(tokens).sum())} rows")
         if not np.array_equal(tokens, np.floor(tokens)):
-            raise ValueError("token counts must be whole numbers")
+            raise InvalidArgumentError("token counts must be whole numbers")
     elif tokens.dtype.kind not in "iu":
-        raise TypeError(f"token counts must be numbers, got {tokens.dtype}")
+        raise WrongTypeError(f"token counts must be numbers, got {tokens.dtype}")
     if n and tokens.min() < 0:
-        raise ValueError(f"token counts must not be negative (row {int(np.argmin(tokens))} has {tokens.min()})")
+        raise InvalidArgumentError(f"token counts must not be negative (row {int(np.argmin(tokens))} has "
+                                   f"{tokens.min()})")
     # Sums are int64: refuse counts whose total would overflow it (checked in float64, with a margin for rounding).
     if n and float(np.sum(tokens, dtype=np.float64)) >= 2.0**63 * 0.999:
-        raise ValueError(f"token counts sum to about {float(np.sum(tokens, dtype=np.float64)):.3g}, which would "
-                         "overflow int64 sums: check the token column (wrong units or corrupt values?)")
+        raise InvalidArgumentError(f"token counts sum to about {float(np.sum(tokens, dtype=np.float64)):.3g}, which "
+                                   f"would "
+                                   "overflow int64 sums: check the token column (wrong units or corrupt values?)")
     return tokens if tokens.dtype.kind in "iu" else tokens.astype(np.int64)
 
 
@@ -132,21 +135,21 @@ def select_indices(
 ) -> tuple[np.ndarray, SelectionReport]:
     """Row positions to keep, best first, and the report; ``scores`` NaN = not in the pool.
 
-    ``method="exact"`` never exceeds the budget; it finds the boundary score by bisection and sorts only the
-    kept rows (:mod:`nag_datasets.selection.budget`), so its memory is ~4 bytes per document beyond the scores. ``method="sampled"`` estimates the score
-    threshold on a seeded random sample of ``sample_size`` pool rows (same greedy rule on the sample) and keeps
-    every pool row at least as good (O(N) filter, only the kept rows are sorted): the report's
-    ``achieved_fraction`` says how close it came; it may exceed the request slightly.
+    ``method="exact"`` never exceeds the budget; it finds the boundary score by bisection and sorts only the kept rows
+    (:mod:`nag_datasets.selection.budget`), so its memory is ~4 bytes per document beyond the scores.
+    ``method="sampled"`` estimates the score threshold on a seeded random sample of ``sample_size`` pool rows (same
+    greedy rule on the sample) and keeps every pool row at least as good (O(N) filter, only the kept rows are sorted):
+    the report's ``achieved_fraction`` says how close it came; it may exceed the request slightly.
     """
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
+        raise InvalidArgumentError(f"unknown method {method!r}; use one of {METHODS}")
     if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"fraction must be within [0, 1], got {fraction}")
+        raise InvalidArgumentError(f"fraction must be within [0, 1], got {fraction}")
     scores = np.asarray(scores)
     if scores.ndim != 1:
-        raise ValueError(f"scores must be one-dimensional, got shape {scores.shape}")
+        raise InvalidArgumentError(f"scores must be one-dimensional, got shape {scores.shape}")
     if scores.dtype.kind not in "fiu":
-        raise TypeError(f"scores must be numbers, got {scores.dtype}")
+        raise WrongTypeError(f"scores must be numbers, got {scores.dtype}")
     if scores.dtype.kind != "f":
         scores = scores.astype(np.float64)
     tokens = _check_tokens(tokens, len(scores))
@@ -163,7 +166,7 @@ def select_indices(
         threshold = float(scores[selected[-1]]) if len(selected) else None
     else:
         if sample_size < 1:
-            raise ValueError(f"sample_size must be positive, got {sample_size}")
+            raise InvalidArgumentError(f"sample_size must be positive, got {sample_size}")
         rng = np.random.default_rng(seed)
         m = min(int(sample_size), pool_documents)
         pool = np.flatnonzero(~np.isnan(scores)) if n_missing else None
@@ -271,7 +274,8 @@ def select_top_fraction(
     extra: dict[str, Any] = {}
     if profile is not None:
         if higher_is_better is False:
-            raise ValueError("similarity to a profile is ranked higher-is-better; drop higher_is_better=False")
+            raise InvalidArgumentError("similarity to a profile is ranked higher-is-better; drop "
+                                       "higher_is_better=False")
         higher_is_better = True
         column = profile.check_column(ds, column)
         scores = profile.score(ds, column)
@@ -300,7 +304,8 @@ def select_top_fraction(
     )
     report = dataclasses.replace(report, score_column=used_score_column, **extra)
     if count_duplicates and text_column in (ds.column_names or []):
-        report = dataclasses.replace(report, duplicate_rows=_duplicates(ds, text_column, np.flatnonzero(~np.isnan(scores))),
+        pool_rows = np.flatnonzero(~np.isnan(scores))
+        report = dataclasses.replace(report, duplicate_rows=_duplicates(ds, text_column, pool_rows),
                                      duplicate_rows_selected=_duplicates(ds, text_column, indices))
     out = ds.select(indices)
     if attach_recipe:
@@ -342,14 +347,14 @@ def select_multi_target(
     """
     profiles = list(profiles)
     if not profiles:
-        raise ValueError("select_multi_target needs at least one profile")
+        raise InvalidArgumentError("select_multi_target needs at least one profile")
     _warn_truncated_tokens(token_column)
     if isinstance(column, str) or column is None:
         columns = [column] * len(profiles)
     else:
         columns = list(column)
         if len(columns) != len(profiles):
-            raise ValueError(f"got {len(columns)} columns for {len(profiles)} profiles")
+            raise InvalidArgumentError(f"got {len(columns)} columns for {len(profiles)} profiles")
     share = fraction / len(profiles)
     tokens = numeric_column(ds, token_column)
     seen = np.zeros(len(ds), np.bool_)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
 from ..scoring.profile_base import Profile
 from ..signatures.arrow import add_row_column, numeric_column
 from .budgeted import _profile_fields
@@ -37,9 +38,9 @@ def combined_scores(
     from ``score_column`` instead (higher = better, e.g. a distilled scorer's ``nag_distilled_score``).
     """
     if weight < 0:
-        raise ValueError(f"weight must be >= 0, got {weight}")
+        raise InvalidArgumentError(f"weight must be >= 0, got {weight}")
     if (profile is None) == (score_column is None):
-        raise ValueError("pass exactly one of profile and score_column")
+        raise InvalidArgumentError("pass exactly one of profile and score_column")
     scores = profile.score(ds, column) if profile is not None else numeric_column(ds, score_column)
     distance = 1.0 - np.asarray(scores, dtype=np.float64)
     badness = 1.0 - numeric_column(ds, quality_column)

@@ -30,10 +30,15 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputNotFoundError, InvalidArgumentError, MissingColumnError, NAGError
 from ..storage import location
 from ..storage.atomic import atomic_write_text, check_replaceable, lock_dir, remote_dir
 
-__all__ = ["RaySelectionReport", "select_top_fraction_ray"]
+__all__ = ["RaySelectionError", "RaySelectionReport", "select_top_fraction_ray"]
+
+
+class RaySelectionError(NAGError, RuntimeError):
+    """The rows the Ray tasks wrote are not the rows of the cut (the input changed while the selection ran)."""
 
 
 @dataclasses.dataclass
@@ -85,7 +90,7 @@ class RaySelectionReport:
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.__dataclass_fields__:
-            raise KeyError(key)
+            raise MissingColumnError(key)
         return getattr(self, key)
 
     def keys(self) -> list[str]:
@@ -107,7 +112,7 @@ def _files(source: Any) -> list[str]:
             p = location.local_path(s)
             files += [str(f) for f in sorted(p.rglob("*.parquet"))] if p.is_dir() else [str(p)]
     if not files or not all(location.isfile(f) for f in files):
-        raise FileNotFoundError(f"no parquet files found in {source}")
+        raise InputNotFoundError(f"no parquet files found in {source}")
     return files
 
 
@@ -134,7 +139,7 @@ def _file_spec(path: str, column: str) -> Any:
     with _open(path) as f:
         feats = Features.from_arrow_schema(pq.read_schema(f))
     if column not in feats:
-        raise KeyError(f"column {column!r} not in {path}; columns: {list(feats)}")
+        raise MissingColumnError(f"column {column!r} not in {path}; columns: {list(feats)}")
     spec = spec_from_feature(feats[column])
     if spec is None:
         for sidecar in _sidecars(path):
@@ -181,7 +186,7 @@ def _scores(table: Any, counts: np.ndarray, num_targets: int | None, spec_json: 
     scores = score_blocks(blocks, counts, num_targets, num_threads=1) if blocks else np.zeros(0, np.float32)
     tokens = table.column(token_column)
     if tokens.null_count:
-        raise ValueError(f"token column {token_column!r} has {tokens.null_count} missing values")
+        raise InvalidArgumentError(f"token column {token_column!r} has {tokens.null_count} missing values")
     return scores, tokens.to_numpy().astype(np.int64)
 
 
@@ -266,7 +271,7 @@ def select_top_fraction_ray(
     import ray
 
     if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"fraction must be within [0, 1], got {fraction}")
+        raise InvalidArgumentError(f"fraction must be within [0, 1], got {fraction}")
     files = _files(source)
     column = column or profile.default_column
     for f in files:
@@ -330,8 +335,8 @@ def select_top_fraction_ray(
             rows_written = sum(int(w["rows"]) for w in written)
             tokens_written = sum(int(w["tokens"]) for w in written)
             if (rows_written, tokens_written) != (kept, kept_tokens):
-                raise RuntimeError(f"wrote {rows_written} rows / {tokens_written} tokens, the cut kept {kept} / "
-                                   f"{kept_tokens}")
+                raise RaySelectionError(f"wrote {rows_written} rows / {tokens_written} tokens, the cut kept {kept} / "
+                                        f"{kept_tokens}")
             write(location.join(tmp, "nag_spec.json"), json.dumps({column: profile.spec.to_dict()}, indent=1))
             report = RaySelectionReport(
                 method="exact", fraction=float(fraction), documents_selected=kept,

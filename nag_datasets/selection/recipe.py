@@ -56,9 +56,9 @@ def _now() -> str:
 class SelectionRecipe:
     """How a selection was made: everything needed to reproduce or audit it (JSON-serialisable).
 
-    ``reports`` holds one :class:`nag_datasets.selection.reports.SelectionReport` dict per target (one for a
-    single target), ``profiles`` one profile summary per target (``NAGProfile.summary()``: fingerprint,
-    description, num_targets, score_kind, and for a contrastive profile its weighting and background; empty when ranking by a
+    ``reports`` holds one :class:`nag_datasets.selection.reports.SelectionReport` dict per target (one for a single
+    target), ``profiles`` one profile summary per target (``NAGProfile.summary()``: fingerprint, description,
+    num_targets, score_kind, and for a contrastive profile its weighting and background; empty when ranking by a
     precomputed score column), ``shares`` the token fraction each target selected (multi-target).
     """
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
 from ..scoring.profile_base import Profile
 from ..signatures.arrow import add_row_column
 from .budgeted import _profile_fields
@@ -39,9 +40,10 @@ SCORED_KIND = "nag_profile_score"
 def score_pool(ds: Any, profile: Profile, column: str | None = None, *, out_column: str | None = None) -> Any:
     """``ds`` with every row kept and ``out_column`` (default ``profile.score_column``) = ``profile.score(ds)``.
 
-    The values are the float32 scores of :meth:`Profile.score <nag_datasets.scoring.profile_base.Profile.score>` bit for bit (null where it gives NaN); the
-    signature ``column`` (default ``nag_<neuron_type>``) is checked against the profile's spec first. The column's
-    feature records the profile (see :func:`nag_datasets.selection.recipe.get_score_info`).
+    The values are the float32 scores of :meth:`Profile.score <nag_datasets.scoring.profile_base.Profile.score>` bit for
+    bit (null where it gives NaN); the signature ``column`` (default ``nag_<neuron_type>``) is checked against the
+    profile's spec first. The column's feature records the profile (see
+    :func:`nag_datasets.selection.recipe.get_score_info`).
     """
     from ..signatures.spec_column import require_dataset
 
@@ -49,7 +51,7 @@ def score_pool(ds: Any, profile: Profile, column: str | None = None, *, out_colu
     column = profile.check_column(ds, column)
     out_column = out_column or profile.score_column
     if out_column == column:
-        raise ValueError(f"out_column {out_column!r} would replace the signature column it is computed from")
+        raise InvalidArgumentError(f"out_column {out_column!r} would replace the signature column it is computed from")
     scores = profile.score(ds, column)
     info = {"kind": SCORED_KIND, "higher_is_better": True, **_profile_fields(profile, ds, column)}
     key = f"{ds._fingerprint}\0{profile.fingerprint()}\0{column}\0{out_column}"

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..compiled import jit
+from ..errors import InvalidArgumentError, MissingColumnError, WrongTypeError
 from .spec import SignatureSpec, SpecError
 
 __all__ = ["add_row_column", "dataset_blocks", "first_row_with_unset_bits", "numeric_column", "row_indices",
@@ -142,7 +143,8 @@ def signature_blocks(
         yield flat.reshape(n, L, K), valid
 
 
-def dataset_blocks(ds: Any, column: str, spec: SignatureSpec) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+def dataset_blocks(ds: Any, column: str, spec: SignatureSpec
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     """``(positions, signatures, valid)`` blocks of a Dataset's signature column: ``positions`` are the rows of
     ``ds`` (after any ``select``/``filter``) that the block's signatures belong to. Zero-copy when rows are direct;
     with an indices mapping each Arrow chunk's referenced rows are gathered (a row referenced twice comes twice)."""
@@ -181,10 +183,10 @@ def stream_blocks(ds: Any, column: str, spec: SignatureSpec, batch_size: int
 def numeric_column(ds: Any, name: str) -> np.ndarray:
     """Column ``name`` of ``ds`` in its row order as float64 (nulls -> NaN), read from Arrow, not via Python."""
     if name not in (ds.column_names or []):
-        raise KeyError(f"column {name!r} not in dataset; columns: {ds.column_names}")
+        raise MissingColumnError(f"column {name!r} not in dataset; columns: {ds.column_names}")
     col = ds.data.column(name)
     if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
-        raise TypeError(f"column {name!r} must be numeric, got {col.type}")
+        raise WrongTypeError(f"column {name!r} must be numeric, got {col.type}")
     if col.null_count:
         col = col.cast(pa.float64()).fill_null(float("nan"))
     values = col.to_numpy().astype(np.float64, copy=False)
@@ -209,7 +211,7 @@ def add_row_column(
         ds = ds.remove_columns(name)
     values = np.asarray(values)
     if len(values) != len(ds):
-        raise ValueError(f"need {len(ds)} values for column {name!r}, got {len(values)}")
+        raise InvalidArgumentError(f"need {len(ds)} values for column {name!r}, got {len(values)}")
     idx = row_indices(ds)
     if idx is not None:
         full = np.zeros(table_length(ds), dtype=values.dtype)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import MissingColumnError
 from .spec import SignatureSpec, SpecError
 
 SPEC_ID_PREFIX = "nag_datasets.signatures.spec:"
@@ -63,7 +64,7 @@ def get_spec(ds: Any, column: str) -> SignatureSpec:
     """The spec of ``column`` in ``ds``; a clear error when the column is missing or lost its spec."""
     features = ds.features or {}
     if column not in features:
-        raise KeyError(f"column {column!r} not in dataset; columns: {list(features)}")
+        raise MissingColumnError(f"column {column!r} not in dataset; columns: {list(features)}")
     spec = spec_from_feature(features[column])
     if spec is None:
         raise SpecError(
@@ -83,7 +84,7 @@ def attach_spec(ds: Any, spec: SignatureSpec, column: str | None = None) -> Any:
     """
     column = column or f"nag_{spec.neuron_type}"
     if column not in (ds.features or {}):
-        raise KeyError(f"column {column!r} not in dataset; columns: {list(ds.features or {})}")
+        raise MissingColumnError(f"column {column!r} not in dataset; columns: {list(ds.features or {})}")
     features = ds.features.copy()
     features[column] = signature_feature(spec)
     return ds.cast(features)

@@ -25,11 +25,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputNotFoundError, InvalidArgumentError, NAGError, OutputExistsError
 from ..storage import atomic as _atomic
 from ..storage import location
 from ..storage.atomic import atomic_dir, atomic_write_text, check_complete, check_replaceable, lock_dir, remote_dir
 from .columns import attach_spec, signature_columns
 from .spec import SignatureSpec
+
+
+class OutputIsFolderError(NAGError, IsADirectoryError):
+    """A file output (``.parquet``, ``.jsonl``) whose path is a folder."""
+
 
 SIDECAR = "nag_spec.json"
 #: Written inside every ``save_to_disk`` folder :func:`save_any` produces: ``--overwrite`` replaces only such folders.
@@ -64,7 +70,7 @@ def load_any(path: str | os.PathLike[str], *, split: str = "train", streaming: b
         return _load_remote(os.fspath(path), split=split, streaming=streaming)
     p = location.local_path(path)
     if not p.exists():
-        raise FileNotFoundError(f"no dataset at {p}")
+        raise InputNotFoundError(f"no dataset at {p}")
     if _is_saved_dataset(p):
         ds = datasets.load_from_disk(str(p))
         if isinstance(ds, datasets.DatasetDict):
@@ -73,14 +79,14 @@ def load_any(path: str | os.PathLike[str], *, split: str = "train", streaming: b
     if p.is_dir():
         files: Any = sorted(str(f) for f in p.rglob("*.parquet"))
         if not files:
-            raise ValueError(f"{p} is neither a save_to_disk folder nor a folder of parquet files")
+            raise InvalidArgumentError(f"{p} is neither a save_to_disk folder nor a folder of parquet files")
         builder, sidecar = "parquet", p / SIDECAR
     elif p.suffix.lower() == ".parquet":
         files, builder, sidecar = str(p), "parquet", p.with_name(p.name + ".spec.json")
     elif p.suffix.lower() in (".jsonl", ".json"):
         files, builder, sidecar = str(p), "json", None
     else:
-        raise ValueError(f"unsupported dataset path {p}: use a save_to_disk folder, .parquet or .jsonl")
+        raise InvalidArgumentError(f"unsupported dataset path {p}: use a save_to_disk folder, .parquet or .jsonl")
     if builder == "parquet" and not streaming and _parquet_rows(files) == 0:
         ds = _empty_parquet(files)  # `load_dataset` refuses a split without rows
     else:
@@ -95,7 +101,7 @@ def _load_remote(url: str, *, split: str, streaming: bool) -> Any:
 
     fs, root = location.get_fs(url)
     if not fs.exists(root):
-        raise FileNotFoundError(f"no dataset at {url}")
+        raise InputNotFoundError(f"no dataset at {url}")
     if fs.isdir(root):
         check_complete(url)
         if is_saved_dataset(url):
@@ -105,14 +111,14 @@ def _load_remote(url: str, *, split: str, streaming: bool) -> Any:
             return ds.to_iterable_dataset() if streaming else ds
         files = location.glob(url, "**/*.parquet")
         if not files:
-            raise ValueError(f"{url} is neither a save_to_disk folder nor a folder of parquet files")
+            raise InvalidArgumentError(f"{url} is neither a save_to_disk folder nor a folder of parquet files")
         builder, sidecar = "parquet", location.join(url, SIDECAR)
     elif url.lower().endswith(".parquet"):
         files, builder, sidecar = [url], "parquet", url + ".spec.json"
     elif url.lower().endswith((".jsonl", ".json")):
         files, builder, sidecar = [url], "json", None
     else:
-        raise ValueError(f"unsupported dataset path {url}: use a save_to_disk folder, .parquet or .jsonl")
+        raise InvalidArgumentError(f"unsupported dataset path {url}: use a save_to_disk folder, .parquet or .jsonl")
     if streaming:
         ds = datasets.load_dataset(builder, data_files=files, split="train", streaming=True)
     elif builder == "parquet":
@@ -179,13 +185,13 @@ def _reattach(ds: Any, sidecar: Path | str) -> Any:
 
 def check_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
     """Refuse now what :func:`save_any` would refuse at the end: an existing output without ``overwrite``, or a folder
-    that is not one of our outputs (see :func:`nag_datasets.storage.atomic.check_replaceable`). Lets the CLI fail before any
-    expensive work; :func:`save_any` checks again under the output's lock."""
+    that is not one of our outputs (see :func:`nag_datasets.storage.atomic.check_replaceable`). Lets the CLI fail before
+    any expensive work; :func:`save_any` checks again under the output's lock."""
     if location.is_remote(path):
         url = os.fspath(path)
         if url.lower().endswith((".parquet", ".jsonl", ".json")):
             if location.exists(url) and not overwrite:
-                raise FileExistsError(f"{url} exists; pass overwrite=True (--overwrite) to replace it")
+                raise OutputExistsError(f"{url} exists; pass overwrite=True (--overwrite) to replace it")
         else:
             check_replaceable(url, overwrite=overwrite, marker=OUTPUT_MARKER, ours=_saved_dataset_file,
                               what="dataset folder")
@@ -193,9 +199,9 @@ def check_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> No
     p = location.local_path(path)
     if p.suffix.lower() in (".parquet", ".jsonl", ".json"):
         if p.exists() and not overwrite:
-            raise FileExistsError(f"{p} exists; pass overwrite=True (--overwrite) to replace it")
+            raise OutputExistsError(f"{p} exists; pass overwrite=True (--overwrite) to replace it")
         if p.is_dir():
-            raise IsADirectoryError(f"{p} is a folder; a {p.suffix} output must be a file")
+            raise OutputIsFolderError(f"{p} is a folder; a {p.suffix} output must be a file")
     else:
         check_replaceable(p, overwrite=overwrite, marker=OUTPUT_MARKER, ours=_saved_dataset_file,
                           what="dataset folder")
@@ -205,8 +211,8 @@ def save_any(ds: Any, path: str | os.PathLike[str], *, overwrite: bool = False) 
     """Write ``ds`` atomically: ``.parquet`` (plus a spec sidecar), ``.jsonl``, else a ``save_to_disk`` folder.
 
     The output is built in a temporary sibling and renamed into place, under a lock (``<path>.lock``): a concurrent
-    write of the same path raises :class:`nag_datasets.storage.atomic.FolderLockedError`, and an interrupted one leaves the
-    previous output (or none) plus, at worst, a hidden ``.<name>.tmp-*`` leftover.
+    write of the same path raises :class:`nag_datasets.storage.atomic.FolderLockedError`, and an interrupted one leaves
+    the previous output (or none) plus, at worst, a hidden ``.<name>.tmp-*`` leftover.
 
     A remote ``path`` (fsspec URL) is written in place, without a lock (one writer at a time): a folder through
     :func:`nag_datasets.storage.atomic.remote_dir` (data, then ``nag_datasets.json`` last), a file as one object
@@ -221,8 +227,8 @@ def save_any(ds: Any, path: str | os.PathLike[str], *, overwrite: bool = False) 
     suffix = p.suffix.lower()
     folder = suffix not in (".parquet", ".jsonl", ".json")
     if len(ds) == 0 and suffix in (".jsonl", ".json"):
-        raise ValueError(f"the dataset to write to {p} has 0 rows, and JSON lines cannot record the columns of an "
-                         "empty dataset: write a folder or a .parquet file instead")
+        raise InvalidArgumentError(f"the dataset to write to {p} has 0 rows, and JSON lines cannot record the columns "
+                                   f"of an empty dataset: write a folder or a .parquet file instead")
     with lock_dir(p):
         if folder:
             check_replaceable(p, overwrite=overwrite, marker=OUTPUT_MARKER, ours=_saved_dataset_file,
@@ -234,9 +240,9 @@ def save_any(ds: Any, path: str | os.PathLike[str], *, overwrite: bool = False) 
                 _write_marker(tmp / OUTPUT_MARKER)
             return
         if p.exists() and not overwrite:
-            raise FileExistsError(f"{p} exists; pass overwrite=True (--overwrite) to replace it")
+            raise OutputExistsError(f"{p} exists; pass overwrite=True (--overwrite) to replace it")
         if p.is_dir():
-            raise IsADirectoryError(f"{p} is a folder; a {suffix} output must be a file")
+            raise OutputIsFolderError(f"{p} is a folder; a {suffix} output must be a file")
         tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.tmp-", dir=p.parent))
         try:
             sidecar = p.with_name(p.name + ".spec.json")
@@ -269,9 +275,9 @@ def _save_remote(ds: Any, url: str, *, overwrite: bool) -> None:
             location.write_text(location.join(url, OUTPUT_MARKER), _marker_text())
         return
     if location.exists(url) and not overwrite:
-        raise FileExistsError(f"{url} exists; pass overwrite=True (--overwrite) to replace it")
+        raise OutputExistsError(f"{url} exists; pass overwrite=True (--overwrite) to replace it")
     if location.isdir(url):
-        raise IsADirectoryError(f"{url} is a folder; a {suffix} output must be a file")
+        raise OutputIsFolderError(f"{url} is a folder; a {suffix} output must be a file")
     sidecar = url + ".spec.json"
     if suffix == ".parquet":
         location.remove(sidecar)  # first: a stale sidecar must never describe the new file

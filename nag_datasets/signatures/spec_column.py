@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..errors import MissingColumnError, WrongTypeError
 from .arrow import row_indices
 from .columns import get_spec, spec_from_feature
 from .registry import known_spec, spec_path
@@ -123,8 +124,8 @@ def refuse_split_dict(ds: Any, what: str) -> None:
     if isinstance(ds, (DatasetDict, IterableDatasetDict)):
         splits = list(ds)
         first = splits[0] if splits else "train"
-        raise TypeError(f"{what} needs one split, got a {type(ds).__name__} with splits {splits}: pass one, e.g. "
-                        f"ds[{first!r}], or call it once per split")
+        raise WrongTypeError(f"{what} needs one split, got a {type(ds).__name__} with splits {splits}: pass one, e.g. "
+                             f"ds[{first!r}], or call it once per split")
 
 
 def require_dataset(ds: Any, what: str) -> None:
@@ -133,11 +134,11 @@ def require_dataset(ds: Any, what: str) -> None:
 
     refuse_split_dict(ds, what)
     if isinstance(ds, IterableDataset):
-        raise TypeError(f"{what} reads a datasets.Dataset (random access, Arrow columns), got an IterableDataset: "
+        raise WrongTypeError(f"{what} reads a datasets.Dataset (random access, Arrow columns), got an IterableDataset: "
                         "take a bounded part with Dataset.from_generator / ds.take(n), or save the stream first; to "
-                        "score a stream use ds.map(profile.scorer(), batched=True)")
+                             "score a stream use ds.map(profile.scorer(), batched=True)")
     if not isinstance(ds, Dataset):
-        raise TypeError(f"{what} needs a datasets.Dataset, got {type(ds).__name__}")
+        raise WrongTypeError(f"{what} needs a datasets.Dataset, got {type(ds).__name__}")
 
 
 def dataset_spec(ds: Any, column: str) -> SignatureSpec:
@@ -148,7 +149,7 @@ def dataset_spec(ds: Any, column: str) -> SignatureSpec:
     require_dataset(ds, "NAGProfile.from_dataset")
     features = ds.features or {}
     if column not in features:
-        raise KeyError(f"column {column!r} not in dataset; columns: {list(features)}")
+        raise MissingColumnError(f"column {column!r} not in dataset; columns: {list(features)}")
     typed = spec_from_feature(features[column])
     if typed is None:
         return single_spec(ds, column)
@@ -163,7 +164,7 @@ def check_dataset_column(ds: Any, column: str, expected: SignatureSpec) -> Signa
     require_dataset(ds, "scoring")
     features = ds.features or {}
     if column not in features:
-        raise KeyError(f"column {column!r} not in dataset; columns: {list(features)}")
+        raise MissingColumnError(f"column {column!r} not in dataset; columns: {list(features)}")
     typed = spec_from_feature(features[column])
     values = spec_values_of(ds)
     if typed is None and values is None:

@@ -25,10 +25,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import NAGError
+from ..errors import NAGError, OutputExistsError
 from . import location
 
-__all__ = ["PENDING", "FolderLockedError", "IncompleteOutputError", "atomic_dir", "atomic_write_bytes",
+__all__ = ["PENDING", "FolderLockedError", "IncompleteOutputError", "UnfinishedWriteError", "atomic_dir",
+           "atomic_write_bytes",
            "atomic_write_text", "check_complete", "check_replaceable", "lock_dir", "read_versioned_json",
            "recover_interrupted_swap", "remote_dir", "write_pending"]
 
@@ -48,6 +49,10 @@ class FolderLockedError(NAGError, RuntimeError):
 
 class IncompleteOutputError(NAGError, FileNotFoundError):
     """A remote output folder whose writer has not written its completion marker (still running, or killed)."""
+
+
+class UnfinishedWriteError(NAGError, RuntimeError):
+    """A writer's body ended without writing the completion marker it is to write last."""
 
 
 def _umask() -> int:
@@ -91,7 +96,7 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     if target.exists() and not target.is_dir():
-        raise FileExistsError(f"{target} exists and is not a folder")
+        raise OutputExistsError(f"{target} exists and is not a folder")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     try:
@@ -139,9 +144,10 @@ def lock_dir(folder: str | os.PathLike[str]) -> Iterator[Path]:
         raise FolderLockedError(busy) from None
     fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
     try:
-        if fd is not None and os.stat(lock_path).st_ino != os.fstat(fd).st_ino:
-            raise FileNotFoundError
+        lost = fd is not None and os.stat(lock_path).st_ino != os.fstat(fd).st_ino
     except FileNotFoundError:
+        lost = True
+    if lost:
         lock.release()
         raise FolderLockedError(busy) from None
     try:
@@ -192,12 +198,12 @@ def check_replaceable(folder: str | os.PathLike[str], *, overwrite: bool, marker
         if not location.exists(folder):
             return
         if not location.isdir(folder):
-            raise FileExistsError(f"{folder} exists and is not a folder; refusing to replace it")
+            raise OutputExistsError(f"{folder} exists and is not a folder; refusing to replace it")
         names = location.list_names(folder)
         if not names:
             return  # object stores hold no empty folders: an empty prefix is no output
         if not overwrite:
-            raise FileExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace it")
+            raise OutputExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace it")
         if PENDING in names:
             names = [n for n in names if n != PENDING]
             if marker is not None and marker not in names:
@@ -207,22 +213,22 @@ def check_replaceable(folder: str | os.PathLike[str], *, overwrite: bool, marker
         if not folder.exists():
             return
         if not overwrite:
-            raise FileExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace it")
+            raise OutputExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace it")
         if not folder.is_dir():
-            raise FileExistsError(f"{folder} exists and is not a folder; refusing to replace it")
+            raise OutputExistsError(f"{folder} exists and is not a folder; refusing to replace it")
         names = sorted(p.name for p in folder.iterdir())
     foreign = [n for n in names if n != marker and not ours(n)]
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        raise FileExistsError(f"refusing to replace {folder} even with overwrite: it holds files that are not a "
-                              f"nag_datasets {what} ({shown}); move them away or choose another output")
+        raise OutputExistsError(f"refusing to replace {folder} even with overwrite: it holds files that are not a "
+                                f"nag_datasets {what} ({shown}); move them away or choose another output")
     if names and marker is not None and marker not in names:
-        raise FileExistsError(f"refusing to replace {folder} even with overwrite: it has no {marker}, so it was not "
-                              f"written by nag_datasets as a {what}; delete it yourself or choose another output")
+        raise OutputExistsError(f"refusing to replace {folder} even with overwrite: it has no {marker}, so it was not "
+                                f"written by nag_datasets as a {what}; delete it yourself or choose another output")
 
 
 def read_versioned_json(
-    path: Path | str, *, fmt: str, version: int | tuple[int, ...], error: type[Exception], what: str
+    path: Path | str, *, fmt: str, version: int | tuple[int, ...], error: type[NAGError], what: str
 ) -> dict[str, Any]:
     """Read one of our JSON description files, checking its ``format`` and ``format_version``.
 
@@ -284,7 +290,7 @@ def remote_dir(url: str, *, marker: str, overwrite: bool, ours: Callable[[str], 
                 location.remove(url, recursive=True)
         raise
     if not location.exists(location.join(url, marker)):
-        raise RuntimeError(f"the writer of {url} finished without writing its completion marker {marker}")
+        raise UnfinishedWriteError(f"the writer of {url} finished without writing its completion marker {marker}")
     location.remove(pending)
 
 

@@ -21,6 +21,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..errors import InvalidArgumentError
+
 __all__ = ["PathLike", "exists", "get_fs", "glob", "is_remote", "isdir", "isfile", "join", "list_names", "local_path",
            "read_bytes", "read_text", "remove", "require_local", "write_bytes", "write_text"]
 
@@ -42,9 +44,10 @@ def is_remote(path: PathLike) -> bool:
 
 
 def local_path(path: PathLike) -> Path:
-    """``path`` as a local :class:`~pathlib.Path` (``file://`` stripped); a remote URL raises ``ValueError``."""
+    """``path`` as a local :class:`~pathlib.Path` (``file://`` stripped); a remote URL raises
+    :class:`~nag_datasets.errors.InvalidArgumentError`."""
     if is_remote(path):
-        raise ValueError(f"{path} is a remote URL, not a local path")
+        raise InvalidArgumentError(f"{path} is a remote URL, not a local path")
     text = os.fspath(path)
     if _protocol(text) is not None:
         from fsspec.core import url_to_fs
@@ -54,16 +57,17 @@ def local_path(path: PathLike) -> Path:
 
 
 def require_local(path: PathLike, what: str) -> Path:
-    """``path`` as a local Path; a remote URL raises ``ValueError`` saying that ``what`` needs a local folder.
+    """``path`` as a local Path; a remote URL raises :class:`~nag_datasets.errors.InvalidArgumentError` saying that
+    ``what`` needs a local folder.
 
-    >>> require_local("s3://b/x", "a card")
+    >>> require_local("s3://b/x", "a card")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: a card needs a local folder, not the remote URL s3://b/x (work on a local copy, then upload it)
+    nag_datasets.errors.InvalidArgumentError: a card needs a local folder, not the remote URL s3://b/x (work on a ...
     """
     if is_remote(path):
-        raise ValueError(f"{what} needs a local folder, not the remote URL {os.fspath(path)} (work on a local copy, "
-                         "then upload it)")
+        raise InvalidArgumentError(f"{what} needs a local folder, not the remote URL {os.fspath(path)} (work on a "
+                                   f"local copy, then upload it)")
     return local_path(path)
 
 
