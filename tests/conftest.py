@@ -1,7 +1,8 @@
 """Shared fixtures (the real bundled model, loaded once per session) and the default test tiers.
 
-Every test is ``fast`` or ``slow`` (``--strict-markers``): an explicit mark wins; otherwise a test is ``slow`` when it
-uses the ``bundled`` or ``featurizer`` fixture or lives in a module of :data:`SLOW_MODULES`, and ``fast`` otherwise.
+Every test is ``fast`` or ``slow`` (``--strict-markers``): an explicit mark wins (a test's own, or its module's
+``pytestmark``); otherwise a test is ``slow`` when it uses the ``bundled`` or ``featurizer`` fixture, and ``fast``
+otherwise. A module whose tests load the model or run long subprocesses without those fixtures says so with a mark.
 ``make test-fast`` runs ``pytest -m fast`` (no model), ``make test`` everything.
 """
 
@@ -20,8 +21,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 #: Fixtures that load the real model.
 MODEL_FIXTURES = frozenset({"bundled", "featurizer"})
-#: Modules whose tests load the model or run long subprocesses without saying so through a fixture.
-SLOW_MODULES = frozenset({"test_behaviour", "test_gpu_bench", "test_notebooks", "test_textcut"})
 TIERS = ("fast", "slow")
 
 
@@ -81,8 +80,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if any(item.get_closest_marker(tier) for tier in TIERS):
             continue
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-        slow = module in SLOW_MODULES or bool(MODEL_FIXTURES & set(getattr(item, "fixturenames", ())))
+        slow = bool(MODEL_FIXTURES & set(getattr(item, "fixturenames", ())))
         item.add_marker(pytest.mark.slow if slow else pytest.mark.fast)
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # featurizes the demo data with the bundled model (in record_behaviour.py)
+
 DATA = Path(__file__).parent / "data"
 
 
-@pytest.mark.slow
 def test_demo_behaviour_matches_recording() -> None:
     recorded = json.loads((DATA / "behaviour.json").read_text(encoding="utf-8"))
     measured = runpy.run_path(str(DATA / "record_behaviour.py"))["measure"]()

@@ -13,8 +13,8 @@ pytestmark = pytest.mark.fast
 
 
 def _packages() -> list[str]:
-    return [nag_datasets.__name__] + [info.name for info in pkgutil.walk_packages(nag_datasets.__path__, "nag_datasets.")
-                                      if info.ispkg]
+    packages = pkgutil.walk_packages(nag_datasets.__path__, "nag_datasets.")
+    return [nag_datasets.__name__] + [info.name for info in packages if info.ispkg]
 
 
 @pytest.mark.parametrize("name", _packages())
