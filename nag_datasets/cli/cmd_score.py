@@ -22,6 +22,8 @@ import json
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from .tokens import add_token_options, ensure_tokens
+
 
 class ScoreSource(NamedTuple):
     """One way to score a pool: ``--<flag> VALUE`` and the function that adds the score column."""
@@ -70,13 +72,11 @@ def _source(args: argparse.Namespace) -> ScoreSource:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from ..signatures.formats import check_output, load_any, save_any
-    from .cmd_select import _ensure_tokens
-
     check_output(args.output, overwrite=args.overwrite)  # before any data or model is loaded
     source = _source(args)
     ds = load_any(args.input)
     ds, score_column = source.add_scores(args, ds)
-    ds = _ensure_tokens(ds, args.token_column, args.tokenizer, args.text_column)
+    ds = ensure_tokens(ds, args)
     save_any(ds, args.output, overwrite=args.overwrite)
     print(
         json.dumps(
@@ -102,9 +102,7 @@ def register_cli(subparsers: Any) -> None:
     for source in SOURCES:
         sources.add_argument(source.flag, dest=source.dest, default=None, help=source.help)
     s.add_argument("--column", default=None, help="signature column (default nag_<neuron_type> of the profile)")
-    s.add_argument("--token-column", default="num_tokens")
-    s.add_argument("--tokenizer", default=None, help="tokenizer for counting tokens when the column is missing")
-    s.add_argument("--text-column", default="text")
+    add_token_options(s)
     s.add_argument("--num-proc", type=int, default=None, help="map workers for --distilled (each loads the model once)")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=cmd_score)

@@ -9,23 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from ..errors import InvalidArgumentError
-
-
-def _ensure_tokens(ds: Any, token_column: str, tokenizer_name: str | None, text_column: str) -> Any:
-    if token_column in ds.column_names:
-        return ds
-    from transformers import AutoTokenizer
-
-    from ..featurize.models import converted_bundled_dir
-    from ..selection.tokens import count_tokens
-
-    source = tokenizer_name or str(converted_bundled_dir()[0])
-    print(f"counting full-document tokens with {source} into column {token_column!r}", file=sys.stderr)
-    return count_tokens(ds, AutoTokenizer.from_pretrained(source), column=text_column, out_column=token_column)
+from .tokens import add_token_options, ensure_tokens
 
 
 def cmd_select(args: argparse.Namespace) -> int:
@@ -41,7 +28,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         raise InvalidArgumentError("--keep-score needs --profile (with --score-column the score column is kept anyway)")
     check_output(args.output, overwrite=args.overwrite)  # before any data or model is loaded
     profile = NAGProfile.load(args.profile) if args.profile is not None else None
-    ds = _ensure_tokens(load_any(args.input), args.token_column, args.tokenizer, args.text_column)
+    ds = ensure_tokens(load_any(args.input), args)
     if args.keep_score:
         from ..selection.scored import score_pool
 
@@ -70,9 +57,7 @@ def register_cli(subparsers: Any) -> None:
     by.add_argument("--score-column", default=None, help="rank by this precomputed score column (a scored pool)")
     s.add_argument("--keep-score", action="store_true", help="keep the selected rows' scores (with --profile)")
     s.add_argument("--fraction", type=float, required=True)
-    s.add_argument("--token-column", default="num_tokens")
-    s.add_argument("--tokenizer", default=None, help="tokenizer for counting tokens when the column is missing")
-    s.add_argument("--text-column", default="text")
+    add_token_options(s)
     s.add_argument("--column", default=None)
     s.add_argument("--method", choices=("exact", "sampled"), default="exact")
     s.add_argument("--seed", type=int, default=0)

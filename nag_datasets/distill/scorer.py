@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..storage.atomic import atomic_dir, check_replaceable, lock_dir, read_versioned_json
+from ..storage.atomic import read_versioned_json, replacing_dir
 from ..storage.checksums import sha256_file
 from .labels import DistillError
 from .models import DistilledModel, model_class
@@ -57,19 +57,15 @@ def save_scorer(model: DistilledModel, folder: str | os.PathLike[str], info: dic
     it is a scorer folder we wrote."""
     folder = Path(folder)
     ours = {*model.files, META_FILE, "README.md"}.__contains__
-    with lock_dir(folder):
-        try:
-            check_replaceable(folder, overwrite=overwrite, marker=META_FILE, ours=ours, what="distilled scorer")
-        except FileExistsError as e:
-            raise DistillError(str(e)) from None
-        with atomic_dir(folder) as tmp:
-            model.save(tmp)
-            meta: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.kind,
-                                    "params": model.params, "state": model.state(),
-                                    "files": {name: sha256_file(tmp / name) for name in model.files},
-                                    "library_version": __version__, **info}
-            meta["fingerprint"] = _fingerprint(meta)
-            (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=float) + "\n")
+    with replacing_dir(folder, overwrite=overwrite, marker=META_FILE, ours=ours, what="distilled scorer",
+                       refusal=DistillError) as tmp:
+        model.save(tmp)
+        meta: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.kind,
+                                "params": model.params, "state": model.state(),
+                                "files": {name: sha256_file(tmp / name) for name in model.files},
+                                "library_version": __version__, **info}
+        meta["fingerprint"] = _fingerprint(meta)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=float) + "\n")
     return folder
 
 

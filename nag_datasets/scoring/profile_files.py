@@ -27,7 +27,7 @@ import numpy as np
 from .. import __version__
 from ..errors import NAGError
 from ..storage import location
-from ..storage.atomic import atomic_dir, check_complete, check_replaceable, lock_dir, read_versioned_json, remote_dir
+from ..storage.atomic import check_complete, read_versioned_json, remote_dir, replacing_dir
 
 __all__ = [
     "CONTRASTIVE_FORMAT_VERSION",
@@ -82,14 +82,10 @@ def write_profile_files(folder: str | Path, tensors: dict[str, np.ndarray], meta
             raise ProfileError(str(e)) from None
         return url
     folder = location.local_path(folder)
-    with lock_dir(folder):
-        try:
-            check_replaceable(folder, overwrite=True, marker=META_FILE, ours=_ours, what="profile")
-        except FileExistsError as e:
-            raise ProfileError(str(e)) from None
-        with atomic_dir(folder) as tmp:
-            (tmp / COUNTS_FILE).write_bytes(payload)
-            (tmp / META_FILE).write_text(meta_text)
+    with replacing_dir(folder, overwrite=True, marker=META_FILE, ours=_ours, what="profile",
+                       refusal=ProfileError) as tmp:
+        (tmp / COUNTS_FILE).write_bytes(payload)
+        (tmp / META_FILE).write_text(meta_text)
     return folder
 
 

@@ -27,9 +27,10 @@ _EXPORTS = {
     "RecipeError": "recipe",
     "SelectionReport": "reports",
     "MultiTargetReport": "reports",
+    "RaySelectionReport": "reports",
     "select_top_fraction_ray": "ray_select",
 }
-__all__ = ["MultiTargetReport", "RecipeError", "SelectionRecipe", "SelectionReport", "budget_cut",
+__all__ = ["MultiTargetReport", "RaySelectionReport", "RecipeError", "SelectionRecipe", "SelectionReport", "budget_cut",
            "combine_with_quality", "count_tokens", "get_recipe", "score_pool", "select_indices", "select_multi_target",
            "select_top_fraction", "select_top_fraction_ray"]
 

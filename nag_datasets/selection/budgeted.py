@@ -234,6 +234,17 @@ def _profile_summary(report: SelectionReport) -> dict[str, Any]:
     }
 
 
+def _take(ds: Any, indices: np.ndarray, reports: list[SelectionReport], *, attach_recipe: bool, fraction: float,
+          **recipe: Any) -> Any:
+    """The rows ``indices`` of ``ds``, carrying the recipe of the selection that chose them (``attach_recipe``)."""
+    out = ds.select(indices)
+    if not attach_recipe:
+        return out
+    return _attach_recipe(out, SelectionRecipe(
+        fraction=float(fraction), reports=[r.to_dict() for r in reports], spec=reports[0].spec,
+        profiles=[_profile_summary(r) for r in reports if r.profile_fingerprint], **recipe))
+
+
 def select_top_fraction(
     ds: Any,
     fraction: float,
@@ -307,20 +318,8 @@ def select_top_fraction(
         pool_rows = np.flatnonzero(~np.isnan(scores))
         report = dataclasses.replace(report, duplicate_rows=_duplicates(ds, text_column, pool_rows),
                                      duplicate_rows_selected=_duplicates(ds, text_column, indices))
-    out = ds.select(indices)
-    if attach_recipe:
-        recipe = SelectionRecipe(
-            kind="top_fraction",
-            fraction=float(fraction),
-            method=method,
-            reports=[report.to_dict()],
-            spec=report.spec,
-            profiles=[_profile_summary(report)] if report.profile_fingerprint else [],
-            score_column=used_score_column,
-            higher_is_better=higher_is_better,
-            quality=quality,
-        )
-        out = _attach_recipe(out, recipe)
+    out = _take(ds, indices, [report], attach_recipe=attach_recipe, kind="top_fraction", fraction=fraction,
+                method=method, score_column=used_score_column, higher_is_better=higher_is_better, quality=quality)
     return (out, report) if return_report else out
 
 
@@ -389,17 +388,6 @@ def select_multi_target(
         pool_tokens=pool_tokens,
         achieved_fraction=tokens_selected / pool_tokens if pool_tokens else 0.0,
     )
-    out = ds.select(all_indices)
-    if attach_recipe:
-        recipe = SelectionRecipe(
-            kind="multi_target",
-            fraction=float(fraction),
-            method=method,
-            reports=[r.to_dict() for r in reports],
-            spec=reports[0].spec,
-            profiles=[_profile_summary(r) for r in reports],
-            shares=[share] * len(profiles),
-            dedup=dedup,
-        )
-        out = _attach_recipe(out, recipe)
+    out = _take(ds, all_indices, reports, attach_recipe=attach_recipe, kind="multi_target", fraction=fraction,
+                method=method, shares=[share] * len(profiles), dedup=dedup)
     return (out, multi) if return_report else out

@@ -21,7 +21,6 @@ and ``selection.json`` (the completion marker) last.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -33,68 +32,13 @@ import numpy as np
 from ..errors import InputNotFoundError, InvalidArgumentError, MissingColumnError, NAGError
 from ..storage import location
 from ..storage.atomic import atomic_write_text, check_replaceable, lock_dir, remote_dir
+from .reports import RaySelectionReport
 
-__all__ = ["RaySelectionError", "RaySelectionReport", "select_top_fraction_ray"]
+__all__ = ["RaySelectionError", "select_top_fraction_ray"]
 
 
 class RaySelectionError(NAGError, RuntimeError):
     """The rows the Ray tasks wrote are not the rows of the cut (the input changed while the selection ran)."""
-
-
-@dataclasses.dataclass
-class RaySelectionReport:
-    """What :func:`select_top_fraction_ray` kept (also written as ``selection.json``).
-
-    Read it as attributes or, like the dict it used to be, by key: ``report["documents_selected"]``.
-    """
-
-    method: str
-    fraction: float
-    documents_selected: int
-    tokens_selected: int
-    pool_documents: int
-    pool_tokens: int
-    achieved_fraction: float
-    threshold: float | None
-    last_position: int | None
-    null_rows_skipped: int
-    null_tokens_skipped: int
-    signature_column: str
-    spec: dict[str, Any]
-    profile_fingerprint: str
-    profile_description: str
-    profile_num_targets: int
-    input_files: int
-    score_blocks: int
-    score_worker_processes: int
-    #: ``"similarity"`` or ``"contrastive"`` and the profile's summary (weighting and background when contrastive).
-    score_kind: str = "similarity"
-    profile: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RaySelectionReport:
-        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
-
-    def __eq__(self, other: object) -> bool:
-        """Equal to another report or to the dict it was (e.g. ``selection.json`` read back) with the same fields."""
-        if isinstance(other, RaySelectionReport):
-            return self.to_dict() == other.to_dict()
-        if isinstance(other, dict):
-            return self.to_dict() == other
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, like any dataclass with eq
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in self.__dataclass_fields__:
-            raise MissingColumnError(key)
-        return getattr(self, key)
-
-    def keys(self) -> list[str]:
-        return list(self.__dataclass_fields__)
 
 
 def _files(source: Any) -> list[str]:

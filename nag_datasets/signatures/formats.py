@@ -28,7 +28,7 @@ from typing import Any
 from ..errors import InputNotFoundError, InvalidArgumentError, NAGError, OutputExistsError
 from ..storage import atomic as _atomic
 from ..storage import location
-from ..storage.atomic import atomic_dir, atomic_write_text, check_complete, check_replaceable, lock_dir, remote_dir
+from ..storage.atomic import atomic_write_text, check_complete, check_replaceable, lock_dir, remote_dir, replacing_dir
 from .columns import attach_spec, signature_columns
 from .spec import SignatureSpec
 
@@ -229,16 +229,15 @@ def save_any(ds: Any, path: str | os.PathLike[str], *, overwrite: bool = False) 
     if len(ds) == 0 and suffix in (".jsonl", ".json"):
         raise InvalidArgumentError(f"the dataset to write to {p} has 0 rows, and JSON lines cannot record the columns "
                                    f"of an empty dataset: write a folder or a .parquet file instead")
+    if folder:
+        with replacing_dir(p, overwrite=overwrite, marker=OUTPUT_MARKER, ours=_saved_dataset_file,
+                           what="dataset folder") as tmp:
+            # One shard even for 0 rows: `datasets` writes no data file for an empty selection otherwise, and such a
+            # folder does not load back.
+            ds.save_to_disk(str(tmp), **({"num_shards": 1} if len(ds) == 0 else {}))
+            _write_marker(tmp / OUTPUT_MARKER)
+        return
     with lock_dir(p):
-        if folder:
-            check_replaceable(p, overwrite=overwrite, marker=OUTPUT_MARKER, ours=_saved_dataset_file,
-                              what="dataset folder")
-            with atomic_dir(p) as tmp:
-                # One shard even for 0 rows: `datasets` writes no data file for an empty selection otherwise,
-                # and such a folder does not load back.
-                ds.save_to_disk(str(tmp), **({"num_shards": 1} if len(ds) == 0 else {}))
-                _write_marker(tmp / OUTPUT_MARKER)
-            return
         if p.exists() and not overwrite:
             raise OutputExistsError(f"{p} exists; pass overwrite=True (--overwrite) to replace it")
         if p.is_dir():

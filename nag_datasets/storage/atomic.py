@@ -28,10 +28,23 @@ from typing import Any
 from ..errors import NAGError, OutputExistsError
 from . import location
 
-__all__ = ["PENDING", "FolderLockedError", "IncompleteOutputError", "UnfinishedWriteError", "atomic_dir",
-           "atomic_write_bytes",
-           "atomic_write_text", "check_complete", "check_replaceable", "lock_dir", "read_versioned_json",
-           "recover_interrupted_swap", "remote_dir", "write_pending"]
+__all__ = [
+    "PENDING",
+    "FolderLockedError",
+    "IncompleteOutputError",
+    "UnfinishedWriteError",
+    "atomic_dir",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_complete",
+    "check_replaceable",
+    "lock_dir",
+    "read_versioned_json",
+    "recover_interrupted_swap",
+    "remote_dir",
+    "replacing_dir",
+    "write_pending",
+]
 
 
 def stage_reached(stage: str, **where: Any) -> None:
@@ -225,6 +238,32 @@ def check_replaceable(folder: str | os.PathLike[str], *, overwrite: bool, marker
     if names and marker is not None and marker not in names:
         raise OutputExistsError(f"refusing to replace {folder} even with overwrite: it has no {marker}, so it was not "
                                 f"written by nag_datasets as a {what}; delete it yourself or choose another output")
+
+
+@contextlib.contextmanager
+def replacing_dir(folder: str | os.PathLike[str], *, overwrite: bool, marker: str | None,
+                  ours: Callable[[str], bool], what: str = "output",
+                  refusal: type[NAGError] = OutputExistsError) -> Iterator[Path]:
+    """The one way a local output folder is written: hold :func:`lock_dir`, refuse what :func:`check_replaceable`
+    refuses (as ``refusal``, e.g. a ``ProfileError``), and yield the temporary folder of :func:`atomic_dir`, which
+    replaces ``folder`` when the body succeeds.
+
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "out"
+    >>> with replacing_dir(out, overwrite=False, marker="done.json", ours=bool) as tmp:
+    ...     _ = (tmp / "done.json").write_text("{}")
+    >>> sorted(p.name for p in out.iterdir())
+    ['done.json']
+    """
+    with lock_dir(folder):
+        try:
+            check_replaceable(folder, overwrite=overwrite, marker=marker, ours=ours, what=what)
+        except OutputExistsError as e:
+            if refusal is OutputExistsError:
+                raise
+            raise refusal(str(e)) from None
+        with atomic_dir(folder) as tmp:
+            yield tmp
 
 
 def read_versioned_json(

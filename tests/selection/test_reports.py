@@ -8,7 +8,7 @@ import json
 import pytest
 
 from nag_datasets.featurize.report import FeaturizeReport, sum_reports
-from nag_datasets.selection.ray_select import RaySelectionReport
+from nag_datasets.selection.reports import RaySelectionReport
 from nag_datasets.selection.reports import SelectionReport
 
 pytestmark = pytest.mark.fast
