@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import MissingColumnError
 from .spec import SignatureSpec, SpecError
 
-SPEC_ID_PREFIX = "nag_datasets.signatures.spec:"
+SPEC_ID_PREFIX = "nag_datasets.spec:"  # a stored id (inside every saved signature feature): kept when the module moved
 
 
 def column_name(neuron_type: str) -> str:

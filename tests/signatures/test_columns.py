@@ -33,6 +33,14 @@ def test_feature_shape_type_and_spec():
     assert column_name("att_o") == "nag_att_o"
 
 
+def test_a_feature_written_before_the_move_still_carries_its_spec():
+    """The id stored in every saved signature feature is a format, not a module path: it never changes."""
+    spec = make_spec()
+    assert SPEC_ID_PREFIX == "nag_datasets.spec:"
+    old = Value(spec.index_dtype, id="nag_datasets.spec:" + spec.to_json())
+    assert spec_from_feature(old) == spec
+
+
 def test_spec_survives_map_filter_select_concat_and_save(tmp_path):
     spec = make_spec()
     ds = make_signature_dataset(random_signatures(6, spec), spec, {"n": list(range(6))})
