@@ -22,7 +22,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 MODEL_FIXTURES = frozenset({"bundled", "featurizer"})
 #: Modules whose tests load the model or run long subprocesses without saying so through a fixture.
 SLOW_MODULES = frozenset({"test_behaviour", "test_gpu_bench", "test_notebooks", "test_textcut"})
-TIERS = ("fast", "slow")
+TIERS = ("fast", "slow", "full")
 
 
 REPORT_ENV = "NAG_TEST_TOKEN_REPORT"
@@ -33,8 +33,7 @@ def pytest_configure(config: pytest.Config) -> None:
     folder = Path(tempfile.mkdtemp(prefix="nag-test-tokens-"))
     os.environ[token_budget.DIR_ENV] = str(folder)
     config.stash[_TOKEN_DIR] = folder
-    token_budget.install_pth()
-    token_budget.install_hook()
+    token_budget.install()
 
 
 _TOKEN_DIR = pytest.StashKey[Path]()
@@ -84,6 +83,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         slow = module in SLOW_MODULES or bool(MODEL_FIXTURES & set(getattr(item, "fixturenames", ())))
         item.add_marker(pytest.mark.slow if slow else pytest.mark.fast)
+    # Fast tests first: in one `make test` session a broken basic fails within minutes, before any model loads.
+    items.sort(key=lambda item: 0 if item.get_closest_marker("fast") else 1)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -102,9 +103,13 @@ def bundled():
     return load_model()
 
 
+#: ``max_length`` of the shared featurizer: the default's 120 would cost four times the model tokens (CI budget).
+TEST_MAX_LENGTH = 32
+
+
 @pytest.fixture(scope="session")
 def featurizer():
-    """A default featurizer (fwd_up, K=20, max_length=120) on the bundled model."""
+    """The default featurizer (bundled model, fwd_up, K=20, all layers) but ``max_length=32`` (CI token budget)."""
     from nag_datasets.featurize.featurizer import NAGFeaturizer
 
-    return NAGFeaturizer()
+    return NAGFeaturizer(max_length=TEST_MAX_LENGTH)
