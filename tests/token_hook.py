@@ -67,22 +67,34 @@ def install_hook() -> None:
 
 
 class _AfterTorchImport:
-    """A meta-path finder that installs the hook right after ``torch`` is imported (processes that never import
-    torch pay nothing)."""
+    """A meta-path finder that installs the hook right after ``torch`` is executed (processes that never import
+    torch pay nothing).
+
+    It stays in place until then: libraries probe ``importlib.util.find_spec("torch")`` long before importing it,
+    and each probe gets a spec of its own, so every spec handed out carries the hooking loader.
+    """
+
+    def __init__(self) -> None:
+        self._busy = False
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "torch":
+        if name != "torch" or self._busy:
             return None
-        import importlib.util
+        import importlib.machinery
 
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec("torch")
+        self._busy = True
+        try:
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+        finally:
+            self._busy = False
         if spec is None or spec.loader is None:
             return spec
         exec_module = spec.loader.exec_module
 
         def exec_then_hook(module: Any) -> None:
             exec_module(module)
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
             install_hook()
 
         spec.loader.exec_module = exec_then_hook  # type: ignore[method-assign]
