@@ -90,9 +90,9 @@ LEARNED: tuple[tuple[str, str, str, str], ...] = (
 )
 
 #: Families the selection rule compares, and their complexity (ties go to the lowest level first): one signal,
-#: a fixed-formula fusion of two, a learned model.
+#: a fixed-formula fusion of two, a learned model, a fixed-formula fusion of NAG with a learned model.
 SELECTABLE = {"contrastive": 1, "centred_embedding": 1, "fusion_zsum": 2, "fusion_rrf": 2, "learned": 3,
-              "fusion_zsum_learned": 3}
+              "fusion_zsum_learned": 4}
 #: Families with many variants (logged and tabulated by their best).
 GRIDS = ("contrastive", "fusion_zsum", "fusion_rrf", "fusion_zsum_learned")
 

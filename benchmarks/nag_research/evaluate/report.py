@@ -302,19 +302,20 @@ def _lead_section(results: dict[str, Any]) -> list[str]:
     return out
 
 
+#: Columns of the per-class table: (key, role in :func:`lead_rows`).
+_PER_CLASS_REFS = (("N", "strongest contrastive NAG, any (two types: reference)"),
+                   ("E", "strongest centred contrastive embedding"),
+                   ("L", "strongest learned model on the embedding alone (non-NAG)"))
+
+
 def per_class_rows(results: dict[str, Any], task: str, cond: str) -> list[dict[str, Any]]:
-    """Per class: the shipped default's AP against the strongest contrastive NAG and centred embedding (by the
-    criterion) in one condition."""
+    """Per class: the shipped default's AP (``D``) against the strongest contrastive NAG (``N``), centred embedding
+    (``E``) and learned model on the embedding alone (``L``), by the criterion, in one condition."""
     d = _shipped_default(results)
     rows = dict(lead_rows(results))
-    nag = rows.get("strongest contrastive NAG, any (two types: reference)")
-    emb = rows.get("strongest centred contrastive embedding")
-    out = []
-    for c in results["tasks"][task]["per_method"][d]["per_class"]:
-        v = {k: condition_value(results, task, m, cond, c) if m else None
-             for k, m in (("default", d), ("nag", nag), ("emb", emb))}
-        out.append({"class": c, **v})
-    return out
+    refs = {"D": d} | {k: rows.get(role) for k, role in _PER_CLASS_REFS}
+    return [{"class": c} | {k: condition_value(results, task, m, cond, c) if m else None for k, m in refs.items()}
+            for c in results["tasks"][task]["per_method"][d]["per_class"]]
 
 
 def _per_class_section(results: dict[str, Any]) -> list[str]:
@@ -322,29 +323,30 @@ def _per_class_section(results: dict[str, Any]) -> list[str]:
     if not d or not results.get("selection"):
         return []
     rows = dict(lead_rows(results))
-    nag = rows.get("strongest contrastive NAG, any (two types: reference)")
-    emb = rows.get("strongest centred contrastive embedding")
-    out = [(f"AP per class of the shipped default (D) against the strongest contrastive NAG (N: *{nag}*) and the "
-           f"strongest centred embedding (E: *{emb}*); D-E > 0 where the fusion wins over the embedding."), ""]
-    conds = [c for c in ("all", "few", "background") if condition_value(results, next(iter(results["tasks"])), d, c)
-             is not None]
-    head = ["Task", "Class"] + [f"{x}, {condition_label(results, c)}" for c in conds for x in ("D", "N", "E", "D-E")]
+    refs = [(k, rows[role]) for k, role in _PER_CLASS_REFS if rows.get(role)]
+    out = ["AP per class of the shipped default (D) against " + ", ".join(f"{k} = *{m}*" for k, m in refs)
+           + "; D-E and D-L > 0 where the default wins.", ""]
+    conds = [c for c in ("all", "few") if condition_value(results, next(iter(results["tasks"])), d, c) is not None]
+    keys = ["D"] + [k for k, _ in refs]
+    diffs = [k for k in ("E", "L") if k in keys]
+    head = ["Task", "Class"] + [f"{x}, {condition_label(results, c)}" for c in conds
+                                for x in keys + [f"D-{k}" for k in diffs]]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    wins = {c: [0, 0] for c in conds}
+    wins = {(c, k): [0, 0] for c in conds for k in diffs}
     for t in results["tasks"]:
         per = {c: per_class_rows(results, t, c) for c in conds}
         for i, r0 in enumerate(per[conds[0]]):
             cells = [_short(t), r0["class"]]
             for c in conds:
                 r = per[c][i]
-                diff = r["default"] - r["emb"] if r["emb"] is not None else None
-                if diff is not None:
-                    wins[c][0 if diff > 0 else 1] += 1
-                cells += [_fmt(r["default"]), _fmt(r["nag"]), _fmt(r["emb"]),
-                          f"{diff:+.3f}" if diff is not None else ""]
+                cells += [_fmt(r[k]) for k in keys]
+                for k in diffs:
+                    diff = r["D"] - r[k]
+                    wins[(c, k)][0 if diff > 0 else 1] += 1
+                    cells.append(f"{diff:+.3f}")
             out.append("| " + " | ".join(cells) + " |")
-    out += ["", "Wins / losses of D against E over the classes of both tasks: " + "; ".join(
-        f"{condition_label(results, c)}: {w} / {lo}" for c, (w, lo) in wins.items()) + "."]
+    out += ["", "Wins / losses of D over the classes of both tasks: " + "; ".join(
+        f"against {k}, {condition_label(results, c)}: {w} / {lo}" for (c, k), (w, lo) in wins.items()) + "."]
     return out
 
 
@@ -533,13 +535,15 @@ def _selection_section(results: dict[str, Any]) -> list[str]:
             cells = [f"**{c}**" for c in cells]
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
+    singles = [(role, m) for role, m in lead_rows(results)[1:] if m in sel["table"] and m in ship]
     for chosen_on, h in sel["holdout"].items():
         other = "half B" if chosen_on == "half A" else "half A"
         out.append(f"- Rule applied to {chosen_on}: picks *{h['pick']}*; on {other} its criterion is "
                    f"{h['on_other_half']:.3f} (rank {h['rank_on_other_half']} of {n_ship} shippable; the best "
                    f"on {other}, *{h['best_on_other_half_name']}*, has {h['best_on_other_half']:.3f}; the rule "
                    f"applied to {other} picks *{h['pick_on_other_half']}*, "
-                   f"{h.get('pick_on_other_half_value', float('nan')):.3f}).")
+                   f"{h.get('pick_on_other_half_value', float('nan')):.3f}). On {other}, the single signals: "
+                   + "; ".join(f"{role} *{m}* {sel['table'][m][other]:.3f}" for role, m in singles) + ".")
     return out
 
 
