@@ -132,6 +132,9 @@ def test_learned_out_of_fold_uses_the_fold_that_held_the_row_out():
            for i in range(30)]
     np.testing.assert_allclose(oof, ref, rtol=1e-12)
     np.testing.assert_allclose(model.score(neg), neg @ model.coef + model.intercept, rtol=1e-12)
+    np.random.seed(123)  # the fit does not depend on numpy's global state: a profile refits bit for bit
+    again = fusion.fit_learned(pos, neg, Cs=(0.1, 1.0), folds=3)
+    assert np.array_equal(again.coef, model.coef) and again.intercept == model.intercept
     with pytest.raises(ValueError, match="cross-validation needs"):
         fusion.fit_learned(pos[:2], neg, folds=3)
 

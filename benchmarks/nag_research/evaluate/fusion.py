@@ -176,7 +176,8 @@ def fit_learned(positives: Any, negatives: Any, *, Cs: Sequence[float] = (0.1, 1
                 seed: int = 0) -> LearnedScorer:
     """L2 logistic regression of ``positives`` (target rows) against ``negatives`` (background rows): balanced class
     weights, C chosen among ``Cs`` by ``folds``-fold stratified cross-validation (ROC-AUC) on these rows only,
-    liblinear solver, then refitted on all of them. Rows are feature matrices (dense or scipy sparse)."""
+    liblinear solver (``random_state=0``, so a refit is bit-identical), then refitted on all of them. Rows are
+    feature matrices (dense or scipy sparse)."""
     from scipy import sparse
     from sklearn.linear_model import LogisticRegressionCV
     from sklearn.model_selection import StratifiedKFold
@@ -197,7 +198,7 @@ def fit_learned(positives: Any, negatives: Any, *, Cs: Sequence[float] = (0.1, 1
     if "use_legacy_attributes" in params:
         kwargs["use_legacy_attributes"] = False
     model = LogisticRegressionCV(Cs=list(Cs), cv=splits, scoring="roc_auc", solver="liblinear",
-                                 class_weight="balanced", max_iter=1000, refit=True, **kwargs)
+                                 class_weight="balanced", max_iter=1000, refit=True, random_state=0, **kwargs)
     model.fit(X, y)
     C = float(np.ravel(model.C_)[0])
     ci = int(np.flatnonzero(np.isclose(model.Cs_, C))[0])
