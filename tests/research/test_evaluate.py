@@ -348,7 +348,8 @@ def _synthetic_config():
                       fusion_components=((*CONTRASTIVE_DEFAULT[:2], ("att_o",), "last2"),
                                          (*CONTRASTIVE_DEFAULT[:3], "last2")),
                       zsum_weights=(0.3, 0.5), rrf_kappas=(0.1,), rrf_weights=(0.5,),
-                      learned=(("nag", "att_o", "last2", "last"), ("both", "att_o", "last2", "last")),
+                      learned=(("nag", "att_o", "last2", "last"), ("emb", "att_o", "last2", "last"),
+                               ("both", "att_o", "last2", "last")),
                       learned_cs=(0.1, 10.0))
 
 
@@ -438,10 +439,10 @@ def test_synthetic_run_tables_rows_and_json_round_trip(tmp_path):
         block = report.split(head)[1].split("\n\n")[0].strip().splitlines()[1:]
         names = [r.split(" | ")[0].lstrip("| ") for r in block]
         assert names[:9] == [saved["default"], d, "Centred contrastive embedding last-layer (float16)",
-                             "Centred contrastive embedding mid-layer (float16)",
+                             "Centred contrastive embedding mid-layer (float16)", "Learned LR: centred emb last",
                              "Contrastive embedding last-layer (centroid - background mean)",
                              "Contrastive embedding last-layer, centred cosine", "Embedding last-layer centroid",
-                             "Embedding last-layer max", "NAG fwd_up all-layers K=6"]
+                             "Embedding last-layer max"]
     assert (tmp_path / "plots" / "robustness.png").stat().st_size > 1000
 
 

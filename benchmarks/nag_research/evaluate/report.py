@@ -104,8 +104,10 @@ def _robust(results: dict[str, Any], task: str, kind: str, name: str) -> dict[st
 
 def _rivals(results: dict[str, Any]) -> list[str]:
     """The default and its rivals in the sensitivity tables."""
-    names = [_shipped_default(results), _contrastive_default(results), *_centred(results), CONTRASTIVE_EMBEDDING,
-             CENTRED_EMBEDDING, EMBEDDING_CENTROID, "Embedding last-layer max", _default_nag(results)]
+    learned_emb = [m for m in results["methods"] if _family(results, m) == "learned" and is_non_nag(results, m)]
+    names = [_shipped_default(results), _contrastive_default(results), *_centred(results), *learned_emb,
+             CONTRASTIVE_EMBEDDING, CENTRED_EMBEDDING, EMBEDDING_CENTROID, "Embedding last-layer max",
+             _default_nag(results)]
     names += [m for m in results["methods"] if _family(results, m) == "nag" and m.startswith("NAG att_o all-layers")]
     return [m for m in dict.fromkeys(names) if m and m in results["methods"]]
 
