@@ -146,30 +146,14 @@ def embedding_block(emb: Any, background_emb: Any) -> np.ndarray:
 
 @dataclasses.dataclass
 class LearnedScorer:
-    """A fitted target-vs-background logistic regression; :meth:`score` is its decision function (log-odds).
-
-    ``fold_coefs`` ``(folds, features + 1)``: the cross-validation folds' models at the chosen C (last column: the
-    intercept) and ``fold_of`` the fold in which each training row was held out, for out-of-fold scores of training
-    rows (:meth:`out_of_fold`).
-    """
+    """A fitted target-vs-background logistic regression; :meth:`score` is its decision function (log-odds)."""
 
     coef: np.ndarray  # (features,)
     intercept: float
     C: float
-    fold_coefs: np.ndarray
-    fold_of: np.ndarray  # (n_train,), order: positives then negatives
-    n_positive: int
 
     def score(self, X: Any) -> np.ndarray:
         return np.asarray(X @ self.coef, dtype=np.float64).ravel() + self.intercept
-
-    def out_of_fold(self, X: Any, train_rows: np.ndarray) -> np.ndarray:
-        """Scores of training rows ``X`` (their positions ``train_rows`` in the fit's order) by the fold model that
-        did not see them."""
-        f = self.fold_of[np.asarray(train_rows)]
-        coefs = self.fold_coefs[f]
-        return np.asarray((X.multiply(coefs[:, :-1]) if hasattr(X, "multiply") else X * coefs[:, :-1]).sum(axis=1),
-                          dtype=np.float64).ravel() + coefs[:, -1]
 
 
 def fit_learned(positives: Any, negatives: Any, *, Cs: Sequence[float] = (0.1, 1.0, 10.0, 100.0), folds: int = 3,
@@ -200,14 +184,5 @@ def fit_learned(positives: Any, negatives: Any, *, Cs: Sequence[float] = (0.1, 1
     model = LogisticRegressionCV(Cs=list(Cs), cv=splits, scoring="roc_auc", solver="liblinear",
                                  class_weight="balanced", max_iter=1000, refit=True, random_state=0, **kwargs)
     model.fit(X, y)
-    C = float(np.ravel(model.C_)[0])
-    ci = int(np.flatnonzero(np.isclose(model.Cs_, C))[0])
-    paths = model.coefs_paths_
-    # (folds, Cs, features + 1) from the legacy dict, or (folds, l1_ratios, Cs, classes, features + 1)
-    paths = paths[1] if isinstance(paths, dict) else np.asarray(paths)[:, 0, :, 0, :]
-    fold_of = np.empty(len(y), dtype=np.int64)
-    for f, (_, test) in enumerate(splits):
-        fold_of[test] = f
     return LearnedScorer(coef=np.asarray(model.coef_[0], np.float64), intercept=float(model.intercept_[0]),
-                         C=C, fold_coefs=np.asarray(paths[:, ci, :], np.float64), fold_of=fold_of,
-                         n_positive=n_pos)
+                         C=float(np.ravel(model.C_)[0]))

@@ -450,23 +450,14 @@ def learned_scores(method: MethodSpec, feats: FeatureSet, pool: np.ndarray, targ
                    *, Cs: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0), folds: int = 3,
                    fitted: list[LearnedScorer] | None = None) -> np.ndarray:
     """Scores of the pool rows by a logistic regression fitted on the target rows (positives) against the background
-    rows (negatives) only: the pool's labels are never seen. Pool rows that are background rows get out-of-fold
-    scores (the cross-validation fold model that did not train on them) when the method asks for it
-    (``"background rows": "out-of-fold"``); otherwise every row gets the refitted model's score. The fitted model
-    is appended to ``fitted`` when given."""
+    rows (negatives) only: the pool's labels are never seen. Pool rows that are background rows are scored by the
+    model they trained (as a library profile scores the rows of its background sample). The fitted model is
+    appended to ``fitted`` when given."""
     model = fit_learned(_learned_features(method, feats, targets, bg), _learned_features(method, feats, bg, bg),
                         Cs=Cs, folds=folds)
     if fitted is not None:
         fitted.append(model)
-    X = _learned_features(method, feats, pool, bg)
-    out = model.score(X)
-    if method.opt("background rows", "in-sample") == "out-of-fold":
-        where = {int(r): i for i, r in enumerate(bg)}
-        in_bg = np.array([int(r) in where for r in pool])
-        if in_bg.any():
-            train_rows = np.array([len(targets) + where[int(r)] for r in pool[in_bg]])
-            out[in_bg] = model.out_of_fold(X[in_bg], train_rows)
-    return out
+    return model.score(_learned_features(method, feats, pool, bg))
 
 
 def _score(method: MethodSpec, task: RetrievalTask, feats: FeatureSet, pool: np.ndarray, targets: np.ndarray,
