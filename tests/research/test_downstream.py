@@ -112,6 +112,8 @@ def test_pool_records_source_provenance_and_licence(small_corpus):
     assert by_source["sciq_support"]["licence"] == ["CC-BY-NC-3.0 (SciQ)"]
     # targets: the paper's 1,119 ARC-Challenge train questions; the HellaSwag sample is seeded and repeatable
     assert len(small_corpus.targets["arc_challenge"]) == 1119
+    assert len(corpus_mod.hellaswag_train()) == 39_905  # OLMo's unconditional request copies are not items
+    assert len({t["id"] for t in small_corpus.targets["hellaswag"]}) == 200
     assert len(small_corpus.targets["hellaswag"]) == 200
     assert small_corpus.targets["hellaswag"] == corpus_mod.seeded_sample(corpus_mod.hellaswag_train(), 200, 0, "id")
     assert {k: len(v) for k, v in small_corpus.evals.items()} == {"arc_challenge": 20, "arc_easy": 20,

