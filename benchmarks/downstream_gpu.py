@@ -44,9 +44,10 @@ REPO = Path(__file__).resolve().parent.parent
 CARRY_LIMIT = 64 * 2**20
 NOT_WANTED = ("datasets", "gguf", "pyarrow", "numba", "lm_eval")
 
-#: The GPU-size recipe (about 25M non-embedding parameters); ``--tiny`` replaces it for CPU smoke tests.
-GPU_MODEL = {"hidden": 512, "layers": 8, "heads": 8, "intermediate": 1408, "seq_len": 512}
-GPU_TRAIN = {"batch_size": 32, "epochs": 4, "lr": 1.5e-3, "warmup_frac": 0.05, "weight_decay": 0.1}
+#: The GPU-size recipe (about 10M non-embedding parameters, 8 passes over each selection: the selections are the CPU
+#: run's, so the pool, not the GPU, bounds their size); ``--tiny`` replaces it for CPU smoke tests.
+GPU_MODEL = {"hidden": 384, "layers": 6, "heads": 6, "intermediate": 1024, "seq_len": 512}
+GPU_TRAIN = {"batch_size": 32, "epochs": 8, "lr": 2e-3, "warmup_frac": 0.05, "weight_decay": 0.1}
 TINY_MODEL = {"hidden": 32, "layers": 2, "heads": 2, "intermediate": 64, "seq_len": 64}
 TINY_TRAIN = {"batch_size": 4, "epochs": 1, "lr": 3e-3, "warmup_frac": 0.1, "weight_decay": 0.1}
 EVAL_LIMITS = {"arc_challenge": None, "arc_easy": None, "hellaswag": None, "openbookqa": None, "piqa": None}
@@ -267,16 +268,19 @@ def score_task(model: Any, task: dict[str, Any], device: str, *, max_len: int, b
             idx = order[start:start + batch_size]
             width = max(len(rows[r][0]) for r in idx) - 1
             inp = torch.zeros(len(idx), width, dtype=torch.long)
-            for j, r in enumerate(idx):
-                ids = rows[r][0]
-                inp[j, :len(ids) - 1] = torch.from_numpy(ids[:-1].astype(np.int64))
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                logits = model(input_ids=inp.to(device), use_cache=False).logits
-            logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+            tgt = torch.zeros(len(idx), width, dtype=torch.long)
+            cont = torch.zeros(len(idx), width, dtype=torch.bool)
             for j, r in enumerate(idx):
                 ids, n_cont = rows[r]
-                pos = torch.arange(len(ids) - 1 - n_cont, len(ids) - 1)
-                ll[r] = float(logp[j, pos, torch.from_numpy(ids[-n_cont:].astype(np.int64))].sum())
+                ids_t = torch.from_numpy(ids.astype(np.int64))
+                inp[j, :len(ids) - 1] = ids_t[:-1]
+                tgt[j, :len(ids) - 1] = ids_t[1:]
+                cont[j, len(ids) - 1 - n_cont:len(ids) - 1] = True
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                logits = model(input_ids=inp.to(device), use_cache=False).logits
+            logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, tgt.to(device)[..., None])[..., 0]
+            sums = (logp * cont.to(device)).sum(1).cpu().numpy()
+            ll[np.array(idx)] = sums
     acc = acc_norm = 0
     gold_ll = 0.0
     r = 0
@@ -348,7 +352,8 @@ def run(carry: Path, out: Path, *, device: str, tiny: bool, time_limit_s: float,
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         train_s = time.perf_counter() - u0
-        scores = {t: score_task(model, e, device, max_len=max(1024, shape["seq_len"]), limit=eval_limit)
+        scores = {t: score_task(model, e, device, max_len=max(1024, shape["seq_len"]), limit=eval_limit,
+                                batch_size=256 if device.startswith("cuda") else 64)
                   for t, e in evals.items()}
         data["units"][name] = {"target": target, "arm": arm, "seed": seed, "train_tokens": int(seqs.size),
                                "steps": len(losses), "train_loss_first": losses[0] if losses else None,
@@ -372,8 +377,9 @@ def main(argv: list[str] | None = None) -> Any:
     parser.add_argument("--carry", type=Path, required=True, help="the carried folder (made by --prepare)")
     parser.add_argument("--prepare", action="store_true", help="make --carry from a CPU run folder (--work)")
     parser.add_argument("--work", type=Path, help="CPU run folder of nag_research.downstream.experiment")
-    parser.add_argument("--budget-tokens", type=int, default=163_840, help="selection budget per unit (prepare)")
-    parser.add_argument("--seeds", default="0,1,2", help="seeds (prepare)")
+    parser.add_argument("--budget-tokens", type=int, default=40_960,
+                        help="selection budget per unit (prepare; default: the CPU run's)")
+    parser.add_argument("--seeds", default="0,1,2,3", help="seeds (prepare)")
     parser.add_argument("--arms", default=None, help="comma-separated arms (prepare; default: the run's arms)")
     parser.add_argument("--dry-run", action="store_true", help="print what would be carried and its size, then stop")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "downstream" / "gpu.json")

@@ -88,7 +88,8 @@ CONFIGS: dict[str, DownstreamConfig] = {
     "cpu": DownstreamConfig(
         name="cpu", corpus=CorpusConfig(_CPU_POOL, {"arc_challenge": None, "arc_easy": 200, "hellaswag": 200},
                                         max_words=160),
-        budget_tokens=40_960, feature_max_length=32, hellaswag_feature_targets=1000, batch_size=4, epochs=2),
+        budget_tokens=40_960, feature_max_length=32, hellaswag_feature_targets=1000, batch_size=4, epochs=2,
+        seeds=(0, 1, 2)),
 }
 
 
