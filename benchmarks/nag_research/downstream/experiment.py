@@ -33,7 +33,7 @@ import numpy as np
 from nag_datasets.storage.atomic import atomic_write_text
 
 from . import corpus as corpus_mod
-from .arms import SEED_FREE, Features, arm_scores, select_budget
+from .arms import ARMS, SEED_FREE, Features, arm_scores, select_budget
 from .corpus import CorpusConfig
 
 #: Measured on this machine (shared 2-core, 2026-12-05, other agents running): tokens/s.
@@ -268,11 +268,14 @@ def _mean_std(values: Sequence[float]) -> dict[str, float]:
 
 def summarize(units: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Per target, arm and evaluation set: mean/std/min/max over seeds of acc, acc_norm and the mean gold
-    log-likelihood, and the difference to ``random`` (with whether the seed ranges are disjoint)."""
+    log-likelihood, and the difference to ``random`` (with whether the seed ranges are disjoint, which needs at least
+    two seeds on each side)."""
     table: dict[str, Any] = {}
     for target in dict.fromkeys(u["target"] for u in units):
         rows: dict[str, Any] = {}
-        for arm in dict.fromkeys(u["arm"] for u in units if u["target"] == target):
+        arms = sorted({u["arm"] for u in units if u["target"] == target},
+                      key=lambda a: (list(ARMS).index(a) if a in ARMS else len(ARMS), a))
+        for arm in arms:
             rs = [u for u in units if u["target"] == target and u["arm"] == arm]
             row: dict[str, Any] = {"seeds": sorted(u["seed"] for u in rs)}
             for task in rs[0]["eval"]:
@@ -292,30 +295,45 @@ def summarize(units: Sequence[dict[str, Any]]) -> dict[str, Any]:
                     for m in ("acc", "acc_norm", "gold_loglik_mean"):
                         a, b = row[task][m], base[task][m]
                         a["vs_random"] = a["mean"] - b["mean"]
-                        a["separated_from_random"] = bool(a["min"] > b["max"] or a["max"] < b["min"])
+                        a["separated_from_random"] = bool(min(a["n"], b["n"]) > 1
+                                                          and (a["min"] > b["max"] or a["max"] < b["min"]))
         table[target] = rows
     return table
 
 
+def _cell(stat: dict[str, Any], arm: str, digits: int = 3) -> str:
+    text = f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+    if "vs_random" in stat and arm != "random":
+        text += f" ({stat['vs_random']:+.{digits}f}{'*' if stat.get('separated_from_random') else ''})"
+    return text
+
+
 def markdown_table(table: dict[str, Any]) -> str:
+    """Per target: acc_norm and gold log-likelihood per item (the paper's kind of table), acc, and what each arm
+    selected (share of selected tokens by source)."""
     lines = []
     for target, rows in table.items():
         tasks = [k for k in next(iter(rows.values())) if k not in ("seeds", "selected_share_by_source")]
         lines.append(f"### target: {target}\n")
-        head = "| arm | seeds | " + " | ".join(f"{t} acc_norm | {t} gold LL/item" for t in tasks) + " |"
-        lines += [head, "|" + "---|" * (2 + 2 * len(tasks))]
+        lines += ["| arm | seeds | " + " | ".join(f"{t} acc_norm | {t} gold LL/item" for t in tasks) + " |",
+                  "|" + "---|" * (2 + 2 * len(tasks))]
         for arm, row in rows.items():
-            cells = []
-            for t in tasks:
-                an, ll = row[t]["acc_norm"], row[t]["gold_loglik_mean"]
-                d_an = f" ({an['vs_random']:+.3f})" if "vs_random" in an and arm != "random" else ""
-                d_ll = f" ({ll['vs_random']:+.3f}{'*' if ll.get('separated_from_random') else ''})" \
-                    if "vs_random" in ll and arm != "random" else ""
-                cells += [f"{an['mean']:.3f} ± {an['std']:.3f}{d_an}", f"{ll['mean']:.3f} ± {ll['std']:.3f}{d_ll}"]
+            cells = [c for t in tasks for c in (_cell(row[t]["acc_norm"], arm), _cell(row[t]["gold_loglik_mean"], arm,
+                                                                                       2))]
             lines.append(f"| {arm} | {len(row['seeds'])} | " + " | ".join(cells) + " |")
+        lines += ["", "| arm | " + " | ".join(f"{t} acc" for t in tasks) + " |", "|" + "---|" * (1 + len(tasks))]
+        for arm, row in rows.items():
+            lines.append(f"| {arm} | " + " | ".join(_cell(row[t]["acc"], arm) for t in tasks) + " |")
+        sources = sorted({s for row in rows.values() for s in row["selected_share_by_source"]})
+        lines += ["", "| arm | " + " | ".join(sources) + " |", "|" + "---|" * (1 + len(sources))]
+        for arm, row in rows.items():
+            share = row["selected_share_by_source"]
+            lines.append(f"| {arm} | " + " | ".join(f"{share.get(s, 0):.2f}" for s in sources) + " |")
         lines.append("")
     lines.append("Mean ± sample std over seeds; in brackets the difference to random (`*`: every seed of the arm is "
-                 "on one side of every seed of random).")
+                 "on one side of every seed of random). Gold LL/item: log-likelihood (nats) lm-eval gave the gold "
+                 "continuation, mean per item. Last table per target: share of the selected tokens by pool source "
+                 "(mean over seeds).")
     return "\n".join(lines) + "\n"
 
 
