@@ -26,8 +26,13 @@ $(VENV)/.nag-installed: setup.cfg setup.py pyproject.toml
 demo: setup
 	$(BIN)/nag-datasets demo
 
+# `make test` (CI) runs the fast tier first, then the slow one, in one session under the model-token budget
+# (tests/token_budget.py); `make test-full` adds the full-size tier (notebooks at full size: hours on 2 cores).
 test: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not full"
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m fast
+
+test-full: setup
+	NAG_TEST_FULL=1 $(BIN)/python -m pytest -q -p no:cacheprovider

@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool-docs", type=int, default=214, help="N demo pool documents, evenly spaced (all: 214)")
     parser.add_argument("--target-docs", type=int, default=40, help="first N demo target documents (all: 40)")
     parser.add_argument("--tasks", type=int, default=2, help="datatrove tasks for stages 1 and 3")
+    parser.add_argument("--max-length", type=int, default=120, help="tokens featurized per document (default 120)")
     args = parser.parse_args(argv)
 
     from nag_datasets import NAGFeaturizer, select_top_fraction
@@ -107,12 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     targets = targets.select(range(min(args.target_docs, len(targets))))
     # The run's folder is named after what decides its outputs, so a rerun resumes and other settings start afresh.
-    settings = json.dumps([list(pool_rows["id"]), list(targets["id"]), args.tasks, args.fraction]).encode()
+    settings = json.dumps([list(pool_rows["id"]), list(targets["id"]), args.tasks, args.fraction,
+                           args.max_length]).encode()
     run = Path(args.work) / f"run-{hashlib.sha256(settings).hexdigest()[:12]}"
     write_shards(pool_rows, run / "input", args.tasks)
 
     # Configuration only: each datatrove task loads its own model, once, on its first batch (one torch thread).
-    featurizer = NAGFeaturizer(neuron_types=("att_o",), torch_threads=1)
+    featurizer = NAGFeaturizer(neuron_types=("att_o",), max_length=args.max_length, torch_threads=1)
     profile, pool = build_profile(targets, pool_rows, featurizer)
     run_pipeline(run, profile, featurizer, args.fraction, args.tasks)
 

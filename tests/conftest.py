@@ -1,9 +1,9 @@
 """Shared fixtures (the real bundled model, loaded once per session) and the default test tiers.
 
-Every test is ``fast`` or ``slow`` (``--strict-markers``): an explicit mark wins (a test's own, or its module's
-``pytestmark``); otherwise a test is ``slow`` when it uses the ``bundled`` or ``featurizer`` fixture, and ``fast``
-otherwise. A module whose tests load the model or run long subprocesses without those fixtures says so with a mark.
-``make test-fast`` runs ``pytest -m fast`` (no model), ``make test`` everything.
+Every test is ``fast``, ``slow`` or ``full`` (``--strict-markers``): an explicit mark wins (a test's own, or its
+module's ``pytestmark``); otherwise a test is ``slow`` when it uses the ``bundled`` or ``featurizer`` fixture, and
+``fast`` otherwise. A test that loads the model or runs long subprocesses without those fixtures says so with a mark.
+``make test-fast`` runs ``pytest -m fast`` (no model), ``make test`` everything but the opt-in ``full`` tier.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 #: Fixtures that load the real model.
 MODEL_FIXTURES = frozenset({"bundled", "featurizer"})
-TIERS = ("fast", "slow")
+TIERS = ("fast", "slow", "full")
 
 
 REPORT_ENV = "NAG_TEST_TOKEN_REPORT"
@@ -32,8 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
     folder = Path(tempfile.mkdtemp(prefix="nag-test-tokens-"))
     os.environ[token_budget.DIR_ENV] = str(folder)
     config.stash[_TOKEN_DIR] = folder
-    token_budget.install_pth()
-    token_budget.install_hook()
+    token_budget.install()
 
 
 _TOKEN_DIR = pytest.StashKey[Path]()
@@ -82,6 +81,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         slow = bool(MODEL_FIXTURES & set(getattr(item, "fixturenames", ())))
         item.add_marker(pytest.mark.slow if slow else pytest.mark.fast)
+    # Fast tests first: in one `make test` session a broken basic fails within minutes, before any model loads.
+    items.sort(key=lambda item: 0 if item.get_closest_marker("fast") else 1)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -100,9 +101,13 @@ def bundled():
     return load_model()
 
 
+#: ``max_length`` of the shared featurizer: the default's 120 would cost four times the model tokens (CI budget).
+TEST_MAX_LENGTH = 32
+
+
 @pytest.fixture(scope="session")
 def featurizer():
-    """A default featurizer (fwd_up, K=20, max_length=120) on the bundled model."""
+    """The default featurizer (bundled model, fwd_up, K=20, all layers) but ``max_length=32`` (CI token budget)."""
     from nag_datasets.featurize.featurizer import NAGFeaturizer
 
-    return NAGFeaturizer()
+    return NAGFeaturizer(max_length=TEST_MAX_LENGTH)

@@ -2,9 +2,9 @@
 
 Every test process, and every Python process a test starts (CLI subprocesses, ``num_proc`` workers, ``torchrun``
 ranks, notebook kernels), counts the tokens that enter a model's input embedding, through global ``torch.nn``
-forward pre-hooks. Subprocesses get the hooks from a ``.pth`` file that the session installs in the environment's
-``site-packages`` (it does nothing unless :data:`DIR_ENV` is set); each process appends one line per forward pass
-to a shared file, so forked workers that never run ``atexit`` are counted too.
+forward pre-hooks (``token_hook.py``). Subprocesses get the hooks from a copy of that module and a ``.pth`` line that
+the session installs in the environment's ``site-packages`` (inert unless :data:`DIR_ENV` is set); each process
+appends one line per forward pass to a shared file, so forked workers that never run ``atexit`` are counted too.
 
 Each line names the model the tokens went through (the ``transformers`` model last entered: its parameter count
 and embedding shape). Tokens are reported per model, and the budget is in *bundled-forward tokens*: a token through
@@ -19,121 +19,44 @@ Sizing: CI's slowest machine forwards the bundled model at about 100 tokens/s (a
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import site
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-DIR_ENV = "NAG_TEST_TOKEN_DIR"
-NODE_ENV = "NAG_TEST_NODEID"
+import token_hook
+from token_hook import DIR_ENV, LOG_NAME, NODE_ENV  # noqa: F401  (the session's names)
+
+HOOK_MODULE = "nag_test_token_hook"
 BUDGET = 150_000
 #: Parameters of the bundled SmolLM2-135M-Instruct: one of its forward tokens costs 1.
 REFERENCE_PARAMS = 134_515_008
 TRAIN_COST = 3
-LOG_NAME = "tokens.tsv"
 PTH_NAME = "nag_test_tokens.pth"
 
 
-def _record(line: str) -> None:
-    folder = os.environ.get(DIR_ENV)
-    if not folder:
-        return
-    fd = os.open(os.path.join(folder, LOG_NAME), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode())  # one short write with O_APPEND: lines of several processes never interleave
-    finally:
-        os.close(fd)
-
-
-_params: dict[int, int] = {}
-_current: list[Any] = [0, None]  # parameters and vocabulary size of the transformers model entered last
-
-
-def _embedding_hook(module: Any, args: tuple[Any, ...]) -> None:
-    import torch
-
-    if hasattr(module, "base_model_prefix") and hasattr(module, "config"):  # a transformers model (outer or inner)
-        n = _params.get(id(module))
-        if n is None:
-            n = _params[id(module)] = sum(p.numel() for p in module.parameters())
-        _current[0], _current[1] = n, getattr(module.config, "vocab_size", None)
-        return
-    if not isinstance(module, torch.nn.Embedding) or not args or not torch.is_tensor(args[0]):
-        return
-    if args[0].dtype not in (torch.int64, torch.int32) or _current[1] not in (None, module.num_embeddings):
-        return  # not token ids, or a position embedding (GPT-2's wpe) of the model
-    mode = "train" if module.training and torch.is_grad_enabled() else "forward"
-    params = _current[0] or module.num_embeddings * module.embedding_dim
-    key = f"{params}:{module.num_embeddings}x{module.embedding_dim}"
-    node = os.environ.get(NODE_ENV, "(outside a test)").replace("\t", " ")
-    _record(f"{node}\t{key}\t{mode}\t{args[0].numel()}\n")
-
-
-_installed = False
-
-
-def install_hook() -> None:
-    """Count from now on in this process (torch must be importable; imports it)."""
-    global _installed
-    if _installed:
-        return
-    import torch
-
-    torch.nn.modules.module.register_module_forward_pre_hook(_embedding_hook)
-    _installed = True
-
-
-class _AfterTorchImport:
-    """A meta-path finder that installs the hook right after ``torch`` is imported (processes that never import
-    torch pay nothing)."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "torch":
-            return None
-        import importlib.util
-
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec("torch")
-        if spec is None or spec.loader is None:
-            return spec
-        exec_module = spec.loader.exec_module
-
-        def exec_then_hook(module: Any) -> None:
-            exec_module(module)
-            install_hook()
-
-        spec.loader.exec_module = exec_then_hook  # type: ignore[method-assign]
-        return spec
-
-
-def activate_in_subprocess() -> None:
-    """What the ``.pth`` line runs at every interpreter start: nothing unless a session asked for counting."""
-    if not os.environ.get(DIR_ENV):
-        return
-    if "torch" in sys.modules:
-        install_hook()
-    else:
-        sys.meta_path.insert(0, _AfterTorchImport())
-
-
-def install_pth() -> Path | None:
-    """Make every Python process of this environment load the hook (a no-op line without :data:`DIR_ENV`)."""
-    here = Path(__file__).resolve().parent
-    # One line (a .pth runs lines that start with "import"); inert without the variable or once the folder is gone.
-    line = (f"import os, sys; os.environ.get({DIR_ENV!r}) and os.path.isdir({str(here)!r}) and "
-            f"(sys.path.append({str(here)!r}) or __import__('token_budget').activate_in_subprocess())\n")
+def install() -> None:
+    """Count in this process from now on, and in every Python process of this environment started with
+    :data:`DIR_ENV` set: the hook module is copied into ``site-packages`` with a one-line ``.pth`` that loads it."""
+    source = Path(__file__).with_name("token_hook.py").read_text()
+    line = f"import os; os.environ.get({DIR_ENV!r}) and __import__({HOOK_MODULE!r}).activate_in_subprocess()\n"
     for folder in [*site.getsitepackages(), site.getusersitepackages()]:
-        target = Path(folder) / PTH_NAME
         try:
-            if not target.is_file() or target.read_text() != line:
-                target.write_text(line)
-            return target
-        except OSError:
+            target = Path(folder)
+            for name, text in ((f"{HOOK_MODULE}.py", source), (PTH_NAME, line)):
+                if not (target / name).is_file() or (target / name).read_text() != text:
+                    tmp = target / f".{name}.{os.getpid()}.tmp"
+                    tmp.write_text(text)
+                    os.replace(tmp, target / name)
+            importlib.invalidate_caches()
+            importlib.import_module(HOOK_MODULE).install_hook()  # the one module every process uses
+            return
+        except (OSError, ImportError):
             continue
-    return None
+    token_hook.install_hook()  # site-packages not writable: count this process only
 
 
 def read_log(folder: Path) -> list[tuple[str, str, str, int]]:

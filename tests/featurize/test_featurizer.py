@@ -30,7 +30,7 @@ def test_columns_types_and_statuses(featurizer, disk_ds):
     assert str(out.data.column("nag_fwd_up").type) == "fixed_size_list<item: fixed_size_list<item: uint16>[20]>[30]"
     assert list(out["nag_status"]) == ["ok", "empty", "whitespace", "ok", "truncated", "ok"]
     tokens = list(out["nag_tokens"])
-    assert tokens[1] == tokens[2] == 0 and tokens[4] == 120 and 0 < tokens[0] < 120
+    assert tokens[1] == tokens[2] == 0 and tokens[4] == 32 and 0 < tokens[0] < 32
     sigs = out["nag_fwd_up"]
     assert sigs[1] is None and sigs[2] is None
     row = np.asarray(sigs[0])
@@ -38,7 +38,8 @@ def test_columns_types_and_statuses(featurizer, disk_ds):
     assert report == FeaturizeReport(rows=6, featurized_rows=4, truncated_rows=1, null_rows=2,
                                      null_by_reason={"empty": 1, "whitespace": 1}, tokens=sum(tokens))
     spec = get_spec(out, "nag_fwd_up")
-    assert (spec.top_k, spec.max_length, spec.neurons_per_layer, spec.layers) == (20, 120, 1536, tuple(range(30)))
+    assert (spec.top_k, spec.max_length, spec.neurons_per_layer, spec.layers) == (20, 32, 1536, tuple(range(30)))
+    assert NAGFeaturizer().max_length == 120  # the default; the shared test featurizer is shorter (token budget)
     assert spec.model_fingerprint.startswith("gguf-sha256:") and spec.dtype == "float32"
 
 
@@ -48,7 +49,7 @@ def test_signature_is_same_through_map_as_direct(featurizer, bundled):
     from nag_datasets.featurize.impact import ImpactRecorder
 
     text = TEXTS[0]
-    enc = tok([text], add_special_tokens=False, return_tensors="pt")
+    enc = tok([text], add_special_tokens=False, return_tensors="pt", truncation=True, max_length=featurizer.max_length)
     with ImpactRecorder(model, ["fwd_up"]) as rec:
         direct = rec.signatures(enc["input_ids"], enc["attention_mask"], 20)["fwd_up"][0].numpy()
     out = featurizer({"text": [text]})
@@ -71,14 +72,14 @@ def test_spec_travels_through_filter_select_save_and_parquet(featurizer, disk_ds
 
 @pytest.mark.slow
 def test_map_cache_hit_and_misses(disk_ds):
-    base = NAGFeaturizer()
+    base = NAGFeaturizer(max_length=32)
     first = base.apply(disk_ds)
-    again = NAGFeaturizer().apply(disk_ds)
+    again = NAGFeaturizer(max_length=32).apply(disk_ds)
     assert again._fingerprint == first._fingerprint
     assert again.cache_files == first.cache_files
     fingerprints = {first._fingerprint}
-    for variant in (NAGFeaturizer(top_k=10), NAGFeaturizer(max_length=64), NAGFeaturizer(neuron_types=("att_o",)),
-                    NAGFeaturizer(layers=[0, 29])):
+    for variant in (NAGFeaturizer(top_k=10, max_length=32), NAGFeaturizer(max_length=16),
+                    NAGFeaturizer(neuron_types=("att_o",), max_length=32), NAGFeaturizer(layers=[0, 29], max_length=32)):
         fingerprints.add(variant.apply(disk_ds)._fingerprint)
     assert len(fingerprints) == 5
 
@@ -118,7 +119,7 @@ def test_bad_input_errors(featurizer):
         NAGFeaturizer(neuron_types=("fwd_sideways",))
     with pytest.raises(ValueError, match="larger than the 1536 fwd_up neurons"):
         NAGFeaturizer(top_k=2000).spec()
-    lenient = NAGFeaturizer(on_invalid="null")
+    lenient = NAGFeaturizer(on_invalid="null", max_length=32)
     out = lenient({"text": [None, 3, "ok text"]})
     assert out["nag_status"] == ["none", "not_string", "ok"]
     assert out["nag_fwd_up"][0] is None and out["nag_fwd_up"][2].shape == (30, 20)
@@ -140,8 +141,8 @@ def test_num_proc_workers_equal_single_process(tmp_path):
     pool = load_demo("pool").select(range(12))
     pool.save_to_disk(str(tmp_path / "pool"))
     pool = load_from_disk(str(tmp_path / "pool"))
-    single = NAGFeaturizer(batch_size=4).apply(pool)
-    featurizer = NAGFeaturizer(batch_size=4)
+    single = NAGFeaturizer(batch_size=4, max_length=32).apply(pool)
+    featurizer = NAGFeaturizer(batch_size=4, max_length=32)
     multi = pool.map(featurizer, batched=True, batch_size=4, with_rank=True, num_proc=2,
                      features=featurizer.output_features(pool.features))
     assert len(multi.cache_files) == 2  # two worker shards were really written

@@ -58,13 +58,13 @@ def test_plain_map_with_another_spec_is_refused_naming_the_field(demo, plain, tm
 
     _, pool = demo
     profile = NAGProfile.from_dataset(plain[0])
-    other = pool.map(NAGFeaturizer(max_length=64), batched=True)
+    other = pool.map(NAGFeaturizer(max_length=16), batched=True)
     pq.write_table(other.data.table, str(tmp_path / "pyarrow.parquet"))
     other.to_pandas().to_parquet(str(tmp_path / "pandas.parquet"))
     copies = [other] + [load_dataset("parquet", data_files=str(tmp_path / f"{w}.parquet"), split="train")
                         for w in ("pyarrow", "pandas")]
     for ds in copies:
-        with pytest.raises(SpecMismatchError, match="max_length: profile=120 vs column 'nag_fwd_up'=64"):
+        with pytest.raises(SpecMismatchError, match="max_length: profile=32 vs column 'nag_fwd_up'=16"):
             profile.score(ds)
         with pytest.raises(SpecMismatchError, match="max_length"):
             ds.filter(profile.filter(0.1), batched=True)
@@ -80,7 +80,7 @@ def test_plain_map_with_another_spec_is_refused_naming_the_field(demo, plain, tm
 
 def test_plain_map_spec_unknown_here_is_refused_with_the_fix(demo, plain, tmp_path, monkeypatch):
     profile = NAGProfile.from_dataset(plain[0])
-    other = demo[1].map(NAGFeaturizer(top_k=10), batched=True)
+    other = demo[1].map(NAGFeaturizer(top_k=10, max_length=32), batched=True)
     monkeypatch.setenv("NAG_DATASETS_CACHE", str(tmp_path / "empty-cache"))  # another machine: no registry
     with pytest.raises(SpecMismatchError, match="unknown here.*attach_spec"):
         profile.score(other)

@@ -328,12 +328,12 @@ def test_profile_scores_are_bit_equal_and_the_selection_equals_select_top_fracti
         JsonlReader(str(tmp_path / "input")),
         NAGDocumentScorer(
             profile=paper,
-            featurizer=NAGFeaturizer(torch_threads=1),
+            featurizer=NAGFeaturizer(torch_threads=1, max_length=featurizer.max_length),
             batch_size=4,
             score_key="paper",
             signature_key="sig",
         ),
-        NAGDocumentScorer(profile=contrastive, featurizer=NAGFeaturizer(torch_threads=1), batch_size=5),
+        NAGDocumentScorer(profile=contrastive, featurizer=NAGFeaturizer(torch_threads=1, max_length=featurizer.max_length), batch_size=5),
         NAGBudgetScores(str(tmp_path / "budget")),
         JsonlWriter(str(tmp_path / "scored"), compression=None),
     ]
@@ -384,6 +384,8 @@ def test_example_runs_end_to_end_and_equals_select_top_fraction(tmp_path):
         "16",
         "--target-docs",
         "6",
+        "--max-length",
+        "32",
     ]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200, check=False)
     assert run.returncode == 0, run.stderr[-3000:]

@@ -282,7 +282,8 @@ def test_configs_and_methods():
     names = [m.name for m in methods_for(CONFIGS["full"])]
     assert names[0] == "NAG fwd_up all-layers K=20"
     families = {m.family for m in methods_for(CONFIGS["full"])}
-    assert families == {"nag", "contrastive", "embedding", "contrastive_embedding", "tfidf", "dsir", "random"}
+    assert families == {"nag", "contrastive", "centred_embedding", "fusion_zsum", "fusion_rrf", "fusion_zsum_learned",
+                        "learned", "embedding", "contrastive_embedding", "tfidf", "dsir", "random"}
     assert any("att_o" in n for n in names) and any("fwd_down" in n for n in names)
     contrastive = [m for m in methods_for(CONFIGS["full"]) if m.family == "contrastive"]
     # fwd_up, fwd_down, att_o, fwd_up+att_o, each over all layers, the last 15 and the last 10
@@ -343,7 +344,13 @@ def _synthetic_config():
                       selection_background=10,
                       contrastive_weightings=(("log_odds", (("alpha", 0.25),)), CONTRASTIVE_DEFAULT[:2],
                                               ("difference", ())),
-                      contrastive_layers=("all", "last2"), contrastive_default=(*CONTRASTIVE_DEFAULT[:3], "last2"))
+                      contrastive_layers=("all", "last2"), contrastive_default=(*CONTRASTIVE_DEFAULT[:3], "last2"),
+                      fusion_components=((*CONTRASTIVE_DEFAULT[:2], ("att_o",), "last2"),
+                                         (*CONTRASTIVE_DEFAULT[:3], "last2")),
+                      zsum_weights=(0.3, 0.5), rrf_kappas=(0.1,), rrf_weights=(0.5,),
+                      learned=(("nag", "att_o", "last2", "last"), ("emb", "att_o", "last2", "last"),
+                               ("both", "att_o", "last2", "last")),
+                      learned_cs=(0.1, 10.0))
 
 
 def _synthetic_features(tcfg, L=3, K=6, N=64, hidden=8):
@@ -412,11 +419,18 @@ def test_synthetic_run_tables_rows_and_json_round_trip(tmp_path):
         assert task["per_method"][d]["mean"]["ap"] > task["per_method"]["NAG fwd_up all-layers K=6"]["mean"]["ap"]
         assert d in task["sensitivity"]["methods"]
     sel = saved["selection"]
-    assert sel["pick_all"] == sel["ranking"][0] and set(sel["holdout"]) == {"half A", "half B"}
+    # the rule picks among shippable variants only (one neuron type); the two-type reference ranks first here
+    assert saved["default"] == sel["pick_all"] in sel["shippable"] and set(sel["holdout"]) == {"half A", "half B"}
+    pm0 = next(iter(saved["tasks"].values()))["per_method"]
+    assert all(len(pm0[n]["options"].get("types", ())) <= 1 for n in sel["shippable"])
+    assert sel["ranking"][0] not in sel["shippable"] and "+" in sel["ranking"][0]
+    assert all(saved["default"] in t["sensitivity"]["methods"] for t in saved["tasks"].values())
     assert sel["halves_classes"]["syn_a"] == {"half A": ["c0", "c2"], "half B": ["c1"]}
     report = first
-    for heading in ("## Main table", "## Choosing the contrastive default", "## Every contrastive variant",
-                    "## Sensitivity", "- Check: "):
+    assert report.index("## The shipped default against the strongest single signals") < \
+        report.index("## Per class: where the shipped default wins") < report.index("## Summary read off")
+    for heading in ("## Main table", "## Choosing the default", "## Every contrastive variant",
+                    "## Sensitivity", "- Check (issue 23): ", "## The centred embedding, the learned variants"):
         assert heading in report
     # the sensitivity tables hold one row per rival and one column per configured size
     targets_head = "| Method | syn_a n=4 | syn_a n=12 | syn_b n=4 | syn_b n=12 |"
@@ -424,9 +438,11 @@ def test_synthetic_run_tables_rows_and_json_round_trip(tmp_path):
     for head in (targets_head, background_head):
         block = report.split(head)[1].split("\n\n")[0].strip().splitlines()[1:]
         names = [r.split(" | ")[0].lstrip("| ") for r in block]
-        assert names[:6] == [d, "Contrastive embedding last-layer (centroid - background mean)",
+        assert names[:9] == [saved["default"], d, "Centred contrastive embedding last-layer (float16)",
+                             "Centred contrastive embedding mid-layer (float16)", "Learned LR: centred emb last",
+                             "Contrastive embedding last-layer (centroid - background mean)",
                              "Contrastive embedding last-layer, centred cosine", "Embedding last-layer centroid",
-                             "Embedding last-layer max", "NAG fwd_up all-layers K=6"]
+                             "Embedding last-layer max"]
     assert (tmp_path / "plots" / "robustness.png").stat().st_size > 1000
 
 
@@ -437,7 +453,7 @@ def test_synthetic_run_tables_rows_and_json_round_trip(tmp_path):
 def test_small_evaluation_end_to_end(tmp_path):
     from nag_research.evaluate import run_evaluation
 
-    # a fresh feature cache, so the forward passes really run (about a minute on a quiet 2-core machine)
+    # a fresh feature cache, so the forward passes really run (under a minute on a quiet 2-core machine)
     results = run_evaluation("small", tmp_path, cache_dir=tmp_path / "cache", log=None)
     assert all(t["chunks_computed"] > 0 and t["chunks_from_cache"] == 0
                for t in results["timing"].values() if isinstance(t, dict))
@@ -455,11 +471,16 @@ def test_small_evaluation_end_to_end(tmp_path):
         assert pm["NAG fwd_up all-layers K=20"]["mean"]["ap"] > random_ap
         assert pm["TF-IDF centroid"]["mean"]["ap"] > random_ap
         sens = task["sensitivity"]
-        assert task["robustness"]["targets"]["sizes"] == [5, 10, 20]
+        assert task["robustness"]["targets"]["sizes"] == [5, 10, 15]
+        assert task["robustness"]["background"]["sizes"] == [25, 50, 120]
         full = sens["methods"]["NAG fwd_up all-layers K=20"][-1]
         assert full["targets"] == sens["max_targets"] and full["jaccard_mean"] == 1.0
+    # the rule's pick is shippable, and every one of the new families was scored
+    assert saved["default"] in saved["selection"]["shippable"]
+    assert {"centred_embedding", "fusion_zsum", "fusion_rrf", "learned"} <= {v["family"] for v in pm.values()}
     report = (tmp_path / "report.md").read_text()
     assert "## Summary read off the numbers" in report and "| NAG fwd_up all-layers K=20 |" in report
+    assert report.startswith("# Target retrieval") and "## The shipped default against" in report
     assert "## Every contrastive variant" in report
     for plot in ("ap_by_method.png", "precision_at_budget.png", "sensitivity.png", "robustness.png"):
         assert (tmp_path / "plots" / plot).stat().st_size > 1000

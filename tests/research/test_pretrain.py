@@ -171,17 +171,18 @@ def test_model_arms_run_on_tiny_with_equal_budgets(tmp_path):
     from nag_datasets.featurize.models import load_model
 
     model, tok = load_model()
-    texts = corpus["pool_texts"]
-    emb = mean_pooled_embeddings(model, tok, texts, max_length=TINY.feature_max_length)  # the same batches
-    np.testing.assert_array_equal(ctx.embeddings("pool"), emb)
+    n = 24  # a slice of the pool (CI token budget): other batches than the one pass, so equal up to fp32 noise
+    texts = corpus["pool_texts"][:n]
+    emb = mean_pooled_embeddings(model, tok, texts, max_length=TINY.feature_max_length)
+    np.testing.assert_allclose(ctx.embeddings("pool")[:n], emb, rtol=0, atol=1e-4)
     from datasets import Dataset
 
     from nag_datasets.featurize.featurizer import NAGFeaturizer
 
     feat = NAGFeaturizer(model, tokenizer=tok, neuron_types=("att_o",), max_length=TINY.feature_max_length)
     att = np.array(feat.apply(Dataset.from_dict({"text": texts}))["nag_att_o"][:])
-    same_rows = (ctx.signatures("pool", "att_o")[0] == att).all(axis=(1, 2)).mean()
-    assert same_rows >= 0.99  # other batches: equal up to counted near-ties (NAG_METHOD.md)
+    same_rows = (ctx.signatures("pool", "att_o")[0][:n] == att).all(axis=(1, 2)).sum()
+    assert same_rows >= n - 1  # other batches: equal up to counted near-ties (NAG_METHOD.md)
     # The contrastive arm is the library's contrastive profile against the whole pool.
     from nag_research.experiments.arms import CONTRAST
 

@@ -4,7 +4,8 @@
 >>> results = run_evaluation("small", "/tmp/nag_eval_small")   # doctest: +SKIP
 
 Modules: :mod:`.tasks` (real retrieval tasks), :mod:`.features` (one cached forward pass per document),
-:mod:`.baselines` (NAG and peer scorers), :mod:`.metrics` (AP, ROC-AUC, budget precision/recall),
+:mod:`.baselines` (NAG and peer scorers), :mod:`.fusion` (the centred embedding, NAG + embedding fusions and
+target-vs-background logistic regressions), :mod:`.metrics` (AP, ROC-AUC, budget precision/recall),
 :mod:`.report` (markdown and plots), :mod:`.harness` (the run), :mod:`.cli` (``python -m nag_research.evaluate``).
 """
 

@@ -19,6 +19,13 @@ CONTRASTIVE_EMBEDDING = "Contrastive embedding last-layer (centroid - background
 CENTRED_EMBEDDING = "Contrastive embedding last-layer, centred cosine"
 #: What issue 13 asks of the contrastive default (mean AP margin over the embedding centroid, on both tasks).
 REQUIRED_MARGIN = 0.05
+#: What issue 23 asks of the shipped default: not below the strongest non-NAG method (mean AP, both tasks, all
+#: targets and the fewest targets per class); the goal is this margin on each.
+GOAL_MARGIN = 0.02
+#: Families that do not use NAG signatures (the "non-NAG" methods of issue 23's check; random aside).
+NON_NAG = ("embedding", "contrastive_embedding", "centred_embedding", "tfidf", "dsir")
+#: Families tabulated by their best variants only.
+GRID_FAMILIES = ("contrastive", "fusion_zsum", "fusion_rrf", "fusion_zsum_learned")
 _TASK_SHORT = {"mmlu_domains": "MMLU", "gcide_fields": "GCIDE"}
 
 
@@ -56,6 +63,12 @@ def _contrastive_default(results: dict[str, Any]) -> str | None:
     return d if d in results["methods"] else None
 
 
+def _shipped_default(results: dict[str, Any]) -> str | None:
+    """The selection rule's pick among shippable variants (``results["default"]``)."""
+    d = results.get("default")
+    return d if d in results["methods"] else None
+
+
 def _best_per_type(results: dict[str, Any]) -> list[str]:
     """The best contrastive variant (mean AP over tasks) of each neuron-type setting."""
     best: dict[str, str] = {}
@@ -69,18 +82,17 @@ def _best_per_type(results: dict[str, Any]) -> list[str]:
 
 
 def _shown(results: dict[str, Any]) -> list[str]:
-    """Methods of the per-task tables and plots: all but the contrastive grid, of which the default and the best
-    variant of each neuron-type setting (every variant is in the contrastive tables)."""
+    """Methods of the per-task tables and plots: all but the grids (contrastive, z-sum and RRF fusions), of which
+    the defaults, the best contrastive variant of each neuron-type setting and the best fusion of each kind."""
     keep = set(_best_per_type(results))
-    d = _contrastive_default(results)
-    if d:
-        keep.add(d)
-    out = [m for m in results["methods"] if _family(results, m) != "contrastive" or m in keep]
-    if d:  # the default right after the paper's variants
-        out.remove(d)
-        first_other = next((i for i, m in enumerate(out) if _family(results, m) != "nag"), len(out))
-        out.insert(first_other, d)
-    return out
+    keep |= {m for m in (_best_of(results, f) for f in GRID_FAMILIES[1:]) if m}
+    firsts = [m for m in (_shipped_default(results), _contrastive_default(results)) if m]
+    keep |= set(firsts)
+    out = [m for m in results["methods"] if _family(results, m) not in GRID_FAMILIES or m in keep]
+    for m in firsts:
+        out.remove(m)
+    first_other = next((i for i, m in enumerate(out) if _family(results, m) != "nag"), len(out))
+    return out[:first_other] + list(dict.fromkeys(firsts)) + out[first_other:]
 
 
 def _robust(results: dict[str, Any], task: str, kind: str, name: str) -> dict[str, Any] | None:
@@ -92,20 +104,32 @@ def _robust(results: dict[str, Any], task: str, kind: str, name: str) -> dict[st
 
 def _rivals(results: dict[str, Any]) -> list[str]:
     """The default and its rivals in the sensitivity tables."""
-    names = [_contrastive_default(results), CONTRASTIVE_EMBEDDING, CENTRED_EMBEDDING, EMBEDDING_CENTROID,
-             "Embedding last-layer max", _default_nag(results)]
+    learned_emb = [m for m in results["methods"] if _family(results, m) == "learned" and is_non_nag(results, m)]
+    names = [_shipped_default(results), _contrastive_default(results), *_centred(results), *learned_emb,
+             CONTRASTIVE_EMBEDDING, CENTRED_EMBEDDING, EMBEDDING_CENTROID, "Embedding last-layer max",
+             _default_nag(results)]
     names += [m for m in results["methods"] if _family(results, m) == "nag" and m.startswith("NAG att_o all-layers")]
     return [m for m in dict.fromkeys(names) if m and m in results["methods"]]
 
 
+def _centred(results: dict[str, Any]) -> list[str]:
+    return [m for m in results["methods"] if _family(results, m) == "centred_embedding"]
+
+
 def main_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
-    """(role, method) rows of the main table: the contrastive default, the best of every family (mean AP over
-    tasks), and the references the acceptance checks name (embedding centroid, the paper's default)."""
+    """(role, method) rows of the main table: the shipped default, the previous contrastive default, the best of
+    every family (mean AP over tasks), and the references the acceptance checks name (embedding centroid, the
+    paper's default)."""
     rows: list[tuple[str, str]] = []
+    sd = _shipped_default(results)
+    if sd:
+        rows.append(("shipped default (selection rule)", sd))
     d = _contrastive_default(results)
     if d:
-        rows.append(("contrastive NAG, chosen default", d))
-    labels = {"contrastive": "contrastive NAG, best variant", "nag": "paper NAG profile, best variant",
+        rows.append(("contrastive NAG, issue 13's default", d))
+    labels = {"contrastive": "contrastive NAG, best variant", "fusion_zsum": "z-sum fusion, best",
+              "fusion_rrf": "RRF fusion, best", "fusion_zsum_learned": "z-sum with the learned embedding, best", "learned": "learned (logistic regression), best",
+              "nag": "paper NAG profile, best variant", "centred_embedding": "centred contrastive embedding, best",
               "embedding": "embedding (same model), best", "contrastive_embedding": "contrastive embedding, best",
               "tfidf": "TF-IDF, best", "dsir": "DSIR, best", "random": "random"}
     for fam, label in labels.items():
@@ -149,29 +173,221 @@ def acceptance(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _background_index(results: dict[str, Any], task: str) -> int | None:
+    rob = results["tasks"][task].get("robustness")
+    if not rob:
+        return None
+    sizes = rob["background"]["sizes"]
+    want = results["config"].get("selection_background", 50)
+    return min(range(len(sizes)), key=lambda i: (abs(sizes[i] - want), sizes[i]))
+
+
+#: The three conditions of the selection criterion: all targets; the fewest targets per class; the small background.
+CONDITIONS = ("all", "few", "background")
+
+
+def condition_label(results: dict[str, Any], cond: str) -> str:
+    first = next(iter(results["tasks"]))
+    rob = results["tasks"][first].get("robustness")
+    if cond == "all":
+        n = results["config"]["tasks"][0]["n_target"]
+        return f"{n} targets"
+    if cond == "few":
+        return f"{rob['targets']['sizes'][0]} targets"
+    return f"{rob['background']['sizes'][_background_index(results, first)]}-row bg"
+
+
+def condition_value(results: dict[str, Any], task: str, name: str, cond: str, cls: str | None = None) -> float | None:
+    """Mean AP over classes (or one class's AP) of a method in one condition; None where it was not studied."""
+    if cond == "all":
+        v = results["tasks"][task]["per_method"][name]
+        return v["mean"]["ap"] if cls is None else v["per_class"][cls]["ap"]
+    kind = "targets" if cond == "few" else "background"
+    r = _robust(results, task, kind, name)
+    if cond == "background" and r is None and _family(results, name) in ("embedding", "tfidf", "dsir", "nag"):
+        return condition_value(results, task, name, "all", cls)  # no background: the same AP with any
+    if r is None:
+        return None
+    i = 0 if cond == "few" else _background_index(results, task)
+    return r["ap_mean"][i] if cls is None else r["per_class"][cls][i]
+
+
+def strongest_non_nag(results: dict[str, Any], task: str, cond: str) -> tuple[str, float] | None:
+    """The non-NAG method (:func:`is_non_nag`) with the highest mean AP in one task and condition."""
+    vals = [(m, condition_value(results, task, m, cond)) for m in results["methods"] if is_non_nag(results, m)]
+    vals = [(m, v) for m, v in vals if v is not None]
+    return max(vals, key=lambda x: x[1]) if vals else None
+
+
+def issue23_checks(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 23's checks on the shipped default, on both tasks, with all targets and with the fewest targets per
+    class: not below the strongest non-NAG method (:func:`is_non_nag`, learned embedding models included), and not
+    below the issue's named reference, the best centred contrastive embedding (margins per task; the goal is
+    +:data:`GOAL_MARGIN`)."""
+    d = _shipped_default(results)
+    if not d:
+        return []
+    centred = _by_criterion(results, _centred(results)) or (_centred(results) or [None])[0]
+    refs: dict[str, Any] = {"the strongest non-NAG method": lambda t, c: strongest_non_nag(results, t, c)}
+    if centred:
+        refs["the centred contrastive embedding"] = lambda t, c: (centred, condition_value(results, t, centred, c))
+    out = []
+    for label, ref_of in refs.items():
+        for cond in ("all", "few"):
+            vals, used = {}, {}
+            for t in results["tasks"]:
+                ref = ref_of(t, cond)
+                v = condition_value(results, t, d, cond)
+                if ref is None or ref[1] is None or v is None:
+                    continue
+                vals[t], used[t] = v - ref[1], list(ref)
+            if vals:
+                out.append({"check": f"shipped default not below {label}, {condition_label(results, cond)}",
+                            "reference": label, "condition": cond, "values": vals, "references": used,
+                            "met": all(v >= 0 for v in vals.values()),
+                            "goal_met": all(v >= GOAL_MARGIN for v in vals.values())})
+    return out
+
+
+def _by_criterion(results: dict[str, Any], names: list[str]) -> str | None:
+    table = (results.get("selection") or {}).get("table", {})
+    names = [n for n in names if n in table]
+    return max(names, key=lambda n: table[n]["all"]) if names else None
+
+
+def lead_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """(role, method) rows of the leading table: the shipped default, then the strongest single-signal method of
+    each kind by the selection criterion (contrastive NAG, shippable and any; the centred embedding)."""
+    sel = results.get("selection") or {}
+    ship = set(sel.get("shippable", []))
+    contrastive = [m for m in results["methods"] if _family(results, m) == "contrastive"]
+    rows = [("shipped default", _shipped_default(results)),
+            ("strongest contrastive NAG, one neuron type (shippable)", _by_criterion(results, [m for m in contrastive
+                                                                                           if m in ship])),
+            ("strongest contrastive NAG, any (two types: reference)", _by_criterion(results, contrastive)),
+            ("issue 13's contrastive default", _contrastive_default(results)),
+            ("strongest centred contrastive embedding", _by_criterion(results, _centred(results))),
+            ("strongest learned model on the embedding alone (non-NAG)", _by_criterion(
+                results, [m for m in results["methods"] if _family(results, m) == "learned" and is_non_nag(results, m)]))]
+    return [(r, m) for r, m in rows if m]
+
+
+def _lead_section(results: dict[str, Any]) -> list[str]:
+    d = _shipped_default(results)
+    sel = results.get("selection")
+    if not d or not sel:
+        return []
+    tasks = list(results["tasks"])
+    conds = [c for c in CONDITIONS if condition_value(results, tasks[0], d, c) is not None]
+    head = ["Role", "Method"] + [f"{_short(t)}, {condition_label(results, c)}" for c in conds for t in tasks] + \
+        ["criterion"]
+    out = [(f"The selection rule's pick among shippable variants is **{d}**. Mean AP over classes in each condition "
+           "(the fewest targets and the small background: mean over draws); criterion = the rule's mean of the three."),
+           "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for role, m in lead_rows(results):
+        cells = [role, m] + [_fmt(condition_value(results, t, m, c)) for c in conds for t in tasks] + \
+            [_fmt(sel["table"][m]["all"]) if m in sel["table"] else ""]
+        if m == d:
+            cells = [f"**{x}**" for x in cells]
+        out.append("| " + " | ".join(cells) + " |")
+    cells = ["strongest non-NAG method (per cell)", ""]
+    for c in conds:
+        for t in tasks:
+            ref = strongest_non_nag(results, t, c)
+            cells.append(f"{_fmt(ref[1])} ({ref[0]})" if ref else "")
+    out.append("| " + " | ".join(cells + [""]) + " |")
+    out.append("")
+    for chk in issue23_checks(results):
+        vals = ", ".join(f"{_short(t)} {v:+.3f}" for t, v in chk["values"].items())
+        out.append(f"- Check: {chk['check']}: {vals} -> **{'met' if chk['met'] else 'NOT met'}**; goal "
+                   f"+{GOAL_MARGIN} on each: **{'met' if chk['goal_met'] else 'not met'}**.")
+    return out
+
+
+#: Columns of the per-class table: (key, role in :func:`lead_rows`).
+_PER_CLASS_REFS = (("N", "strongest contrastive NAG, any (two types: reference)"),
+                   ("E", "strongest centred contrastive embedding"),
+                   ("L", "strongest learned model on the embedding alone (non-NAG)"))
+
+
+def per_class_rows(results: dict[str, Any], task: str, cond: str) -> list[dict[str, Any]]:
+    """Per class: the shipped default's AP (``D``) against the strongest contrastive NAG (``N``), centred embedding
+    (``E``) and learned model on the embedding alone (``L``), by the criterion, in one condition."""
+    d = _shipped_default(results)
+    rows = dict(lead_rows(results))
+    refs = {"D": d} | {k: rows.get(role) for k, role in _PER_CLASS_REFS}
+    return [{"class": c} | {k: condition_value(results, task, m, cond, c) if m else None for k, m in refs.items()}
+            for c in results["tasks"][task]["per_method"][d]["per_class"]]
+
+
+def _per_class_section(results: dict[str, Any]) -> list[str]:
+    d = _shipped_default(results)
+    if not d or not results.get("selection"):
+        return []
+    rows = dict(lead_rows(results))
+    refs = [(k, rows[role]) for k, role in _PER_CLASS_REFS if rows.get(role)]
+    out = ["AP per class of the shipped default (D) against " + ", ".join(f"{k} = *{m}*" for k, m in refs)
+           + "; D-E and D-L > 0 where the default wins.", ""]
+    conds = [c for c in ("all", "few") if condition_value(results, next(iter(results["tasks"])), d, c) is not None]
+    keys = ["D"] + [k for k, _ in refs]
+    diffs = [k for k in ("E", "L") if k in keys]
+    head = ["Task", "Class"] + [f"{x}, {condition_label(results, c)}" for c in conds
+                                for x in keys + [f"D-{k}" for k in diffs]]
+    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    wins = {(c, k): [0, 0] for c in conds for k in diffs}
+    for t in results["tasks"]:
+        per = {c: per_class_rows(results, t, c) for c in conds}
+        for i, r0 in enumerate(per[conds[0]]):
+            cells = [_short(t), r0["class"]]
+            for c in conds:
+                r = per[c][i]
+                cells += [_fmt(r[k]) for k in keys]
+                for k in diffs:
+                    diff = r["D"] - r[k]
+                    wins[(c, k)][0 if diff > 0 else 1] += 1
+                    cells.append(f"{diff:+.3f}")
+            out.append("| " + " | ".join(cells) + " |")
+    out += ["", "Wins / losses of D over the classes of both tasks: " + "; ".join(
+        f"against {k}, {condition_label(results, c)}: {w} / {lo}" for (c, k), (w, lo) in wins.items()) + "."]
+    return out
+
+
+def is_non_nag(results: dict[str, Any], name: str) -> bool:
+    """Whether a method uses no NAG signature (:data:`NON_NAG` families and a learned model on the embedding only)."""
+    fam = _family(results, name)
+    if fam == "learned":
+        return next(iter(results["tasks"].values()))["per_method"][name]["options"].get("features") == "emb"
+    return fam in NON_NAG
+
+
 def summary_lines(results: dict[str, Any]) -> list[str]:
-    """Plain statements read off the numbers: who wins each task, where the NAG profiles stand, the checks."""
+    """Plain statements read off the numbers: who wins each task, where the shipped default and the NAG profiles
+    stand, the checks."""
     lines = []
     nag = _default_nag(results)
-    d = _contrastive_default(results)
+    cd = _contrastive_default(results)
+    d = _shipped_default(results) or cd
+    label = "Shipped default" if _shipped_default(results) else "Contrastive default"
     for name, task in results["tasks"].items():
         pm = task["per_method"]
         ap = {m: v["mean"]["ap"] for m, v in pm.items()}
         ranked = sorted(ap, key=lambda m: -ap[m])
         random_ap = next(v["mean"]["ap"] for v in pm.values() if v["family"] == "random")
-        others = [m for m in ranked if pm[m]["family"] not in ("nag", "contrastive", "random")]
+        others = [m for m in ranked if is_non_nag(results, m)]
         best_base = others[0] if others else None
         line = f"- **{name}**: best mean AP {ap[ranked[0]]:.3f} by *{ranked[0]}* (random {random_ap:.3f}). "
         if best_base is None:
-            line += f"Contrastive default *{d}* {ap[d]:.3f}. " if d else ""
+            line += f"{label} *{d}* {ap[d]:.3f}. " if d else ""
         elif d:
             classes = list(pm[d]["per_class"])
             wins = sum(pm[d]["per_class"][c]["ap"] > pm[best_base]["per_class"][c]["ap"] for c in classes)
-            line += (f"Contrastive default *{d}* {ap[d]:.3f} (rank {ranked.index(d) + 1} of {len(ranked)}; beats "
+            line += (f"{label} *{d}* {ap[d]:.3f} (rank {ranked.index(d) + 1} of {len(ranked)}; beats "
                      f"the strongest non-NAG method, *{best_base}* {ap[best_base]:.3f}, on {wins} of {len(classes)} "
                      f"classes). ")
         else:
             line += f"Strongest non-NAG method *{best_base}* {ap[best_base]:.3f}. "
+        if cd and cd != d:
+            line += f"Issue 13's contrastive default *{cd}* {ap[cd]:.3f}. "
         nag_variants = [m for m in ranked if pm[m]["family"] == "nag"]
         if nag in ap:
             line += (f"Paper profile ({nag}) {ap[nag]:.3f}; best paper variant *{nag_variants[0]}* "
@@ -186,21 +402,26 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         lines.append(line)
         sens = task.get("sensitivity")
         if sens:
-            for m in [x for x in (d, nag) if x and x in sens["methods"]]:
+            for m in [x for x in dict.fromkeys((d, cd, nag)) if x and x in sens["methods"]]:
                 rows = sens["methods"][m]
                 parts = ", ".join(f"{r['targets']}: {r['jaccard_mean']:.2f}" for r in rows[:-1])
                 lines.append(f"  - Stability of *{m}* ({sens['class']}, top {sens['fraction']:.0%} of tokens): "
                              f"Jaccard with n random targets vs all {sens['max_targets']}: {parts}.")
+    for chk in issue23_checks(results):
+        vals = ", ".join(f"{_short(t)} {v:+.3f}" for t, v in chk["values"].items())
+        lines.append(f"- Check (issue 23): {chk['check']}: {vals} -> **{'met' if chk['met'] else 'NOT met'}** "
+                     f"(goal +{GOAL_MARGIN}: {'met' if chk['goal_met'] else 'not met'}).")
     for chk in acceptance(results):
         vals = ", ".join(f"{_short(t)} {v:+.3f}" for t, v in chk["values"].items())
-        lines.append(f"- Check: {chk['check']}: {vals} -> **{'met' if chk['met'] else 'NOT met'}**.")
+        lines.append(f"- Check (issue 13, on its contrastive default): {chk['check']}: {vals} -> "
+                     f"**{'met' if chk['met'] else 'NOT met'}**.")
     sel = results.get("selection")
     if sel:
-        lines.append(f"- Selection rule ({sel['criterion']}; ties within {sel['tie']} go to the smallest "
-                     "parameters of the best weighting): "
-                     f"picks *{sel['pick_all']}* (best criterion: *{sel['best_all']}*); the configured default "
-                     + ("is the rule's pick." if sel["pick_all"] == sel["default"] else
-                        f"*{sel['default']}* ranks {sel['default_rank']} of {len(sel['ranking'])}."))
+        lines.append(f"- Selection rule ({sel['criterion']}; shippable variants only; ties within {sel['tie']} go to "
+                     "the simplest variant): "
+                     f"picks *{sel['pick_all']}* (best shippable criterion: *{sel['best_shippable']}*; best of all, "
+                     f"references included: *{sel['best_all']}*); issue 13's contrastive default "
+                     f"*{sel['default']}* ranks {sel['default_rank']} of {len(sel['ranking'])}.")
     return lines
 
 
@@ -218,7 +439,7 @@ def _main_table(results: dict[str, Any]) -> list[str]:
             for t in tasks:
                 r = _robust(results, t, "targets", m)
                 cells.append(_fmt(r["ap_mean"][0]) if r else "")
-        if m == _contrastive_default(results):
+        if m == _shipped_default(results):
             cells = [f"**{c}**" for c in cells]
         out.append("| " + " | ".join(cells) + " |")
     return out
@@ -286,35 +507,82 @@ def _selection_section(results: dict[str, Any]) -> list[str]:
     if not sel:
         return []
     tasks = list(results["tasks"])
-    out = [f"Criterion: {sel['criterion']}. The best variant fixes the weighting, the neuron types and the layer "
-           f"set; among that weighting's variants within {sel['tie']} of the best criterion (ties) the rule takes the smallest "
-           "parameters (for shrinkage the weakest prior m), then the highest criterion. Best criterion: "
-           f"*{sel['best_all']}*; variants of any kind within {sel['tie']} of it: {len(sel['tied_with_best'])}; "
-           f"**the rule picks *{sel['pick_all']}***"
-           + (" (the configured default)." if sel["pick_all"] == sel["default"] else
-              f"; the configured default is *{sel['default']}* (rank {sel['default_rank']}).") + " "
+    ship = set(sel["shippable"])
+    n_ship = len(sel["shippable"])
+    levels = ", ".join(f"{f} {lv}" for f, lv in sel["levels"].items())
+    out = [f"Criterion: {sel['criterion']}. Compared: {len(sel['ranking'])} variants of the families {levels} (level = "
+           f"complexity); the rule picks among the {n_ship} **shippable** ones (one signature column, one float16 "
+           "embedding, statistics of the target and background rows only); the others (two neuron types averaged) "
+           f"are references. Among the shippable variants within {sel['tie']} of the best shippable criterion (ties) "
+           "it keeps the lowest level, lets the best of those fix the kind (family and everything but the tuned "
+           "numbers), and takes that kind's simplest parameters (contrastive: the smallest, for shrinkage the "
+           "weakest prior m; z-sum: the weight closest to 1/2; RRF: that, then the smallest kappa), then the "
+           f"highest criterion. Best shippable criterion: *{sel['best_shippable']}*; shippable variants within "
+           f"{sel['tie']} of it: {len(sel['tied_with_best'])}; **the rule picks *{sel['pick_all']}***. Issue 13's "
+           f"contrastive default *{sel['default']}* (two types, not shippable) ranks {sel['default_rank']}. "
            f"Halves: {sel['halves']} ("
            + "; ".join(f"{_short(t)} A = {', '.join(h['half A'])}, B = {', '.join(h['half B'])}"
                        for t, h in sel["halves_classes"].items()) + ").", "",
-           "| Rank | Variant | criterion, all classes | " + " | ".join(_short(t) for t in tasks)
-           + " | half A | half B |", "|" + "---|" * (5 + len(tasks))]
-    top = sel["ranking"][:10]
-    if sel["default"] in sel["ranking"] and sel["default"] not in top:
-        top.append(sel["default"])
+           "| Rank | Variant | shippable | criterion, all classes | " + " | ".join(_short(t) for t in tasks)
+           + " | half A | half B |", "|" + "---|" * (6 + len(tasks))]
+    top = sel["ranking"][:15]
+    for extra in (sel["pick_all"], sel["default"]):
+        if extra in sel["ranking"] and extra not in top:
+            top.append(extra)
     for m in top:
         row = sel["table"][m]
-        cells = [str(sel["ranking"].index(m) + 1), m, _fmt(row["all"])] + [_fmt(row[t]) for t in tasks] + \
-            [_fmt(row["half A"]), _fmt(row["half B"])]
-        if m == sel["default"]:
+        cells = [str(sel["ranking"].index(m) + 1), m, "yes" if m in ship else "no", _fmt(row["all"])] + \
+            [_fmt(row[t]) for t in tasks] + [_fmt(row["half A"]), _fmt(row["half B"])]
+        if m == sel["pick_all"]:
             cells = [f"**{c}**" for c in cells]
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
+    singles = [(role, m) for role, m in lead_rows(results)[1:] if m in sel["table"] and m in ship]
     for chosen_on, h in sel["holdout"].items():
         other = "half B" if chosen_on == "half A" else "half A"
         out.append(f"- Rule applied to {chosen_on}: picks *{h['pick']}*; on {other} its criterion is "
-                   f"{h['on_other_half']:.3f} (rank {h['rank_on_other_half']} of {len(sel['ranking'])}; the best "
+                   f"{h['on_other_half']:.3f} (rank {h['rank_on_other_half']} of {n_ship} shippable; the best "
                    f"on {other}, *{h['best_on_other_half_name']}*, has {h['best_on_other_half']:.3f}; the rule "
-                   f"applied to {other} picks *{h['pick_on_other_half']}*).")
+                   f"applied to {other} picks *{h['pick_on_other_half']}*, "
+                   f"{h.get('pick_on_other_half_value', float('nan')):.3f}). On {other}, the single signals: "
+                   + "; ".join(f"{role} *{m}* {sel['table'][m][other]:.3f}" for role, m in singles) + ".")
+    return out
+
+
+def _family_table(results: dict[str, Any], families: tuple[str, ...], limit: int | None = None) -> list[str]:
+    """Variants of some families ranked by the criterion: AP in the three conditions per task, shippable or not."""
+    sel = results.get("selection") or {}
+    table = sel.get("table", {})
+    names = [m for m in results["methods"] if _family(results, m) in families]
+    names.sort(key=lambda m: -table[m]["all"] if m in table else -_mean_ap(results, m))
+    if limit is not None:
+        names = names[:limit]
+    tasks = list(results["tasks"])
+    conds = [c for c in CONDITIONS if names and condition_value(results, tasks[0], names[0], c) is not None]
+    head = ["Variant", "shippable"] + [f"{_short(t)}, {condition_label(results, c)}" for c in conds for t in tasks] + \
+        ["criterion"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    ship = set(sel.get("shippable", []))
+    for m in names:
+        cells = [m, "yes" if m in ship else "no"] + [_fmt(condition_value(results, t, m, c)) for c in conds
+                                                      for t in tasks] + [_fmt(table[m]["all"]) if m in table else ""]
+        if m == _shipped_default(results):
+            cells = [f"**{c}**" for c in cells]
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def _learned_fits(results: dict[str, Any]) -> list[str]:
+    """The regularisation the cross-validation chose, per learned variant (main condition, every class)."""
+    out = []
+    for m in results["methods"]:
+        if _family(results, m) != "learned":
+            continue
+        cs = [c for t in results["tasks"].values() for c in t["per_method"][m].get("chosen_C", [])]
+        if cs:
+            vals, counts = np.unique(cs, return_counts=True)
+            out.append(f"- *{m}*: C chosen " + ", ".join(f"{v:g} ({n}x)" for v, n in zip(vals, counts))
+                       + f" over the {len(cs)} classes (all targets, background = the pool).")
     return out
 
 
@@ -404,7 +672,9 @@ def _plots(results: dict[str, Any], out_dir: Path) -> list[str]:
     names = list(results["tasks"])
     methods = _shown(results)
     colors = {"nag": "tab:blue", "contrastive": "tab:purple", "embedding": "tab:orange",
-              "contrastive_embedding": "tab:brown", "tfidf": "tab:green", "dsir": "tab:red", "random": "tab:gray"}
+              "contrastive_embedding": "tab:brown", "centred_embedding": "tab:olive", "fusion_zsum": "tab:pink", "fusion_zsum_learned": "tab:red",
+              "fusion_rrf": "tab:cyan", "learned": "black", "tfidf": "tab:green", "dsir": "tab:red",
+              "random": "tab:gray"}
     files = []
 
     fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 0.35 * len(methods) + 1.5), squeeze=False)
@@ -477,7 +747,7 @@ def _plots(results: dict[str, Any], out_dir: Path) -> list[str]:
                     r = rob[kind]["methods"].get(m)
                     ys = r["ap_mean"] if r else [_ap(results, name, m)] * len(sizes)
                     ax.plot(sizes, ys, marker="o" if r else None, label=m, color=palette(k % 10),
-                            linestyle="-" if r else "--", linewidth=2.2 if m == _contrastive_default(results) else 1.2)
+                            linestyle="-" if r else "--", linewidth=2.2 if m == _shipped_default(results) else 1.2)
                 ax.set_xscale("log")
                 ax.minorticks_off()
                 ax.set_xticks(sizes, [str(x) for x in sizes])
@@ -500,7 +770,7 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> Path:
     cfg = results["config"]
     fractions = cfg["fractions"]
     lines = [
-        "# Target retrieval: NAG profiles (the paper's and the contrastive one) against peers on same-format text",
+        "# Target retrieval: NAG profiles, the same model's embedding, their fusions, against peers on same-format text",
         "",
         f"Configuration `{cfg['name']}`, parameters hash `{results['params_hash']}`, git commit "
         f"`{results['git_commit']}`, total time {results['timing']['total_seconds']:.0f} s"
@@ -508,15 +778,21 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> Path:
            f"{results['machine'].get('load_avg')})" if isinstance(results.get("machine"), dict) else "") + ".",
         "Written by `nag_research.evaluate` (`python -m nag_research.evaluate --config " + cfg["name"] + "`).",
         "",
+    ]
+    if _shipped_default(results):
+        lines += ["## The shipped default against the strongest single signals", "", *_lead_section(results), "",
+                  "## Per class: where the shipped default wins and where it loses", "",
+                  *_per_class_section(results), ""]
+    lines += [
         "## Summary read off the numbers",
         "",
         *summary_lines(results),
         "",
         "## Main table",
         "",
-        ("Mean AP over the target classes; the best variant of every family (by the mean of the two tasks), the "
-         "chosen contrastive default (bold) and the references the checks name. Contrastive methods use the "
-         "task's pool as the background."),
+        ("Mean AP over the target classes; the shipped default (bold), issue 13's contrastive default, the best "
+         "variant of every family (by the mean of the two tasks) and the references the checks name. Methods with "
+         "a background use the task's pool as the background."),
         "",
         *_main_table(results),
         "",
@@ -524,7 +800,12 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> Path:
     if results.get("discussion"):
         lines += ["## Discussion", "", results["discussion"], ""]
     if results.get("selection"):
-        lines += ["## Choosing the contrastive default", "", *_selection_section(results), ""]
+        lines += ["## Choosing the default", "", *_selection_section(results), ""]
+        lines += ["## The centred embedding, the learned variants and the best fusions", "",
+                  ("Every centred-embedding and learned variant, then the 20 best fusions by the criterion (every "
+                  "fusion is in `results.json`)."), "",
+                  *_family_table(results, ("centred_embedding", "learned")), "", *_learned_fits(results), "",
+                  *_family_table(results, ("fusion_zsum", "fusion_rrf", "fusion_zsum_learned"), limit=20), ""]
     if _contrastive_default(results):
         lines += ["## Every contrastive variant", "", *_variant_tables(results), ""]
     if any(t.get("robustness") for t in results["tasks"].values()):
@@ -571,7 +852,16 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> Path:
         "document's signature, of per-neuron weights comparing how many target and background documents hold the "
         "neuron in their NAG (weightings in `nag_datasets/evaluate/baselines.py` and `NAG_METHOD.md` section 4; "
         "several neuron types = mean of the per-type scores); contrastive embedding = cosine to the target centroid "
-        "minus the background's mean (unit vectors). Background = the task's pool unless stated."),
+        "minus the background's mean (unit vectors). Background = the task's pool unless stated. "
+        "Centred contrastive embedding (family, last or mid layer) = the same on embeddings rounded to float16, with "
+        "the background mean also subtracted from each unit pool vector (a centred cosine). Fusions of one "
+        "contrastive NAG component with the centred embedding: z-sum = w z(NAG) + (1 - w) z(emb), each signal "
+        "z-scored with the mean and population sd of the background rows' own scores; RRF = w / (kappa + p_NAG) + "
+        "(1 - w) / (kappa + p_emb), p = a row's rank fraction among the background rows' scores (share above it, "
+        "ties counting one half). Learned = L2 logistic regression per class, the target rows against the "
+        "background rows (balanced class weights, C by 3-fold stratified cross-validation on those rows, ROC-AUC), "
+        "on neuron indicators of one signature column (unit-norm rows), on the centred unit embedding, or on both "
+        "side by side; its score is the decision function. Nothing of the pool's labels enters any of them."),
         "",
         ("For each task and each class in turn: target = that class's held-out documents; pool = the same pool "
         "for every class; relevant = pool documents of the target's class. Metrics per class, then averaged over "
@@ -593,7 +883,8 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> Path:
             (f"{s['description']}. Pool: {task['pool_documents']} documents, {task['pool_tokens']} tokens. "
             f"Per class: {per_class}."),
             "",
-            ("Every method except the contrastive grid, of which the default and the best variant of each "
+            ("Every method except the grids (contrastive, z-sum, RRF), of which the defaults, the best fusion of each "
+             "kind and the best contrastive variant of each "
              "neuron-type setting are shown (all variants: section 'Every contrastive variant')."),
             "",
             *_task_table(task, fractions, shown),
@@ -623,8 +914,11 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> Path:
         ("- MMLU domains are groups of subjects chosen here; GCIDE field labels are the dictionary's own, with the "
         "label text removed from each entry. Neighbouring classes (e.g. medicine and biology) overlap by nature."),
         "- The stability study goes up to the largest target set available here, far below the paper's 10k.",
-        ("- The contrastive default was chosen on these same tasks and classes, so its numbers here are optimistic; "
-         "the held-out halves in 'Choosing the contrastive default' show by how much."),
+        ("- The default was chosen on these same tasks and classes, so its numbers here are optimistic; "
+         "the held-out halves in 'Choosing the default' show by how much."),
+        ("- The background is the task's pool (300 rows) unless stated, so every pool row is also a background row: "
+         "the learned variants are scored on rows they were trained on as negatives (as a library profile would "
+         "be on the rows of its background sample)."),
         "",
     ]
     path = out_dir / "report.md"

@@ -17,7 +17,7 @@ on random or embedding/DSIR-selected data. Recipe per (arm, seed) unit:
    end; the unit is saved as ``<out>/units/<arm>-seed<seed>.json``. A rerun skips units whose file exists
    (resumable); a ``manifest.json`` with the config refuses resuming into a folder made with another config.
 
-Configs: ``tiny`` (tests, seconds), ``small`` (notebook 07 under the tests, a few minutes on 2 CPU cores),
+Configs: ``tiny`` (tests, seconds), ``small`` (notebook 07 under the tests, about a minute on 2 CPU cores),
 ``full`` (sized for this machine: 98 min on 2 idle cores; its results are committed under
 ``benchmarks/results/pretrain/full``). Run: ``python -m nag_research.experiments.pretrain --config full
 --out runs/pretrain-full`` (``--estimate`` prints the expected wall time).
@@ -103,11 +103,12 @@ CONFIGS: dict[str, PretrainConfig] = {
         n_target_select=16, n_target_eval=12, n_general_eval=4, scan=500, budget_tokens=1024, seq_len=32,
         batch_size=8, vocab_size=400, hidden=32, layers=2, heads=2, intermediate=64, lr=3e-3,
         feature_max_length=32, arms=("random", "dsir")),
+    # Notebook 07 at small size under the tests: sized for the CI token budget (two arms' direction, two seeds).
     "small": PretrainConfig(
-        name="small", pool_per_source={"wordnet": 300, "kjv": 200, "gcide": 300, "humaneval": 100, "mmlu": 400},
-        n_target_select=100, n_target_eval=100, n_general_eval=40, scan=5000, budget_tokens=32768, seq_len=128,
-        batch_size=4, vocab_size=8000, hidden=128, layers=4, heads=4, intermediate=384, lr=3e-3,
-        feature_max_length=64, arms=("random", "nag_all", "nag_last", "embedding", "dsir")),
+        name="small", pool_per_source={"wordnet": 120, "kjv": 80, "gcide": 120, "humaneval": 40, "mmlu": 160},
+        n_target_select=48, n_target_eval=48, n_general_eval=24, scan=3000, budget_tokens=16384, seq_len=64,
+        batch_size=4, vocab_size=4000, hidden=64, layers=2, heads=2, intermediate=192, lr=3e-3,
+        feature_max_length=32, seeds=(0, 1), arms=("random", "nag_all", "nag_last")),
     "full": PretrainConfig(
         name="full", pool_per_source={"wordnet": 4000, "kjv": 2000, "gcide": 3500, "humaneval": 100, "mmlu": 2500},
         n_target_select=500, n_target_eval=250, n_general_eval=60, scan=60000, budget_tokens=262_144,
