@@ -8,8 +8,7 @@ import json
 import pytest
 
 from nag_datasets.featurize.report import FeaturizeReport, sum_reports
-from nag_datasets.selection.reports import RaySelectionReport
-from nag_datasets.selection.reports import SelectionReport
+from nag_datasets.selection.reports import RaySelectionReport, SelectionReport
 
 pytestmark = pytest.mark.fast
 
