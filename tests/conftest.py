@@ -77,7 +77,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if any(item.get_closest_marker(tier) for tier in TIERS):
+        tiers = [tier for tier in TIERS if item.get_closest_marker(tier)]
+        if len(tiers) > 1:  # e.g. a module-wide `fast` and a test's own `slow`: `-m fast` would run it
+            raise pytest.UsageError(f"{item.nodeid} is marked {' and '.join(tiers)}: one tier per test")
+        if tiers:
             continue
         slow = bool(MODEL_FIXTURES & set(getattr(item, "fixturenames", ())))
         item.add_marker(pytest.mark.slow if slow else pytest.mark.fast)

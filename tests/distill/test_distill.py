@@ -34,8 +34,6 @@ from nag_datasets.distill import (
     write_card,
 )
 
-pytestmark = pytest.mark.fast
-
 #: Small models keep the files and the tests small (fastText's bucket table is buckets x dim floats).
 FT_SMALL = {"dim": 16, "epoch": 10, "bucket": 1 << 14}
 LIN_SMALL = {"n_features": 1 << 14}
