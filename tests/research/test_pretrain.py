@@ -12,7 +12,6 @@ from nag_research.experiments import pretrain
 from nag_research.experiments.corpus import build_corpus, shared_ngrams
 from nag_research.experiments.train import build_model, mean_loss, pack, train
 
-
 TINY = pretrain.CONFIGS["tiny"]
 MODEL = {"hidden": 32, "layers": 2, "heads": 2, "intermediate": 64, "seq_len": 16}
 
