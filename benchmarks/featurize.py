@@ -7,8 +7,12 @@ reported. Tokens/s counts real (unpadded) tokens.
     python benchmarks/featurize.py                 # defaults: 64 docs, max_length 120, batch sizes 1,8,16
     python benchmarks/featurize.py --quick         # smoke test (seconds)
     python benchmarks/featurize.py --profile       # also: torch.profiler of base vs recorder on one batch
+    python benchmarks/featurize.py --embedding-overhead   # only: the featurizer with and without embedding="last"
 
-Results go to ``benchmarks/results/featurize.json`` (with machine info). Other processes on the machine add
+Results go to ``benchmarks/results/featurize.json`` (with machine info); ``--embedding-overhead`` writes
+``benchmarks/results/featurize_embedding.json``: the same featurizer (all layers, fwd_up, K=20) with and without the
+``nag_embedding`` column, as map batches of ``batch_size`` length-sorted documents interleaved one by one, so load
+bursts from other processes hit both alike. Other processes on the machine add
 noise: the load average before and after is printed and saved.
 """
 
@@ -43,6 +47,8 @@ from nag_datasets.signatures.spec import NEURON_TYPES
 TOP_K = 20
 GOAL_VS_LM = 1.15
 GOAL_VS_BASE = 0.95
+#: The embedding column may cost at most this share of the featurizer's time (issue 23).
+GOAL_EMBEDDING_OVERHEAD = 0.05
 
 _SENTENCES = [
     "The committee reviewed the annual budget and postponed the vote until the spring meeting.",
@@ -175,14 +181,15 @@ def recorder_cell(name: str, model: Any, batches: list, bs: int, unit_docs: int,
 
 
 def featurizer_cell(name: str, model: Any, tokenizer: Any, texts: list[str], bs: int, max_length: int,
-                    bucketed: bool) -> Cell:
+                    bucketed: bool, embedding: str | None = None, unit_docs: int | None = None) -> Cell:
     """``NAGFeaturizer.__call__`` on a batch dict (tokenization + length sorting + signatures).
 
     ``bucketed=True``: one map-batch with all documents (sorted by length inside). ``bucketed=False``: the same
     shuffled documents as map-batches of exactly ``bs`` rows, so each forward batch is a random length mix
     (sorting inside one forward batch changes nothing).
     """
-    feat = NAGFeaturizer(model, tokenizer=tokenizer, top_k=TOP_K, max_length=max_length, batch_size=bs)
+    feat = NAGFeaturizer(model, tokenizer=tokenizer, top_k=TOP_K, max_length=max_length, batch_size=bs,
+                         embedding=embedding)
 
     def setup() -> None:
         feat._ensure_loaded()
@@ -190,12 +197,14 @@ def featurizer_cell(name: str, model: Any, tokenizer: Any, texts: list[str], bs:
     def teardown() -> None:
         if feat._loaded is not None:
             feat._loaded["recorder"].close()
+            if feat._loaded.get("pooler") is not None:
+                feat._loaded["pooler"].close()
             feat._loaded = None
 
     def unit(tx: list[str]) -> Callable[[], None]:
         return lambda: feat({"text": tx}) and None
 
-    step = len(texts) if bucketed else bs
+    step = unit_docs or (len(texts) if bucketed else bs)
     return Cell(name, bs, [unit(texts[i:i + step]) for i in range(0, len(texts), step)], setup, teardown)
 
 
@@ -254,7 +263,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--quick", action="store_true", help="tiny smoke run (8 docs, 32 tokens, 1 repeat)")
     p.add_argument("--profile", action="store_true", help="print torch.profiler tables of base vs recorder")
     p.add_argument("--no-save", action="store_true")
+    p.add_argument("--embedding-overhead", action="store_true",
+                   help="only the featurizer with and without embedding='last' (128 docs, 7 repeats by default)")
     args = p.parse_args(argv)
+    if args.embedding_overhead:
+        return embedding_overhead(args)
     if args.quick:
         args.docs, args.max_length, args.repeats, args.batch_sizes = 8, 32, 1, "1,4"
     batch_sizes = sorted({int(b) for b in args.batch_sizes.split(",") if b.strip()})
@@ -357,6 +370,61 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         payload["profile"] = prof_text
     if not args.no_save:
         path = save_results("featurize" + ("_quick" if args.quick else ""), payload)
+        print(f"saved {path}")
+    return payload
+
+
+def embedding_overhead(args: argparse.Namespace) -> dict[str, Any]:
+    """The featurizer's time with ``embedding="last"`` against the same featurizer without, in one interleaved run."""
+    docs = args.docs if args.docs != 64 else 128
+    repeats = args.repeats if args.repeats != 3 else 7
+    if args.quick:
+        docs, repeats, args.max_length = 16, 2, 32
+    bs = max(int(b) for b in args.batch_sizes.split(",") if b.strip())
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    t_start = time.perf_counter()
+    model, tokenizer = load_model()
+    texts, text_source = load_texts(docs, args.seed)
+    lengths = [len(first_token_ids(t, tokenizer, args.max_length)[0]) for t in texts]
+    keep = sorted((i for i, n in enumerate(lengths) if n), key=lambda i: lengths[i])
+    texts = [texts[i] for i in keep]  # length-sorted: each unit is one well-bucketed map batch of bs documents
+    n_tokens = sum(lengths[i] for i in keep)
+    cells = [featurizer_cell("featurizer", model, tokenizer, texts, bs, args.max_length, True, None, bs),
+             featurizer_cell("featurizer_embedding_last", model, tokenizer, texts, bs, args.max_length, True, "last",
+                             bs)]
+    print(f"# embedding overhead: {len(texts)} docs, {n_tokens} tokens, max_length {args.max_length}, batch {bs}, "
+          f"{repeats} repeats, torch threads {torch.get_num_threads()}, load {load_before[0]:.2f}", flush=True)
+    run_interleaved(cells, repeats, t_start)
+    load_after = os.getloadavg()
+    base, emb = cells
+    per_repeat = [e / b - 1.0 for b, e in zip(base.times, emb.times)]
+    overhead = statistics.median(emb.times) / statistics.median(base.times) - 1.0
+    rows = [{"variant": c.name, "batch_size": bs, "median_s": statistics.median(c.times), "times_s": c.times,
+             "docs_per_s": len(texts) / statistics.median(c.times),
+             "tokens_per_s": n_tokens / statistics.median(c.times)} for c in cells]
+    for r in rows:
+        print(f"{r['variant']:<28} median {r['median_s']:.2f} s  {r['tokens_per_s']:.0f} tok/s  times {r['times_s']}")
+    print(f"embedding overhead: {overhead:+.2%} (median of per-repeat ratios {statistics.median(per_repeat):+.2%}; "
+          f"goal <= {GOAL_EMBEDDING_OVERHEAD:.0%}); load {load_before[0]:.2f} -> {load_after[0]:.2f}")
+    payload = {
+        "benchmark": "featurize_embedding",
+        "params": {"docs": len(texts), "max_length": args.max_length, "repeats": repeats, "batch_size": bs,
+                   "top_k": TOP_K, "layers": "all", "neuron_types": ["fwd_up"], "embedding": "last",
+                   "seed": args.seed, "quick": args.quick, "torch_threads": torch.get_num_threads(),
+                   "dtype": "float32", "device": "cpu"},
+        "text_source": text_source, "real_tokens": n_tokens,
+        "notes": ("NAGFeaturizer.__call__ on map batches of batch_size length-sorted documents, without and with "
+                  "embedding='last' (the last decoder layer's output after the final norm, masked mean, float16); "
+                  "units of the two cells interleaved one by one, order flipped every repeat; overhead = median time "
+                  "with / median time without - 1."),
+        "results": rows, "overhead": overhead, "overhead_per_repeat": per_repeat,
+        "goal_max_overhead": GOAL_EMBEDDING_OVERHEAD, "goal_met": overhead <= GOAL_EMBEDDING_OVERHEAD,
+        "load_avg_before": load_before, "load_avg_after": load_after, "elapsed_s": time.perf_counter() - t_start,
+    }
+    if not args.no_save:
+        path = save_results("featurize_embedding" + ("_quick" if args.quick else ""), payload)
         print(f"saved {path}")
     return payload
 

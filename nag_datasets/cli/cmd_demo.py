@@ -36,7 +36,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     background = NAGProfile.from_dataset(pool, column="nag_att_o", sample=args.background_sample,
                                          description="demo: the pool itself")
     contrastive = NAGProfile.from_dataset(target, column="nag_att_o",
-                                          description="demo: GSM8K target split").contrast(background)
+                                          description="demo: GSM8K target split").contrast(background, signal="nag")
     paper = NAGProfile.from_dataset(target, column="nag_fwd_up", description="demo: GSM8K target split")
     profile = contrastive if args.profile == "contrastive" else paper
     spec = profile.spec

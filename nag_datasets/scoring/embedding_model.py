@@ -21,7 +21,7 @@ scikit-learn (a dependency of the package); scoring needs only the stored ``mu_b
 >>> background = np.array([[0.0, 1.0], [0.1, 1.0], [-0.1, 1.0], [1.0, 1.0]], np.float16)
 >>> model = fit_embedding_model(target, background, kind="centred")
 >>> model.scores(np.array([[1.0, 0.0], [0.0, 1.0]], np.float16)).round(3).tolist()
-[0.999, -0.975]
+[1.0, -0.905]
 """
 
 from __future__ import annotations

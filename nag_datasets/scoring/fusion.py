@@ -201,6 +201,7 @@ class FusedProfile(Profile):
             out["nag_weight"] = self.nag_weight
             out["nag_z"] = list(self.nag_stats or ())
         out["embedding"] = {**self.model.describe(), "layer": self.embedding_spec.layer,
+                            "layer_name": self.embedding_spec.layer_name or str(self.embedding_spec.layer),
                             "spec_fingerprint": self.embedding_spec.fingerprint(), "column": self.embedding_column,
                             "z": list(self.embedding_stats_z), "rows": dict(self.rows)}
         return out

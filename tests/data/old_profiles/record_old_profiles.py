@@ -34,7 +34,8 @@ def main() -> int:
     pool = random_signatures(12, spec, seed=3)
     target.save(HERE / "v1_frequency")
     contrastive.save(HERE / "v2_contrastive")
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=HERE,
+                            check=True).stdout.strip()
     np.save(HERE / "pool_signatures.npy", pool)
     expected = {
         "commit": commit,
