@@ -125,3 +125,29 @@ def test_the_column_names_its_spec_through_a_plain_map(featurized):
 
     typed, untyped = NAGProfile.from_dataset(out), NAGProfile.from_dataset(plain)
     assert typed == untyped and typed.embedding_stats.num_rows == 3 and typed.embedding_stats.spec == spec
+
+
+@pytest.mark.slow
+def test_streaming_and_sharded_runners_write_the_embedding_with_its_spec(featurized, tmp_path):
+    import json
+
+    from nag_datasets.featurize.sharded import featurize_sharded
+    from nag_datasets.featurize.streaming import featurize_streaming
+    from nag_datasets.signatures.formats import SIDECAR, load_any
+
+    featurizer, out = featurized
+    source = tmp_path / "pool"
+    Dataset.from_dict({"text": TEXTS}).save_to_disk(str(source))
+    small = NAGFeaturizer(max_length=16, layers=[0, 1], embedding="mid", torch_threads=1)  # runners copy it
+    featurize_streaming(str(source), tmp_path / "streamed", small, shard_rows=2)
+    featurize_sharded(load_any(source), tmp_path / "sharded", small, shard_rows=2)
+    spec = featurizer.embedding_spec()
+    sidecar = json.loads((tmp_path / "streamed" / SIDECAR).read_text())
+    assert sidecar[EMBEDDING_COLUMN] == spec.to_dict()
+    for name in ("streamed", "sharded"):
+        got = load_any(tmp_path / name)
+        assert embedding_spec_from_feature(got.features[EMBEDDING_COLUMN]) == spec, name
+        for a, b in zip(got[EMBEDDING_COLUMN], out[EMBEDDING_COLUMN]):
+            assert (a is None) == (b is None)
+            if a is not None:
+                np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=2**-10)

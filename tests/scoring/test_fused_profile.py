@@ -12,7 +12,7 @@ import pytest
 from helpers import make_embedding_spec, make_fused_dataset, make_spec, random_embeddings, random_signatures
 
 from nag_datasets.scoring.contrastive import ContrastiveProfile
-from nag_datasets.scoring.fusion import FusedProfile, background_stats, fuse_scores
+from nag_datasets.scoring.fusion import DEFAULT_NAG_WEIGHT, FusedProfile, background_stats, fuse_scores
 from nag_datasets.scoring.profile_files import ProfileError
 from nag_datasets.scoring.target_profile import NAGProfile
 from nag_datasets.signatures.spec import SpecMismatchError
@@ -40,11 +40,23 @@ def data():
 
 def test_hybrid_equals_the_harness_fusion_on_the_same_features(data):
     from nag_research.evaluate.features import FeatureSet
-    from nag_research.evaluate.harness import MethodSpec, _score
+    from nag_research.evaluate.harness import CONFIGS, MethodSpec, _score, methods_for
+
+    # the harness's current shipped default: the committed run's pick, as that run's config defines it
+    results = json.loads((Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "evaluate" /
+                          "results.json").read_text())
+    config = CONFIGS[results["config"]["name"]]
+    (shipped,) = [m for m in methods_for(config) if m.name == results["default"]]
+    assert shipped.family == "fusion_zsum_learned" and shipped.opt("types") == ("fwd_down",)
+    assert shipped.opt("embedding") == "last" and shipped.opt("weighting") == "shrinkage"
+    assert dict(shipped.opt("params")) == {"m": 50.0, "alpha": 0.5}  # the library's contrast defaults
+    # the library takes the column's layers as they are (featurizing the last 10 layers is the harness's "last10")
+    method = MethodSpec("h", shipped.family, tuple((k, "all" if k == "layers" else v) for k, v in shipped.options))
 
     target, pool, tp, bg = data
     hybrid = tp.contrast(bg)
-    assert isinstance(hybrid, FusedProfile) and hybrid.signal == "hybrid" and hybrid.nag_weight == 0.3
+    assert isinstance(hybrid, FusedProfile) and hybrid.signal == "hybrid"
+    assert hybrid.nag_weight == DEFAULT_NAG_WEIGHT == shipped.opt("w") == 0.2
     # the harness's features: all rows (targets first, then the pool), float16 embeddings
     sigs = np.concatenate([np.asarray(target["nag_fwd_down"], np.uint16),
                            np.asarray([s if s is not None else np.zeros((3, 4)) for s in pool["nag_fwd_down"]],
@@ -59,10 +71,6 @@ def test_hybrid_equals_the_harness_fusion_on_the_same_features(data):
     kept = [int(np.flatnonzero((sigs[pool_rows] == s).all(axis=(1, 2)))[0]) for s in bg.embedding_stats.signatures]
     background = pool_rows[np.array(kept)]
     assert np.array_equal(np.sort(background), background) and len(background) == 40
-    method = MethodSpec("h", "fusion_zsum_learned", (("types", ("fwd_down",)), ("weighting", "shrinkage"),
-                                                     ("params", (("m", 50.0), ("alpha", 0.5))), ("layers", "all"),
-                                                     ("embedding", "last"), ("w", 0.3), ("Cs", (0.1, 1.0, 10.0, 100.0)),
-                                                     ("folds", 3)))
     ref = _score(method, None, feats, pool_rows, targets, background=background)
     got = hybrid.score(pool)
     assert np.isnan(got[7])
@@ -70,8 +78,8 @@ def test_hybrid_equals_the_harness_fusion_on_the_same_features(data):
     assert diff.max() < 1e-6 * max(1.0, np.abs(ref).max()), diff.max()  # float32 rounding of the same float64 sum
     # the components too: the embedding model is the harness's learned model
     emb_only = tp.contrast(bg, signal="embedding")
-    learned = MethodSpec("l", "learned", (("features", "emb"), ("embedding", "last"), ("Cs", (0.1, 1.0, 10.0, 100.0)),
-                                          ("folds", 3)))
+    learned = MethodSpec("l", "learned", (("features", "emb"), ("embedding", "last"), ("Cs", config.learned_cs),
+                                          ("folds", config.learned_folds)))
     np.testing.assert_allclose(np.delete(emb_only.score(pool), 7),
                                _score(learned, None, feats, pool_rows, targets, background=background),
                                rtol=1e-6, atol=1e-6)
