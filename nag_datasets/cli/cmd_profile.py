@@ -3,7 +3,7 @@
 With ``--background`` the profile is contrastive: the target against a uniform sample of the pool
 (``--background-sample`` rows, the whole pool when smaller), scoring with ``--signal``: ``nag`` (neuron counts weighted
 by ``--weighting``, default shrinkage, m=50, alpha=0.5), ``embedding`` (a model on the ``nag_embedding`` column) or
-``hybrid`` (both, z-scored: ``--nag-weight`` 0.3 on NAG). Without ``--signal`` the shipped default: hybrid when target
+``hybrid`` (both, z-scored: ``--nag-weight`` 0.2 on NAG). Without ``--signal`` the shipped default: hybrid when target
 and pool carry ``nag_embedding`` (``featurize --embedding last``), else nag with a warning. Without ``--background``,
 the paper's frequency profile.
 """
@@ -110,7 +110,7 @@ def register_cli(subparsers: Any) -> None:
                    help="what ranks: nag, embedding or hybrid (default: hybrid when target and background carry "
                         "nag_embedding, from featurize --embedding last; else nag, with a warning)")
     p.add_argument("--nag-weight", type=float, default=None,
-                   help="the hybrid's weight on z(NAG) (default 0.3; the embedding model gets the rest)")
+                   help="the hybrid's weight on z(NAG) (default 0.2; the embedding model gets the rest)")
     p.add_argument("--embedding-model", choices=EMBEDDING_MODELS, default=None,
                    help="the embedding signal's model: learned (default, a cross-validated logistic regression of "
                         "target vs background rows) or centred (the centred contrastive embedding)")

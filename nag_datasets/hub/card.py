@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputNotFoundError, MissingColumnError
+from ..scoring.fusion import DEFAULT_NAG_WEIGHT
 from ..selection.recipe import SelectionRecipe
 from ..signatures.spec import SignatureSpec
 from ..storage.atomic import atomic_write_bytes, atomic_write_text
@@ -111,7 +112,7 @@ def signal_text(profile: dict[str, Any]) -> str:
     emb = profile.get("embedding") or {}
     model = f"{emb.get('model', 'learned')} embedding model, layer {emb.get('layer')}"
     if signal == "hybrid":
-        w = float(profile.get("nag_weight", 0.3))
+        w = float(profile.get("nag_weight", DEFAULT_NAG_WEIGHT))
         return f"hybrid: {w:g} z(NAG) + {1 - w:g} z({model})"
     if signal == "embedding":
         return f"embedding: {model}"

@@ -6,7 +6,7 @@ when target and background keep their rows' embeddings (data featurized with ``e
 - ``signal="embedding"``: ``s(x)``, the embedding model's score (:mod:`.embedding_model`: by default a logistic
   regression of the target rows against the background rows on centred unit embeddings; its log-odds);
 - ``signal="hybrid"`` (the shipped default, the retrieval harness's pick):
-  ``nag_weight * z(NAG) + (1 - nag_weight) * z(s)``, ``nag_weight=0.3``. ``NAG`` is the contrastive profile's score
+  ``nag_weight * z(NAG) + (1 - nag_weight) * z(s)``, ``nag_weight=0.2``. ``NAG`` is the contrastive profile's score
   (:class:`~nag_datasets.scoring.contrastive.ContrastiveProfile`, float32, taken as float64), and each ``z`` uses
   the mean and population standard deviation of the *background sample's rows' own scores* (NAG: the contrastive
   profile scores those rows; ``s``: the fitted model scores them, in sample); a deviation that is zero or not finite
@@ -50,8 +50,8 @@ __all__ = ["DEFAULT_NAG_WEIGHT", "FUSED_SIGNALS", "SIGNALS", "FusedProfile", "ba
 #: Every signal a contrastive profile can score with; the fused ones are made here.
 SIGNALS = ("nag", "embedding", "hybrid")
 FUSED_SIGNALS = ("embedding", "hybrid")
-#: The weight on z(NAG) in the hybrid (the harness's pick: 0.3 z(NAG) + 0.7 z(embedding model)).
-DEFAULT_NAG_WEIGHT = 0.3
+#: The weight on z(NAG) in the hybrid (the harness's pick: 0.2 z(NAG) + 0.8 z(embedding model)).
+DEFAULT_NAG_WEIGHT = 0.2
 
 
 def background_stats(scores: Any) -> tuple[float, float]:
@@ -237,8 +237,8 @@ class FusedProfile(Profile):
     def _signature_column(self, column: str | None) -> str:
         if self.signal == "embedding":
             if column not in (None, self.embedding_column, self.nag.default_column):
-                raise InvalidArgumentError(f"the embedding signal reads the embedding column {self.embedding_column!r}, "
-                                           f"not {column!r}")
+                raise InvalidArgumentError(f"the embedding signal reads the embedding column "
+                                           f"{self.embedding_column!r}, not {column!r}")
             return self.nag.default_column
         return column or self.nag.default_column
 

@@ -269,7 +269,7 @@ class NAGProfile(Profile):
                     f"the {lacking[0]} profile keeps")
                 warnings.warn(
                     f"contrast(): {which} no embeddings, so this profile scores with the NAG signal "
-                    "alone, not the shipped default (signal='hybrid': 0.3 z(NAG) + 0.7 z(embedding model)). To get the "
+                    "alone, not the shipped default (signal='hybrid': 0.2 z(NAG) + 0.8 z(embedding model)). To get the "
                     "hybrid, featurize target and pool with NAGFeaturizer(..., embedding='last') (command line: "
                     "featurize --embedding last) and build both profiles from that data; pass signal='nag' to choose "
                     "the NAG signal without this warning.", UserWarning, stacklevel=2)

@@ -42,7 +42,7 @@ def test_profile_card_names_the_signal_and_the_embedding(pool_and_profiles, tmp_
     assert block["signal"] == signal and block["embedding"]["spec_fingerprint"] == EMB.fingerprint()
     assert f"**Signal: {signal}.**" in card.text and "--embedding last" in card.text
     if signal == "hybrid":
-        assert block["nag_weight"] == 0.3 and "0.3 z(NAG) + 0.7 z(embedding model)" in card.text
+        assert block["nag_weight"] == 0.2 and "0.2 z(NAG) + 0.8 z(embedding model)" in card.text
     else:
         assert "largest contrastive weights" not in card.text  # the neuron weights do not rank here
     loaded = NAGProfile.from_pretrained(tmp_path / "p")
@@ -59,8 +59,8 @@ def test_subset_card_and_reproduce_blocks_carry_the_signal(pool_and_profiles, tm
     cli = body.split("```bash\n")[1].split("```")[0]
     assert f"--signal {signal}" in cli
     if signal == "hybrid":
-        assert "| hybrid: 0.3 z(NAG) + 0.7 z(learned embedding model, layer 2) |" in body
-        assert "embedding='last'" in code and cli.count("--embedding last") == 2 and "--nag-weight 0.3" in cli
+        assert "| hybrid: 0.2 z(NAG) + 0.8 z(learned embedding model, layer 2) |" in body
+        assert "embedding='last'" in code and cli.count("--embedding last") == 2 and "--nag-weight 0.2" in cli
     else:
         assert "| nag: contrastive NAG |" in body and "embedding=" not in code and "--embedding " not in cli
 
@@ -69,4 +69,4 @@ def test_scored_pool_card_says_how_the_hybrid_scored(pool_and_profiles, tmp_path
     pool, profiles = pool_and_profiles
     body = _card(export_for_hub(score_pool(pool, profiles["hybrid"]), tmp_path / "scored",
                                 token_column="num_tokens", config_name="scored")).text
-    assert "with the signal `hybrid: 0.3 z(NAG) + 0.7 z(learned embedding model, layer 2)`" in body
+    assert "with the signal `hybrid: 0.2 z(NAG) + 0.8 z(learned embedding model, layer 2)`" in body
