@@ -57,10 +57,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
                                              description=f"background: sample of {args.background}")
         profile = profile.contrast(background, weighting if weighting is not None else "frequency")
         summary["background"] = {"documents": background.num_targets, "sample": background.sample_info,
-                                 "fingerprint": background.fingerprint()}
+                                 "fingerprint": background.fingerprint}
         summary["weighting"] = None if weighting is None else weighting.to_dict()
     summary["kind"] = profile.score_kind
-    summary["fingerprint"] = profile.fingerprint()
+    summary["fingerprint"] = profile.fingerprint
     profile.save(args.output)
     print(json.dumps(summary, indent=1))
     return 0

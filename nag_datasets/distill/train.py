@@ -133,9 +133,9 @@ def _column_source(ds: Any, score_column: str, profile: Any) -> dict[str, Any]:
             source["profile_fingerprint"] = info["profile_fingerprint"]
     if profile is not None:
         summary = profile.summary()
-        source.update({"profile_fingerprint": profile.fingerprint(), "description": profile.description,
+        source.update({"profile_fingerprint": profile.fingerprint, "description": profile.description,
                        "score_kind": summary.get("score_kind"), "weighting": summary.get("weighting"),
-                       "neuron_type": profile.spec.neuron_type, "spec_fingerprint": profile.spec.fingerprint(),
+                       "neuron_type": profile.spec.neuron_type, "spec_fingerprint": profile.spec.fingerprint,
                        "model_name": profile.spec.model_name})
     return source
 

@@ -206,7 +206,7 @@ def _scored_context(scored: dict[str, Any] | None) -> dict[str, Any]:
                        "fingerprint": profile.get("fingerprint"),
                        "description": _cell(profile.get("description") or "(no description)")},
             "spec_rows": _spec_rows(scored["spec"]) if scored.get("spec") else [],
-            "spec_fingerprint": SignatureSpec.from_dict(scored["spec"]).fingerprint() if scored.get("spec") else ""}
+            "spec_fingerprint": SignatureSpec.from_dict(scored["spec"]).fingerprint if scored.get("spec") else ""}
 
 
 def _subset_card(meta: dict[str, Any], data: dict[str, Any], config_name: str = DEFAULT_CONFIG,
@@ -279,7 +279,7 @@ def _subset_card(meta: dict[str, Any], data: dict[str, Any], config_name: str = 
             "created": recipe.created,
             "recipe_version": recipe.library_version,
             "spec_rows": _spec_rows(spec) if spec else [],
-            "spec_fingerprint": SignatureSpec.from_dict(spec).fingerprint() if spec else "",
+            "spec_fingerprint": SignatureSpec.from_dict(spec).fingerprint if spec else "",
             "targets": _targets(recipe),
             "contrasts": _contrasts(recipe),
         }

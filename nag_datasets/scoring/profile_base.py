@@ -42,6 +42,8 @@ __all__ = ["Profile", "score_dataset_column"]
 #: Score the whole underlying table and take the indices when the mapping covers at least this share of it;
 #: below, gather only the referenced rows.
 FULL_TABLE_SHARE = 0.25
+#: Where a profile keeps its fingerprint once computed (left out of pickles).
+_FINGERPRINT_CACHE = "_fingerprint_value"
 
 
 def score_dataset_column(ds: Any, column: str, spec: SignatureSpec, table: np.ndarray | KernelTable,
@@ -122,17 +124,33 @@ class Profile(abc.ABC):
     def scoring_table(self) -> tuple[np.ndarray | KernelTable, int | None]:
         """``(table, divisor)`` for :func:`nag_datasets.scoring.kernel.score_blocks`."""
 
+    @property
     def fingerprint(self) -> str:
-        """Short hash of counts, spec (compared fields) and number of targets; the description is not part of it."""
+        """Short hash of what decides the scores (read-only, computed once): counts, spec (compared fields) and number
+        of targets, and for a contrastive profile the background and the weighting; the description is not part
+        of it."""
+        value = self.__dict__.get(_FINGERPRINT_CACHE)
+        if value is None:
+            value = self.__dict__[_FINGERPRINT_CACHE] = self._compute_fingerprint()
+        return value
+
+    def _compute_fingerprint(self) -> str:
         h = hashlib.sha256(b"nag_datasets.profile/1\0")
-        h.update(self.spec.fingerprint().encode())
+        h.update(self.spec.fingerprint.encode())
         h.update(f"\0{self.num_targets}\0{self.counts.shape}\0".encode())
         h.update(self.counts.astype("<u4").tobytes())
         return h.hexdigest()[:16]
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The cached fingerprint stays out of pickles, so `datasets`' hash of a map callable holding a profile does
+        # not depend on whether the fingerprint was read before.
+        state = dict(self.__dict__)
+        state.pop(_FINGERPRINT_CACHE, None)
+        return state
+
     def summary(self) -> dict[str, Any]:
         """What a selection records about the profile (report, recipe, card)."""
-        out: dict[str, Any] = {"fingerprint": self.fingerprint(), "description": self.description,
+        out: dict[str, Any] = {"fingerprint": self.fingerprint, "description": self.description,
                                "num_targets": self.num_targets, "score_kind": self.score_kind}
         if self.sample_info is not None:
             out["sample"] = dict(self.sample_info)
@@ -218,8 +236,8 @@ class Profile(abc.ABC):
             column=column,
             seconds=seconds,
             rows_per_second=len(scores) / seconds if seconds > 0 else float("inf"),
-            profile_fingerprint=self.fingerprint(),
-            spec_fingerprint=self.spec.fingerprint(),
+            profile_fingerprint=self.fingerprint,
+            spec_fingerprint=self.spec.fingerprint,
             score_kind=self.score_kind,
         )
         return scores, report
@@ -280,8 +298,8 @@ class Profile(abc.ABC):
         >>> spec = SignatureSpec(model_fingerprint="f", tokenizer_fingerprint="t", neuron_type="fwd_up", top_k=1,
         ...                      layers=(0,), max_length=8, add_special_tokens=False, neurons_per_layer=4)
         >>> profile = NAGProfile(np.array([[1, 0, 1, 0]]), 2, spec)
-        >>> NAGProfile.load(profile.save("memory://doc-profile/p")).fingerprint() == profile.fingerprint()
+        >>> NAGProfile.load(profile.save("memory://doc-profile/p")).fingerprint == profile.fingerprint
         True
         """
-        return write_profile_files(folder, self._tensors(), {**self._meta(), "fingerprint": self.fingerprint()},
+        return write_profile_files(folder, self._tensors(), {**self._meta(), "fingerprint": self.fingerprint},
                                    version=self._format_version)

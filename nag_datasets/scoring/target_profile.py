@@ -120,7 +120,7 @@ class NAGProfile(Profile):
         for p in profiles:
             total += p.counts
         if description is None:
-            parts = [p.description or p.fingerprint() for p in profiles]
+            parts = [p.description or p.fingerprint for p in profiles]
             description = "merged profile (counts summed) of: " + "; ".join(parts)
         return cls(
             total,
@@ -207,10 +207,10 @@ class NAGProfile(Profile):
             raise ProfileError(f"{meta_path} holds a malformed value: {e}") from None
         # The counts are covered by their sha256; the spec, num_targets and weighting by the stored fingerprint.
         stored = meta.get("fingerprint")
-        if stored is not None and stored != profile.fingerprint():
+        if stored is not None and stored != profile.fingerprint:
             raise ProfileError(
                 f"{meta_path} was changed after saving: its spec, num_targets or weighting give fingerprint "
-                f"{profile.fingerprint()}, not the recorded {stored!r}"
+                f"{profile.fingerprint}, not the recorded {stored!r}"
             )
         return profile
 

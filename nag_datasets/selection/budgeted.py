@@ -216,7 +216,7 @@ def _profile_fields(profile: Profile, ds: Any, column: str) -> dict[str, Any]:
         "signature_column": column,
         # The typed spec when the column has one; after a plain map the (checked) profile's.
         "spec": (spec_from_feature(ds.features[column]) or profile.spec).to_dict(),
-        "profile_fingerprint": profile.fingerprint(),
+        "profile_fingerprint": profile.fingerprint,
         "profile_description": profile.description,
         "profile_num_targets": profile.num_targets,
         "score_kind": profile.score_kind,

@@ -78,7 +78,7 @@ def combine_with_quality(
         "quality": {"column": quality_column, "weight": float(weight)},
         **source,
     }
-    ident = profile.fingerprint() if profile is not None else f"column:{score_column}"
+    ident = profile.fingerprint if profile is not None else f"column:{score_column}"
     key = f"{ds._fingerprint}\0{ident}\0{column}\0{quality_column}\0{float(weight)!r}\0{out_column}"
     fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]
     missing = np.isnan(values)

@@ -11,7 +11,7 @@ spec is in the local registry (:mod:`.registry`).
 >>> spec = SignatureSpec(model_fingerprint="m", tokenizer_fingerprint="t", neuron_type="fwd_up", top_k=2,
 ...                      layers=(0, 1), max_length=8, add_special_tokens=False, neurons_per_layer=4)
 >>> value = spec_value({"nag_fwd_up": spec})
->>> parse_spec_value(value) == {"nag_fwd_up": spec.fingerprint()}
+>>> parse_spec_value(value) == {"nag_fwd_up": spec.fingerprint}
 True
 """
 
@@ -38,7 +38,7 @@ FIX_HINT = ("reattach the spec with `nag_datasets.attach_spec(ds, spec, column)`
 
 def spec_value(specs: Mapping[str, SignatureSpec]) -> str:
     """The ``nag_spec`` string for signature columns ``{column: spec}``."""
-    return " ".join(f"{column}={spec.fingerprint()}" for column, spec in specs.items())
+    return " ".join(f"{column}={spec.fingerprint}" for column, spec in specs.items())
 
 
 def parse_spec_value(value: Any) -> dict[str, str]:
@@ -75,7 +75,7 @@ def check_spec_values(values: Iterable[Any], column: str, expected: SignatureSpe
 
     A fingerprint registered on this machine is compared field by field; an unknown one is refused as unknown.
     """
-    want = expected.fingerprint()
+    want = expected.fingerprint
     for fingerprint in sorted(_fingerprints(values, column) - {want}):
         other = known_spec(fingerprint)
         what = f"column {column!r}"

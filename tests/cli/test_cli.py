@@ -100,13 +100,13 @@ def test_contrastive_profile_command_equals_the_python_api(tmp_path, capsys):
     loaded = NAGProfile.load(tmp_path / "profile")
     expected = NAGProfile.from_dataset(target, "nag_fwd_up").contrast(
         NAGProfile.from_dataset(pool, "nag_fwd_up", sample=120, seed=3))
-    assert isinstance(loaded, ContrastiveProfile) and loaded.fingerprint() == expected.fingerprint()
+    assert isinstance(loaded, ContrastiveProfile) and loaded.fingerprint == expected.fingerprint
     assert printed["kind"] == "contrastive" and printed["weighting"] == {"name": "shrinkage", "m": 50.0, "alpha": 0.5}
     assert printed["background"]["documents"] == 120
     # A streamed parquet background gives the same profile as the saved folder.
     assert main(["profile", str(tmp_path / "target"), str(tmp_path / "profile2"), "--background",
                  str(tmp_path / "pool.parquet"), "--background-sample", "120", "--background-seed", "3"]) == 0
-    assert NAGProfile.load(tmp_path / "profile2").fingerprint() == expected.fingerprint()
+    assert NAGProfile.load(tmp_path / "profile2").fingerprint == expected.fingerprint
     assert main(["profile", str(tmp_path / "target"), str(tmp_path / "p3"), "--background", str(tmp_path / "pool"),
                  "--weighting", "log_odds", "--alpha", "0.25"]) == 0
     assert NAGProfile.load(tmp_path / "p3").weighting.to_dict() == {"name": "log_odds", "alpha": 0.25}
@@ -114,7 +114,7 @@ def test_contrastive_profile_command_equals_the_python_api(tmp_path, capsys):
     assert main(["select", str(tmp_path / "pool"), str(tmp_path / "selected"), "--profile", str(tmp_path / "profile"),
                  "--fraction", "0.2"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["score_kind"] == "contrastive" and report["profile"]["fingerprint"] == expected.fingerprint()
+    assert report["score_kind"] == "contrastive" and report["profile"]["fingerprint"] == expected.fingerprint
     from nag_datasets.selection.budgeted import select_top_fraction
 
     kept = load_any(tmp_path / "selected")

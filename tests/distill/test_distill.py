@@ -116,7 +116,7 @@ def test_same_seed_same_model_bytes_and_scores(tmp_path, sample):
         assert _sha(tmp_path / "a" / name) == _sha(tmp_path / "b" / name), name
     np.testing.assert_array_equal(a.score_texts(texts), b.score_texts(texts))
     c = distill(texts, scores, tmp_path / "c", params=LIN_SMALL, seed=8)  # another seed: another held-out split
-    assert c.fingerprint() != a.fingerprint()
+    assert c.fingerprint != a.fingerprint
 
 
 def test_a_saved_fasttext_model_scores_deterministically(tmp_path, sample):
@@ -252,7 +252,7 @@ def test_score_dataset_under_num_proc_2_and_select(saved, sample):
     assert np.isnan(got1[-1]) and np.isnan(got2[-1])
     assert one.features[SCORE_COLUMN].dtype == "float32"
     info = get_score_info(two, SCORE_COLUMN)
-    assert info["kind"] == "nag_distilled" and info["distilled_fingerprint"] == scorer.fingerprint()
+    assert info["kind"] == "nag_distilled" and info["distilled_fingerprint"] == scorer.fingerprint
     selected = select_top_fraction(two, 0.1, token_column="num_tokens", score_column=SCORE_COLUMN)
     top = set(np.argsort(-expected[:-1], kind="stable")[:40].tolist())
     assert len(selected) == 40 and set(selected["text"]) == {texts[i] for i in top}
@@ -396,11 +396,11 @@ def test_cli_distill_records_the_profile(tmp_path, sample, capsys):
                  str(tmp_path / "profile")]) == 0
     capsys.readouterr()
     meta = DistilledScorer(tmp_path / "out").meta
-    assert meta["source"]["profile_fingerprint"] == profile.fingerprint()
+    assert meta["source"]["profile_fingerprint"] == profile.fingerprint
     assert meta["source"]["score_kind"] == "contrastive" and meta["source"]["description"] == "math questions"
     assert meta["tokenizer"] == {"name": "bundled", "fingerprint": spec.tokenizer_fingerprint}
     card = (tmp_path / "out" / "README.md").read_text()
-    assert profile.fingerprint() in card and "contrastive" in card and "math questions" in card
+    assert profile.fingerprint in card and "contrastive" in card and "math questions" in card
 
 
 @pytest.mark.slow
@@ -499,3 +499,10 @@ def test_character_ngrams_are_part_of_the_linear_model_and_old_folders_load_with
     np.testing.assert_array_equal(loaded.predict(texts[:20]), words.predict(texts[:20]))
     with pytest.raises(DistillError, match="weights"):
         HashedLinearModel.load(tmp_path, model.params, {"intercept": 0.0})
+
+
+def test_scorer_fingerprint_is_a_read_only_property(saved):
+    scorer = DistilledScorer.load(saved)
+    assert scorer.fingerprint == scorer.meta["fingerprint"] and scorer.fingerprint.startswith("distilled-")
+    with pytest.raises(AttributeError):
+        scorer.fingerprint = "x"

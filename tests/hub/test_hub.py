@@ -119,13 +119,13 @@ def test_card_yaml_and_recipe_values_are_those_used(spec, tmp_path):
                                                                                 "path": "data/train-*"}]}]
         nag = data["nag_selection"]
         assert (nag["top_k"], nag["fraction"], nag["method"]) == (top_k, fraction, "exact")
-        assert nag["profile_fingerprints"] == [profile.fingerprint()]
-        assert nag["spec_fingerprint"] == s.fingerprint()
+        assert nag["profile_fingerprints"] == [profile.fingerprint]
+        assert nag["spec_fingerprint"] == s.fingerprint
         assert nag["model_name"] == "tiny-test-model"
         body = card.text
         assert f"| K (top_k) | {top_k} |" in body
         assert f"| r_f (token budget) | {fraction:.4g} ({100 * fraction:.2f}%)" in body
-        assert profile.fingerprint() in body and s.fingerprint() in body
+        assert profile.fingerprint in body and s.fingerprint in body
         assert f"| documents | {report.documents_selected:,} |" in body
         assert f"| tokens | {report.tokens_selected:,} tokens |" in body
         assert f"{100 * report.achieved_fraction:.2f}%" in body
@@ -381,7 +381,7 @@ def test_profile_card_and_load_give_identical_scores(spec, tmp_path):
                              repo_id="someone/profile")
     card = DatasetCard.load(card_path)
     assert card.data.license == "cc-by-4.0"
-    assert card.data.nag_profile["fingerprint"] == profile.fingerprint()
+    assert card.data.nag_profile["fingerprint"] == profile.fingerprint
     assert card.data.nag_profile["top_k"] == spec.top_k
     assert card.data.viewer is False
     assert 'NAGProfile.from_pretrained("someone/profile")' in card.text
@@ -477,10 +477,10 @@ def test_contrastive_selection_card_and_profile_card(spec, tmp_path):
     summary = recipe.profiles[0]
     assert summary["score_kind"] == "contrastive" and summary["weighting"] == {"name": "shrinkage", "m": 50.0,
                                                                                  "alpha": 0.5}
-    assert summary["background"]["fingerprint"] == background.fingerprint()
+    assert summary["background"]["fingerprint"] == background.fingerprint
     body = _card(export_for_hub(selected, tmp_path / "out", token_column="num_tokens", license="mit")).text
     assert "contrastive score against one target profile" in body and "It is not a similarity" in body
-    assert "`shrinkage(alpha=0.5, m=50.0)`" in body and background.fingerprint() in body and "pool sample" in body
+    assert "`shrinkage(alpha=0.5, m=50.0)`" in body and background.fingerprint in body and "pool sample" in body
     assert "uniform sample of 150 of 240 rows with a signature, seed 2" in body
     cli = body.split("```bash\n")[1].split("```")[0]
     assert ("nag-datasets profile target_nag PROFILE_DIR --background pool_nag --weighting shrinkage --alpha 0.5 "

@@ -369,7 +369,7 @@ def test_profile_scores_are_bit_equal_and_the_selection_equals_select_top_fracti
     assert [d.text for d in kept] == list(expected["text"]) and report.documents_selected > 0
     written = json.loads((tmp_path / "budget" / "selection.json").read_text())
     assert written["threshold"] == report.threshold and written["score_kind"] == "contrastive"
-    assert written["profile_fingerprint"] == contrastive.fingerprint()
+    assert written["profile_fingerprint"] == contrastive.fingerprint
 
 
 @pytest.mark.slow

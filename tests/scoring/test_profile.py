@@ -132,7 +132,7 @@ def test_score_dataset_matches_array_and_nulls(profile, pool):
     assert scores.tobytes() == expected.tobytes()
     _, report = profile.score(ds, "nag_fwd_up", return_report=True)
     assert report.rows == 400 and report.null_rows == 3 and report.column == "nag_fwd_up"
-    assert report.profile_fingerprint == profile.fingerprint()
+    assert report.profile_fingerprint == profile.fingerprint
 
 
 @pytest.mark.parametrize("rows", [[399, 0, 7, 7, 3, 250], list(range(399, 50, -1))])
@@ -234,7 +234,7 @@ def test_save_load_round_trip(profile, pool, tmp_path):
     folder = profile.save(tmp_path / "p")
     assert sorted(p.name for p in folder.iterdir()) == ["profile.json", "profile.safetensors"]
     loaded = NAGProfile.load(folder)
-    assert loaded == profile and loaded.fingerprint() == profile.fingerprint()
+    assert loaded == profile and loaded.fingerprint == profile.fingerprint
     assert loaded.score(ds).tobytes() == profile.score(ds).tobytes()
     other = NAGProfile.from_signatures(random_signatures(3, profile.spec, seed=9), profile.spec)
     other.save(folder)
@@ -310,10 +310,10 @@ def test_load_rejects_damaged_files(profile, tmp_path):
 
 def test_fingerprint(profile):
     same = NAGProfile(profile.counts, profile.num_targets, profile.spec, "another label")
-    assert same.fingerprint() == profile.fingerprint()
+    assert same.fingerprint == profile.fingerprint
     merged = NAGProfile.merge([profile, profile])
-    assert merged.fingerprint() != profile.fingerprint()
-    assert len(profile.fingerprint()) == 16
+    assert merged.fingerprint != profile.fingerprint
+    assert len(profile.fingerprint) == 16
 
 
 def test_merge_sums_counts_and_checks_specs(spec, profile):
@@ -325,3 +325,27 @@ def test_merge_sums_counts_and_checks_specs(spec, profile):
     foreign = make_spec(model_fingerprint="model-b")
     with pytest.raises(SpecMismatchError, match="model_fingerprint"):
         NAGProfile.merge([profile, NAGProfile.from_signatures(random_signatures(2, foreign), foreign)])
+
+
+def test_fingerprint_is_a_read_only_property_of_every_profile_kind(profile, spec):
+    import hashlib
+
+    from datasets.fingerprint import Hasher
+
+    background = NAGProfile.from_signatures(random_signatures(9, spec, seed=5), spec)
+    h = hashlib.sha256(b"nag_datasets.profile/1\0")
+    h.update(spec.fingerprint.encode())
+    h.update(f"\0{profile.num_targets}\0{profile.counts.shape}\0".encode())
+    h.update(profile.counts.astype("<u4").tobytes())
+    assert profile.fingerprint == h.hexdigest()[:16]  # the value saved files record is unchanged
+    for p in (profile, profile.contrast(background)):
+        assert isinstance(p.fingerprint, str) and len(p.fingerprint) == 16
+        with pytest.raises(AttributeError):
+            p.fingerprint = "x"
+    contrastive = profile.contrast(background)
+    assert contrastive.fingerprint != profile.fingerprint  # the contrastive hash, not the base one it builds on
+    # Reading the fingerprint does not change what `datasets` hashes for a map callable holding the profile.
+    fresh = NAGProfile(profile.counts, profile.num_targets, spec)
+    before = Hasher.hash(fresh.scorer(check_spec=False))
+    assert fresh.fingerprint
+    assert Hasher.hash(fresh.scorer(check_spec=False)) == before

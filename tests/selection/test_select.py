@@ -142,12 +142,12 @@ def test_select_top_fraction_with_profile(spec, pool):
     assert out.column_names == ["nag_fwd_up", "row", "num_tokens", "quality", "nag_rank"]
     assert out["nag_rank"][:] == list(range(len(out)))
     assert report.signature_column == "nag_fwd_up" and report.spec == spec.to_dict()
-    assert report.profile_fingerprint == profile.fingerprint() and report.profile_description == "science"
+    assert report.profile_fingerprint == profile.fingerprint and report.profile_description == "science"
     assert report.profile_num_targets == 10
     assert report.null_rows_skipped == 2 and report.null_tokens_skipped == tokens[[0, 150]].sum()
     assert SelectionReport.from_dict(report.to_dict()) == report
     recipe = get_recipe(out)
-    assert recipe.reports == [report.to_dict()] and recipe.profiles[0]["fingerprint"] == profile.fingerprint()
+    assert recipe.reports == [report.to_dict()] and recipe.profiles[0]["fingerprint"] == profile.fingerprint
 
 
 def test_select_on_shuffled_dataset_and_by_score_column(spec, pool):
@@ -237,7 +237,7 @@ def test_combine_with_quality_by_hand(spec, tmp_path):
                                       return_report=True)
     best_first = sorted(rows, key=lambda r: (expected[r], r))
     assert out["quality"][:] == [quality[r] for r in best_first[:2]]
-    assert report.higher_is_better is False and report.profile_fingerprint == profile.fingerprint()
+    assert report.higher_is_better is False and report.profile_fingerprint == profile.fingerprint
     recipe = get_recipe(out)
     assert recipe.quality == {"column": "quality", "weight": 0.5} and recipe.higher_is_better is False
 
