@@ -18,10 +18,12 @@ from ..errors import InputNotFoundError, OutputExistsError
 def _check_args(args: argparse.Namespace) -> None:
     """Argument checks that need no data, so that a mistake costs nothing."""
     from ..distill.labels import DistillError
+    from ..storage.location import check_apart, occupied
 
+    check_apart(args.output, {"the scored sample": args.input, "the profile": args.profile})
     if not Path(args.input).exists():
         raise InputNotFoundError(f"no scored sample at {args.input}")
-    if Path(args.output).exists() and not args.overwrite:
+    if occupied(args.output) and not args.overwrite:
         raise OutputExistsError(f"{args.output} exists; pass --overwrite to replace the scorer saved there")
     if args.model == "fasttext" and _mode(args) == "regress":
         raise DistillError("--mode regress needs --model linear: fastText learns labels only")

@@ -24,7 +24,9 @@ def _layers(value: str) -> Any:
 def cmd_featurize(args: argparse.Namespace) -> int:
     from ..featurize.featurizer import NAGFeaturizer
     from ..signatures.formats import check_output, load_any, save_any
+    from ..storage.location import check_apart
 
+    check_apart(args.output, {"the input": args.input})
     if not args.streaming:  # a streaming output folder is resumed by rerunning the same command
         check_output(args.output, overwrite=args.overwrite)
     featurizer = NAGFeaturizer(args.model, neuron_types=_csv(args.neuron_types), top_k=args.top_k,

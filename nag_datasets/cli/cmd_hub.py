@@ -22,8 +22,9 @@ def _load_input(path: str) -> Any:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from ..hub.export import _check_target
-    from ..storage.location import join
+    from ..storage.location import check_apart, join
 
+    check_apart(args.output, {"the input": args.input, "the profile": args.profile})
     _check_config(args.config_name)
     _check_target(args.output, args.overwrite, args.config_name)  # before reading anything
     selected = _load_input(args.input)
@@ -47,6 +48,10 @@ def _check_config(name: str) -> None:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
+    from ..storage.location import check_apart
+
+    if args.folder is not None:
+        check_apart(args.folder, {"the input": args.input, "the profile": args.profile}, output_name="--folder")
     _check_config(args.config_name)
     if args.create_pr and args.revision is not None:
         raise InvalidArgumentError("pass either --revision or --create-pr: a pull request is opened against the "

@@ -20,9 +20,10 @@ _PARAMS = ("alpha", "m", "eps")
 def _check_args(args: argparse.Namespace) -> None:
     """Argument checks that need no data, so that a mistake costs nothing."""
     from ..scoring.target_profile import ProfileError
-    from ..storage.location import exists
+    from ..storage.location import check_apart, exists, occupied
 
-    if exists(args.output) and not args.overwrite:
+    check_apart(args.output, {"the input": args.input, "the background": args.background})
+    if occupied(args.output) and not args.overwrite:
         raise OutputExistsError(f"{args.output} exists; pass --overwrite to replace the profile saved there")
     if args.background is None:
         given = [f"--{k}" for k in ("weighting", *_PARAMS) if getattr(args, k) is not None]

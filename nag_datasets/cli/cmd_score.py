@@ -72,8 +72,11 @@ def _source(args: argparse.Namespace) -> ScoreSource:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from ..signatures.formats import check_output, load_any, save_any
-    check_output(args.output, overwrite=args.overwrite)  # before any data or model is loaded
+    from ..storage.location import check_apart
+
     source = _source(args)
+    check_apart(args.output, {"the input": args.input, f"the {source.flag} folder": getattr(args, source.dest)})
+    check_output(args.output, overwrite=args.overwrite)  # before any data or model is loaded
     ds = load_any(args.input)
     ds, score_column = source.add_scores(args, ds)
     ds = ensure_tokens(ds, args)

@@ -20,8 +20,12 @@ def cmd_select(args: argparse.Namespace) -> int:
     from ..selection.budgeted import select_top_fraction
     from ..signatures.formats import check_output, load_any, save_any
     from ..storage.atomic import atomic_write_text
-    from ..storage.location import is_remote, write_text
+    from ..storage.location import check_apart, is_remote, write_text
 
+    check_apart(args.output, {"the input": args.input, "the profile": args.profile})
+    if args.report is not None:
+        check_apart(args.report, {"the input": args.input, "the profile": args.profile, "the output": args.output},
+                    output_name="the --report file")
     if not 0.0 <= args.fraction <= 1.0:
         raise InvalidArgumentError(f"--fraction must be within [0, 1], got {args.fraction}")
     if args.keep_score and args.profile is None:

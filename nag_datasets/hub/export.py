@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import InputNotFoundError, InvalidArgumentError, MissingColumnError, OutputExistsError, WrongTypeError
+from ..errors import (
+    InputNotFoundError,
+    InvalidArgumentError,
+    MissingColumnError,
+    OutputExistsError,
+    WrongTypeError,
+    argument,
+)
 from ..scoring.profile_base import Profile
 from ..selection.recipe import get_recipe, get_score_info
 from ..selection.scored import SCORED_KIND
@@ -290,7 +297,7 @@ def _check_target(folder: Path | str, overwrite: bool, config_name: str = DEFAUL
         raise OutputExistsError(f"refusing to write into {folder}: it holds files that are not a nag_datasets export "
                                 f"({', '.join(foreign[:5])}); move them away or choose another output")
     if config_name in configs and not overwrite:
-        raise OutputExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace its config "
+        raise OutputExistsError(f"{folder} exists; pass {argument('overwrite=True')} to replace its config "
                                 f"{config_name!r} (it holds {', '.join(configs)})")
 
 

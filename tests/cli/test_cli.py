@@ -42,7 +42,7 @@ def test_featurize_profile_select_round_trip(tmp_path, capsys):
     capsys.readouterr()
     assert main(["select", str(tmp_path / "pool_feat"), str(tmp_path / "selected"), "--profile",
                  str(tmp_path / "profile"), "--fraction", "0.3"]) == 1
-    assert "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
+    assert "exists; pass --overwrite" in capsys.readouterr().err
     assert len(load_any(tmp_path / "selected")) == len(selected)
 
 

@@ -420,7 +420,7 @@ def test_cli_export_card_and_push(selection, tmp_path, capsys, monkeypatch):
     assert card.data.license == "mit" and card.data.source_datasets == ["a/b", "c/d"]
     assert "By source" in card.text
     assert main(["export", str(tmp_path / "selected"), str(out)]) == 1
-    assert "exists; pass overwrite" in capsys.readouterr().err
+    assert "exists; pass --overwrite" in capsys.readouterr().err
     assert main(["card", str(out), "--license", "apache-2.0"]) == 0
     assert _card(out).data.license == "apache-2.0"
 

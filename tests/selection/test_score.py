@@ -116,7 +116,7 @@ def test_score_refuses_an_existing_output_and_needs_one_scorer_source(tmp_path, 
     assert first["num_tokens"][:] == pool["num_tokens"][:]  # an existing token column is kept as it is
     capsys.readouterr()
     assert main(argv) == 1
-    assert "exists; pass overwrite" in capsys.readouterr().err
+    assert "exists; pass --overwrite" in capsys.readouterr().err
     assert main([*argv, "--overwrite"]) == 0
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
