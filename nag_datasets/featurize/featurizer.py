@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, MissingColumnError, NAGError, WrongTypeError
+from ..errors import InvalidArgumentError, MissingColumnError, NAGError, WrongTypeError, argument
 from ..signatures.columns import column_name, signature_feature
 from ..signatures.registry import register_spec
 from ..signatures.spec import NEURON_TYPES, SignatureSpec
@@ -95,11 +95,11 @@ class NAGFeaturizer:
             raise InvalidArgumentError(f"unknown neuron type(s) {unknown or list(neuron_types)}; known: "
                                        f"{', '.join(NEURON_TYPES)}")
         if top_k < 1:
-            raise InvalidArgumentError("top_k must be >= 1")
+            raise InvalidArgumentError(f"{argument('top_k')} must be >= 1")
         if max_length < 1:
-            raise InvalidArgumentError("max_length must be >= 1")
+            raise InvalidArgumentError(f"{argument('max_length')} must be >= 1")
         if batch_size < 1:
-            raise InvalidArgumentError("batch_size must be >= 1")
+            raise InvalidArgumentError(f"{argument('batch_size')} must be >= 1")
         if on_invalid not in ("error", "null"):
             raise InvalidArgumentError("on_invalid must be 'error' or 'null'")
         if isinstance(model, (str, os.PathLike)) or model is None:
@@ -320,7 +320,8 @@ class NAGFeaturizer:
                     raise InvalidTextError(
                         f"text column {self.text_column!r} at {where} is "
                         f"{'None' if text is None else type(text).__name__}"
-                        f" ({_preview(text)}){hint}; pass on_invalid='null' to record such rows as null signatures",
+                        f" ({_preview(text)}){hint}; pass {argument("on_invalid='null'")} to record such rows as null "
+                        "signatures",
                         row=None if indices is None else int(indices[i]))
                 status[i] = reason
             elif reason is not None:

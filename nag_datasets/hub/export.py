@@ -55,6 +55,7 @@ from .configs import (
     config_data_dir,
     config_root,
     foreign_entries,
+    foreign_in_config,
     local_configs,
     read_config_meta,
 )
@@ -292,10 +293,14 @@ def _check_target(folder: Path | str, overwrite: bool, config_name: str = DEFAUL
         check_replaceable(folder, overwrite=overwrite, marker=RECIPE_FILE, what="export",
                           ours=(DATA_DIR, CARD_FILE, FIGURE_FILE, RECIPE_FILE).__contains__)
         return
-    foreign = foreign_entries(folder)
+    # Every folder this export writes is checked: the top level, and the config's own folders; when the config is
+    # the only one, the whole folder is rebuilt, so every config folder and data/ too.
+    touched = {config_name} if [c for c in configs if c != config_name] else {config_name, DEFAULT_CONFIG, *configs}
+    foreign = foreign_entries(folder) + [f for name in sorted(touched) for f in foreign_in_config(folder, name)]
     if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise OutputExistsError(f"refusing to write into {folder}: it holds files that are not a nag_datasets export "
-                                f"({', '.join(foreign[:5])}); move them away or choose another output")
+                                f"({shown}); move them away or choose another output")
     if config_name in configs and not overwrite:
         raise OutputExistsError(f"{folder} exists; pass {argument('overwrite=True')} to replace its config "
                                 f"{config_name!r} (it holds {', '.join(configs)})")

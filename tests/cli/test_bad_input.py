@@ -144,7 +144,7 @@ def test_cli_errors_are_one_line_and_checked_before_loading(tmp_path, capsys, mo
         (["select", pool, str(tmp_path / "o2"), "--profile", str(tmp_path / "nope"), "--fraction", "0.2"], "nope"),
         (["select", pool, str(tmp_path / "done"), "--profile", profile, "--fraction", "0.2"], "exists"),
         (["featurize", pool, str(tmp_path / "done")], "exists"),
-        (["featurize", pool, str(tmp_path / "o3"), "--top-k", "0"], "top_k"),
+        (["featurize", pool, str(tmp_path / "o3"), "--top-k", "0"], "--top-k must be >= 1"),
         (["profile", pool, profile], "exists"),
     ]
     with monkeypatch.context() as m:

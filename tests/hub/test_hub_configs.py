@@ -106,6 +106,34 @@ def test_two_configs_in_one_folder_load_by_name(data, tmp_path, capsys):
     assert "notes.txt" in capsys.readouterr().err
 
 
+def test_overwrite_never_deletes_a_users_file_inside_a_config_folder(data, tmp_path, capsys):
+    _, _, selected, scored = data
+    out = tmp_path / "out"
+    export_for_hub(selected, out)
+    (out / "data" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"data/notes\.txt"):  # the only config: the whole folder is rebuilt
+        export_for_hub(selected, out, overwrite=True)
+    export_for_hub(scored, out, config_name="scored")  # another config does not write data/: the file stays
+    assert (out / "data" / "notes.txt").read_text() == "mine"
+    (out / "scored" / "keep.md").write_text("mine too")
+    (out / "scored" / "plots").mkdir()
+    selected.save_to_disk(str(tmp_path / "sel"))
+    scored.save_to_disk(str(tmp_path / "scored_ds"))
+    for source, argv, needle in ((tmp_path / "sel", ["--overwrite"], "data/notes.txt"),
+                                 (tmp_path / "scored_ds", ["--config-name", "scored", "--overwrite"],
+                                  "scored/keep.md, scored/plots")):
+        capsys.readouterr()
+        assert main(["export", str(source), str(out), *argv]) == 1
+        err = capsys.readouterr().err
+        assert needle in err and "not a nag_datasets export" in err, err
+    assert (out / "data" / "notes.txt").read_text() == "mine" and (out / "scored" / "keep.md").read_text() == "mine too"
+    # Its own files alone, a config is replaced as before.
+    (out / "scored" / "keep.md").unlink()
+    (out / "scored" / "plots").rmdir()
+    export_for_hub(scored.select(range(5)), out, config_name="scored", overwrite=True)
+    assert len(_load(out, "scored", tmp_path)) == 5 and (out / "data" / "notes.txt").is_file()
+
+
 def test_card_yaml_carries_language_when_known(data, tmp_path):
     _, _, selected, _ = data
     export_for_hub(selected, tmp_path / "en", language=["en", "fr"])
