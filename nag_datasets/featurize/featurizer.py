@@ -317,11 +317,11 @@ class NAGFeaturizer:
                 if self.on_invalid == "error":
                     where = f"row {indices[i]}" if indices is not None else f"position {i} of the batch"
                     hint = "" if indices is not None else " (map with with_indices=True to get the row number)"
+                    fix = argument("on_invalid='null'")
                     raise InvalidTextError(
                         f"text column {self.text_column!r} at {where} is "
                         f"{'None' if text is None else type(text).__name__}"
-                        f" ({_preview(text)}){hint}; pass {argument("on_invalid='null'")} to record such rows as null "
-                        "signatures",
+                        f" ({_preview(text)}){hint}; pass {fix} to record such rows as null signatures",
                         row=None if indices is None else int(indices[i]))
                 status[i] = reason
             elif reason is not None:
