@@ -72,7 +72,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 def _cmd_card(args: argparse.Namespace) -> int:
     settings = {k: v for k, v in (("license", args.license), ("source_datasets", args.source_dataset or None),
-                                  ("language", args.language or None)) if v is not None}
+                                  ("language", args.language or None), ("pretty_name", args.pretty_name))
+                if v is not None}
     path = regenerate_card(args.folder, **settings)  # a missing or bad recipe: one line from `cli.main`
     print(json.dumps({"card": str(path)}, indent=1))
     return 0
@@ -84,14 +85,18 @@ def _shard_size(value: str) -> str | None:
 
 
 def _card_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--license", default="unknown", help="the source data's license as a Hub id (default: unknown)")
-    p.add_argument("--source-dataset", action="append", default=[], help="a source dataset id (repeatable)")
-    p.add_argument("--pretty-name", default=None)
+    p.add_argument("--license", default=None,
+                   help="the source data's license as a Hub id (default: what the export's other configs record, "
+                        "else unknown); shared by every config")
+    p.add_argument("--source-dataset", action="append", default=None,
+                   help="a source dataset id (repeatable; default: what the export's other configs record)")
+    p.add_argument("--pretty-name", default=None, help="the card's title (default: what the other configs record)")
     p.add_argument("--source-column", default=None, help="column naming each row's source (per-source shares)")
     p.add_argument("--token-column", default=None, help="column of token counts (exact token totals)")
     p.add_argument("--profile", default=None, help="profile folder: score the selection for the card's figure")
     p.add_argument("--overwrite", action="store_true", help="replace the same config of a previous export")
-    p.add_argument("--language", action="append", default=[], help="a language of the data, ISO code (repeatable)")
+    p.add_argument("--language", action="append", default=None,
+                   help="a language of the data, ISO code (repeatable; default: what the other configs record)")
     p.add_argument("--config-name", default="default",
                    help="publish as this config (e.g. 'scored' for a scored pool); other configs stay")
     p.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE,
@@ -119,7 +124,8 @@ def register_cli(subparsers: Any) -> None:
 
     c = subparsers.add_parser("card", help="rebuild README.md and the figure of an export from nag_recipe.json")
     c.add_argument("folder")
-    c.add_argument("--license", default=None, help="replace the stored license")
+    c.add_argument("--license", default=None, help="replace the stored license (every config)")
+    c.add_argument("--pretty-name", default=None, help="replace the stored title (every config)")
     c.add_argument("--source-dataset", action="append", default=None, help="replace the stored source datasets")
     c.add_argument("--language", action="append", default=None, help="replace the stored languages (repeatable)")
     c.set_defaults(func=_cmd_card)

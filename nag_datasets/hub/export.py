@@ -60,6 +60,7 @@ from .configs import (
     read_config_meta,
 )
 from .figure import _histogram, _require_matplotlib, _selection_scores
+from .repo_settings import repo_defaults, resolve_repo_settings
 from .templates import (
     CARD_FILE,
     CARD_SETTINGS,
@@ -124,16 +125,16 @@ def export_for_hub(
     selected: Any,
     folder: str | os.PathLike[str],
     *,
-    license: str = "unknown",
-    source_datasets: str | Sequence[str] = (),
+    license: str | None = None,
+    source_datasets: str | Sequence[str] | None = None,
     pretty_name: str | None = None,
     source_column: str | None = None,
     token_column: str | None = None,
     pool_scores: Any = None,
     scores: Any = None,
     profile: Profile | Sequence[Profile] | None = None,
-    task_categories: str | Sequence[str] = ("text-generation",),
-    tags: str | Sequence[str] = (),
+    task_categories: str | Sequence[str] | None = None,
+    tags: str | Sequence[str] | None = None,
     repo_id: str | None = None,
     language: str | Sequence[str] | None = None,
     config_name: str = DEFAULT_CONFIG,
@@ -158,8 +159,11 @@ def export_for_hub(
     local temporary folder (from a copy of the remote export, so its other configs stay) and uploaded, ``README.md``
     last (the completion marker; no lock: one writer at a time).
 
-    ``license`` is the source data's license as a Hub id (``"unknown"`` is stated as such on the card);
-    ``language`` the data's languages (ISO codes, in the card's YAML); ``source_column`` adds per-source shares,
+    ``license`` is the source data's license as a Hub id (default ``"unknown"``, stated as such on the card);
+    ``language`` the data's languages (ISO codes, in the card's YAML). These, ``source_datasets``, ``pretty_name``,
+    ``task_categories`` and ``tags`` describe the whole repository: a config exported beside others keeps the values
+    they record when not given one, and a different value is refused (:mod:`nag_datasets.hub.repo_settings`; change
+    them for every config with :func:`regenerate_card`). ``source_column`` adds per-source shares,
     ``token_column`` exact token counts (else the recipe's totals). The figure shows the selection's scores:
     ``scores`` (one per row), or ``profile`` (one, or one per target of a multi-target recipe) scoring the signature
     column, or the recipe's score column / ``nag_similarity`` / a scored pool's score column if kept;
@@ -175,17 +179,18 @@ def export_for_hub(
                                    "split)")
     num_shards = _num_shards(selected, max_shard_rows, max_shard_size)
     _require_matplotlib()
-    settings = {
+    given = {
         "license": license,
-        "source_datasets": _as_list(source_datasets),
+        "source_datasets": None if source_datasets is None else _as_list(source_datasets),
         "pretty_name": pretty_name,
         "source_column": source_column,
         "token_column": token_column,
-        "task_categories": _as_list(task_categories),
-        "tags": _as_list(tags),
+        "task_categories": None if task_categories is None else _as_list(task_categories),
+        "tags": None if tags is None else _as_list(tags),
         "repo_id": repo_id,
-        "language": _as_list(language),
+        "language": None if language is None else _as_list(language),
     }
+    settings = repo_defaults(given)
     _check_settings(selected, settings)
     recipe = get_recipe(selected)
     scored = _scored_info(selected) if recipe is None else None
@@ -210,7 +215,11 @@ def export_for_hub(
     folder = Path(folder)
     with lock_dir(folder):
         _check_target(folder, overwrite, config_name)
-        if not [c for c in local_configs(folder) if c != config_name]:
+        others = [c for c in local_configs(folder) if c != config_name]
+        if others:  # the repository-level card fields the other configs record
+            meta["card"] = resolve_repo_settings(given, read_config_meta(folder, others[0])["card"], folder, others[0])
+            _check_settings(selected, meta["card"])
+        if not others:
             with atomic_dir(folder) as tmp:
                 _write_config(selected, tmp, config_name, num_shards, meta)
                 write_card(tmp, config_name, repo_configs)
