@@ -59,7 +59,7 @@ from .configs import (
     local_configs,
     read_config_meta,
 )
-from .figure import _histogram, _require_matplotlib, _selection_scores
+from .figure import _histogram, _selection_scores
 from .repo_settings import repo_defaults, resolve_repo_settings
 from .templates import (
     CARD_FILE,
@@ -178,7 +178,6 @@ def export_for_hub(
         raise InvalidArgumentError("the selection is empty: there is nothing to publish (datasets cannot load an empty "
                                    "split)")
     num_shards = _num_shards(selected, max_shard_rows, max_shard_size)
-    _require_matplotlib()
     given = {
         "license": license,
         "source_datasets": None if source_datasets is None else _as_list(source_datasets),
@@ -334,7 +333,6 @@ def regenerate_card(folder: str | os.PathLike[str], *, config_name: str | None =
         configs = local_configs(folder)
         if not configs:
             raise InputNotFoundError(f"{folder} is not a nag_datasets export: {RECIPE_FILE} is missing")
-        _require_matplotlib()
         for name in configs:
             root = config_root(folder, name)
             meta = read_config_meta(folder, name)
