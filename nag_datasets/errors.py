@@ -43,14 +43,15 @@ _FRONT_END: contextvars.ContextVar[str] = contextvars.ContextVar("nag_datasets_f
 def argument(python: str, flag: str | None = None) -> str:
     """How a message names an argument: ``python`` (``"overwrite=True"``, ``"top_k"``) when the library is called
     from code, ``flag`` on the command line. Without ``flag`` it is derived: ``name=True`` gives ``--name``, any
-    other ``name=value`` gives ``--name value``, a bare ``name`` gives ``--name`` (underscores become dashes)."""
+    other ``name=value`` gives ``--name value``, a bare ``name`` or ``name=`` gives ``--name`` (underscores become
+    dashes)."""
     if _FRONT_END.get() != "cli":
         return python
     if flag is not None:
         return flag
     name, sep, value = python.partition("=")
     option = "--" + name.strip().replace("_", "-")
-    return option if not sep or value == "True" else f"{option} {value.strip(chr(39)).strip(chr(34))}"
+    return option if not sep or value in ("True", "") else f"{option} {value.strip(chr(39)).strip(chr(34))}"
 
 
 @contextlib.contextmanager

@@ -103,12 +103,18 @@ class NAGFeaturizer:
         if on_invalid not in ("error", "null"):
             raise InvalidArgumentError("on_invalid must be 'error' or 'null'")
         if isinstance(model, (str, os.PathLike)) or model is None:
+            if tokenizer is not None:
+                raise InvalidArgumentError("tokenizer= goes with a loaded model object; a model name or path (or the "
+                                           "bundled model) brings its own tokenizer, which is the one the spec records")
             self.model_source: str | None = None if model is None else os.fspath(model)
             self._objects: tuple[Any, Any] | None = None
         else:
             if tokenizer is None:
                 raise InvalidArgumentError("a loaded model needs its tokenizer: NAGFeaturizer(model, "
                                            "tokenizer=tokenizer)")
+            if revision is not None or trust_remote_code:
+                raise InvalidArgumentError("revision= and trust_remote_code= choose what to download; a loaded model "
+                                           "object is used as it is")
             self.model_source = None
             self._objects = (model, tokenizer)
         self.neuron_types = tuple(dict.fromkeys(neuron_types))
@@ -270,6 +276,9 @@ class NAGFeaturizer:
         from ..signatures.spec_column import refuse_split_dict
 
         refuse_split_dict(ds, "NAGFeaturizer.apply")
+        if fresh and "new_fingerprint" in map_kwargs:
+            raise InvalidArgumentError("pass either fresh=True (a fingerprint derived from num_proc) or "
+                                       "new_fingerprint=, not both")
         if self.text_column not in (ds.column_names or []):
             raise MissingColumnError(f"text column {self.text_column!r} not found; columns: {ds.column_names}")
         map_kwargs.setdefault("batch_size", max(self.batch_size * 8, 64))
@@ -283,7 +292,7 @@ class NAGFeaturizer:
             out = Dataset.from_dict({name: [] for name in features}, features=features)
             return (out, FeaturizeReport.from_dataset(out)) if return_report else out
         map_kwargs.setdefault("with_indices", True)  # errors then name the dataset row, not the batch position
-        if fresh and "new_fingerprint" not in map_kwargs:
+        if fresh:
             from datasets.fingerprint import Hasher
 
             kwargs = {k: v for k, v in sorted(map_kwargs.items()) if k != "num_proc"}

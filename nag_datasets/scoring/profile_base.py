@@ -202,12 +202,16 @@ class Profile(abc.ABC):
         """Score of every row (float32; NaN for null signatures), in the rows' order.
 
         ``data`` is a `datasets.Dataset` (its signature ``column`` is read zero-copy from Arrow and its spec is
-        checked; ``column`` defaults to ``nag_<neuron_type>``) or an ``(n, L, K)`` integer array, whose spec the
-        caller vouches for (only the shape is checked).
+        checked; ``column`` defaults to ``nag_<neuron_type>``), a ``pandas.DataFrame`` (converted to one), or an
+        ``(n, L, K)`` integer array, whose spec the caller vouches for (only the shape is checked).
         """
         from datasets import Dataset
 
+        from ..signatures.spec_column import is_dataframe
+
         t0 = time.perf_counter()
+        if is_dataframe(data):
+            data = Dataset.from_pandas(data, preserve_index=False)
         if isinstance(data, Dataset):
             column = self.check_column(data, column)
             # the spec was checked against the column by check_column (typed or nag_spec)
@@ -254,7 +258,10 @@ class Profile(abc.ABC):
         (``check_spec=False`` skips every check: the caller vouches for the spec).
         """
         column = column or self.default_column
-        if dataset is not None and check_spec:
+        if dataset is not None and not check_spec:
+            raise InvalidArgumentError("pass either dataset= (its spec is checked first) or check_spec=False (no "
+                                       "check at all), not both")
+        if dataset is not None:
             self.check_column(dataset, column)
         return SimilarityScorer(self, column, out_column or self.score_column, check_spec=check_spec,
                                 spec_checked=dataset is not None)

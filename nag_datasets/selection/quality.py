@@ -41,6 +41,9 @@ def combined_scores(
         raise InvalidArgumentError(f"weight must be >= 0, got {weight}")
     if (profile is None) == (score_column is None):
         raise InvalidArgumentError("pass exactly one of profile and score_column")
+    if profile is None and column is not None:
+        raise InvalidArgumentError("column= names the signature column a profile scores; with score_column= it is "
+                                   "not used")
     scores = profile.score(ds, column) if profile is not None else numeric_column(ds, score_column)
     distance = 1.0 - np.asarray(scores, dtype=np.float64)
     badness = 1.0 - numeric_column(ds, quality_column)
