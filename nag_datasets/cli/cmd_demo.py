@@ -27,7 +27,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("NAG demo: target = GSM8K word problems; pool = held-out GSM8K, HumanEval and MMLU.")
     print("(The sources differ in format, so this shows the mechanics, not evidence of selection quality.)\n")
     # fwd_up (the paper's type) and att_o (the contrastive profile's) come from the same forward pass (+~5%).
-    featurizer = NAGFeaturizer(neuron_types=("fwd_up", "att_o"), top_k=args.top_k)
+    featurizer = NAGFeaturizer(neuron_types=("fwd_up", "att_o"), top_k=args.top_k, max_length=args.max_length)
     target = featurizer.apply(load_demo("target"))
     pool, report = featurizer.apply(load_demo("pool"), return_report=True)
     pool = count_tokens(pool, featurizer.tokenizer, column="text", out_column="num_tokens")
@@ -82,9 +82,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def register_cli(subparsers: Any) -> None:
     """Add this command to the ``nag-datasets`` parser's ``subparsers``."""
     d = subparsers.add_parser("demo", help="run the whole method on the bundled model and shipped real data")
-    d.add_argument("--fractions", type=float, nargs="+", default=[0.2, 0.05])
-    d.add_argument("--top-k", type=int, default=20)
-    d.add_argument("--output", default=None)
+    d.add_argument("--fractions", type=float, nargs="+", default=[0.2, 0.05],
+                   help="token shares to select, each shown (default 0.2 0.05)")
+    d.add_argument("--top-k", type=int, default=20, help="neurons kept per layer (default 20)")
+    d.add_argument("--max-length", type=int, default=120,
+                   help="tokens featurized per document (default 120; smaller is faster on slow machines)")
+    d.add_argument("--output", default=None, help="also write the first fraction's selection here")
     d.add_argument("--profile", choices=("contrastive", "paper"), default="contrastive",
                    help="rank with the contrastive profile (default) or the paper's frequency profile")
     d.add_argument("--background-sample", type=int, default=10_000,

@@ -114,7 +114,7 @@ def register_cli(subparsers: Any) -> None:
 
     p = subparsers.add_parser("push", help="export a selection and upload it to the Hub (private by default)")
     p.add_argument("input", help="the selected dataset (save_to_disk folder, parquet or jsonl)")
-    p.add_argument("repo_id")
+    p.add_argument("repo_id", help="the dataset repo, e.g. your-org/nag-subset (created if missing)")
     p.add_argument("--public", action="store_true", help="create the repo public (default: private)")
     p.add_argument("--folder", default=None, help="where to keep the local export (default: a temporary folder)")
     _card_options(p)
@@ -123,7 +123,7 @@ def register_cli(subparsers: Any) -> None:
     p.set_defaults(func=_cmd_push)
 
     c = subparsers.add_parser("card", help="rebuild README.md and the figure of an export from nag_recipe.json")
-    c.add_argument("folder")
+    c.add_argument("folder", help="an export folder (written by nag-datasets export)")
     c.add_argument("--license", default=None, help="replace the stored license (every config)")
     c.add_argument("--pretty-name", default=None, help="replace the stored title (every config)")
     c.add_argument("--source-dataset", action="append", default=None, help="replace the stored source datasets")
