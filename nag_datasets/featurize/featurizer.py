@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -299,7 +301,8 @@ class NAGFeaturizer:
             map_kwargs["new_fingerprint"] = Hasher.hash(
                 ["nag_datasets.apply", getattr(ds, "_fingerprint", None), Hasher.hash(self), features.to_dict(),
                  kwargs, "num_proc", map_kwargs.get("num_proc") or 1])
-        out = ds.map(self, batched=True, features=features, **map_kwargs)
+        with _progress(ds, map_kwargs):  # a bar over documents, moved after every forward batch
+            out = ds.map(self, batched=True, features=features, **map_kwargs)
         if return_report:
             return out, FeaturizeReport.from_dataset(out)
         return out
@@ -352,6 +355,8 @@ class NAGFeaturizer:
                 col = out[column_name(t)]
                 for j, c in enumerate(chunk):
                     col[live[c]] = arr[j]
+            _advance(len(chunk))
+        _advance(n - len(live))  # rows without a forward pass (null, empty)
         out["nag_tokens"] = [len(x) if x is not None else 0 for x in ids]
         out["nag_status"] = status
         if "spec_value" not in st:
@@ -373,6 +378,36 @@ class NAGFeaturizer:
             dtype = np.uint16 if st["recorder"].neurons_per_layer(t) <= 65536 else np.uint32
             out[t] = s.cpu().numpy().astype(dtype)
         return out
+
+
+#: The progress bar of the running :meth:`NAGFeaturizer.apply` (kept off the featurizer: the map fingerprint hashes it).
+_BAR: contextvars.ContextVar[Any] = contextvars.ContextVar("nag_featurize_progress", default=None)
+
+
+@contextlib.contextmanager
+def _progress(ds: Any, map_kwargs: dict[str, Any]) -> Iterator[None]:
+    """A ``Featurizing`` bar over ``ds``'s documents while ``apply`` maps it in this process (datasets' switch,
+    ``datasets.disable_progress_bars()``, turns it off; worker processes of ``num_proc`` > 1 show only map's bar).
+    A map batch holds many forward batches: map's own bar moves only once per map batch."""
+    from datasets.utils.tqdm import tqdm
+
+    total = len(ds) if hasattr(ds, "__len__") else None
+    if (map_kwargs.get("num_proc") or 1) > 1:
+        yield
+        return
+    bar = tqdm(total=total, desc="Featurizing", unit=" documents", leave=False)
+    token = _BAR.set(bar)
+    try:
+        yield
+    finally:
+        _BAR.reset(token)
+        bar.close()
+
+
+def _advance(rows: int) -> None:
+    bar = _BAR.get()
+    if bar is not None and rows:
+        bar.update(rows)
 
 
 def _layer_list(layers: Sequence[int] | str, model: Any) -> list[int]:
