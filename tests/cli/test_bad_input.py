@@ -322,10 +322,10 @@ def test_card_reproduce_block_runs_as_printed_for_the_bundled_model(featurizer, 
     code = code.replace('"POOL"', repr(str(tmp_path / "export"))).replace('"PROFILE_DIR"',
                                                                           repr(str(tmp_path / "profile")))
     code += "\nprint(list(selected['id']))"
-    # Its own datasets cache: load_dataset keys a local folder whose README lists `configs:` by the folder's name,
-    # the config patterns and the README's dataset_info only (not the path nor the files' mtimes), so an earlier
-    # export folder named `export` (another test, an earlier run) answered with its stale rows.
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "hf_datasets_cache")}
+    # The user's own datasets cache, on purpose: load_dataset keys a local folder whose README lists `configs:` by
+    # the folder's name, the config patterns and the card's dataset_info only, and before the card wrote
+    # dataset_info an earlier folder named `export` (another test, an earlier run) answered with its stale rows.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=900,
                           env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -493,3 +493,21 @@ def test_contrastive_selection_card_and_profile_card(spec, tmp_path):
     assert "**Contrastive profile.**" in card.text and "largest contrastive weights" in card.text
     loaded = NAGProfile.from_pretrained(folder)
     assert loaded == profile and loaded.score(pool).tobytes() == profile.score(pool).tobytes()
+
+
+@pytest.mark.fast
+def test_a_re_export_is_not_answered_from_the_datasets_cache_of_an_earlier_one(spec, tmp_path):
+    """Issue 26 (the card's reproduce test): load_dataset keys a local folder with `configs:` by its name, the
+    patterns and the card's dataset_info only, so a second export folder named `export` loaded the first's rows."""
+    from datasets import load_dataset
+
+    pool, profile = _pool(spec), _profile(spec)
+    cache = str(tmp_path / "shared_cache")  # one datasets cache, as a user has
+    first = select_top_fraction(pool, 0.3, token_column="num_tokens", profile=profile)
+    second = select_top_fraction(pool, 0.1, token_column="num_tokens", profile=profile)
+    for name, selected in (("a", first), ("b", second)):
+        folder = export_for_hub(selected, tmp_path / name / "export", token_column="num_tokens")
+        loaded = load_dataset(str(folder), split="train", cache_dir=cache)
+        assert loaded["text"] == selected["text"][:]
+    info = _card(tmp_path / "b" / "export").data.dataset_info
+    assert info[0]["config_name"] == "default" and info[0]["splits"][0]["num_examples"] == len(second)
