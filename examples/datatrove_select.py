@@ -1,14 +1,15 @@
 """Token-budget NAG selection in a datatrove pipeline, offline, on the shipped demo data.
 
     pip install 'nag-datasets[datatrove]'
-    python examples/datatrove_select.py --work /tmp/nag_datatrove --fraction 0.2
+    python examples/datatrove_select.py --fraction 0.2      # works in ./nag_datatrove_work (--work FOLDER)
 
 What it does:
 
 0. writes the demo pool as two JSON lines shards (datatrove gives each task its own files) and builds the shipped
-   default profile, the hybrid: 0.3 z(contrastive NAG) + 0.7 z(embedding model), the demo targets' ``att_o``
+   default profile, the hybrid: 0.2 z(contrastive NAG) + 0.8 z(embedding model), the demo targets' ``att_o``
    neurons and last-layer embeddings against the pool's (the pool is its own background; featurized here
-   in-process with ``embedding="last"``, which the check in step 4 reuses);
+   in-process with ``embedding="last"``, which the check in step 4 reuses, and saved under ``WORK/<run>/features``
+   so that a rerun loads them instead of featurizing again);
 1. stage 1, 2 tasks: read, score with the profile (model loaded once per task), record ``(score, tokens)``;
 2. stage 2, 1 task: the exact global cut at ``fraction`` of the pool's tokens, with the library's budget code;
 3. stage 3, 2 tasks: read again, keep the chosen documents, write them with datatrove's ``JsonlWriter``;
@@ -16,8 +17,10 @@ What it does:
    best-first order, same totals) and prints a summary; exit status 1 if it does not.
 
 Rerunning the same command resumes: tasks finished earlier (datatrove's completion markers under
-``WORK/<run>/logs``) are skipped. A run's folder is named after its settings (documents,
-``--fraction``, ``--tasks``), so other settings start afresh.
+``WORK/<run>/logs``) are skipped and the in-process features are loaded from ``WORK/<run>/features``; what is
+recomputed is cheap (the profile from the saved signatures, the check in step 4), and no document goes through the
+model again. The summary says whether the features were reused. A run's folder is named after its settings
+(documents, ``--fraction``, ``--tasks``, ``--max-length``), so other settings start afresh.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,15 +43,30 @@ def write_shards(pool: Any, folder: Path, shards: int) -> None:
         (folder / f"pool-{i:05d}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def build_profile(targets: Any, pool: Any, featurizer: Any) -> tuple[Any, Any]:
-    """(hybrid profile, featurized pool with full token counts), both in this process."""
+def saved(folder: Path, make: Any) -> tuple[Any, bool]:
+    """``(dataset, reused)``: the dataset saved in ``folder``, else ``make()`` saved there first (written beside it,
+    then renamed, so an interrupted run leaves no half folder that a rerun would trust)."""
+    from datasets import load_from_disk
+
+    if folder.is_dir():
+        return load_from_disk(str(folder)), True
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    make().save_to_disk(str(partial))
+    partial.rename(folder)
+    return load_from_disk(str(folder)), False
+
+
+def build_profile(targets: Any, pool: Any, featurizer: Any, features: Path) -> tuple[Any, Any, bool]:
+    """(hybrid profile, featurized pool with full token counts, whether saved features were reused)."""
     from nag_datasets import NAGProfile, count_tokens
 
-    target = featurizer.apply(targets)
-    pool = count_tokens(featurizer.apply(pool), featurizer.tokenizer, column="text")
+    target, reused_target = saved(features / "target", lambda: featurizer.apply(targets))
+    pool, reused_pool = saved(features / "pool",
+                              lambda: count_tokens(featurizer.apply(pool), featurizer.tokenizer, column="text"))
     background = NAGProfile.from_dataset(pool, column="nag_att_o", description="demo pool (background)")
     profile = NAGProfile.from_dataset(target, column="nag_att_o", description="demo GSM8K targets")
-    return profile.contrast(background), pool  # signal="hybrid": both sides carry nag_embedding
+    return profile.contrast(background), pool, reused_target and reused_pool  # signal="hybrid": both carry nag_embedding
 
 
 def run_pipeline(run: Path, profile: Any, featurizer: Any, fraction: float, tasks: int) -> None:
@@ -86,7 +105,9 @@ def read_selection(folder: Path) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--work", required=True, help="working folder (inputs, stage outputs, logs, selection)")
+    parser.add_argument("--work", default="nag_datatrove_work",
+                        help="working folder: inputs, features, stage outputs, logs, selection (default "
+                             "./nag_datatrove_work)")
     parser.add_argument("--fraction", type=float, default=0.2, help="share of the pool's tokens to keep")
     parser.add_argument("--pool-docs", type=int, default=214, help="N demo pool documents, evenly spaced (all: 214)")
     parser.add_argument("--target-docs", type=int, default=40, help="first N demo target documents (all: 40)")
@@ -111,13 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     # The run's folder is named after what decides its outputs, so a rerun resumes and other settings start afresh.
     settings = json.dumps([list(pool_rows["id"]), list(targets["id"]), args.tasks, args.fraction,
                            args.max_length]).encode()
-    run = Path(args.work) / f"run-{hashlib.sha256(settings).hexdigest()[:12]}"
+    run = Path(args.work).resolve() / f"run-{hashlib.sha256(settings).hexdigest()[:12]}"
     write_shards(pool_rows, run / "input", args.tasks)
 
     # Configuration only: each datatrove task loads its own model, once, on its first batch (one torch thread).
     featurizer = NAGFeaturizer(neuron_types=("att_o",), max_length=args.max_length, torch_threads=1,
                                embedding="last")
-    profile, pool = build_profile(targets, pool_rows, featurizer)
+    profile, pool, reused = build_profile(targets, pool_rows, featurizer, run / "features")
     run_pipeline(run, profile, featurizer, args.fraction, args.tasks)
 
     report = json.loads((run / "budget" / "selection.json").read_text())
@@ -145,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             for s in sorted({d["metadata"]["source"] for d in selected})
         },
         "selection_folder": str(run / "selected"),
+        "features": ("reused" if reused else "computed and saved") + f": {run / 'features'}",
         "equals_select_top_fraction": same,
     }
     print(json.dumps(summary, indent=1))

@@ -15,13 +15,53 @@ True
 >>> str(MissingColumnError("column 'x' not in dataset"))
 "column 'x' not in dataset"
 
-This module is the lowest layer of the package: it imports nothing.
+A refusal names the argument to change as the caller wrote it: ``overwrite=True`` from Python, ``--overwrite`` on
+the command line (:func:`argument`; the command line runs its commands inside :func:`command_line`).
+
+>>> argument("overwrite=True")
+'overwrite=True'
+>>> with command_line():
+...     argument("overwrite=True"), argument("on_invalid='null'", "--on-invalid null")
+('--overwrite', '--on-invalid null')
+
+This module is the lowest layer of the package: it imports nothing of the package.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 __all__ = ["InputNotFoundError", "InvalidArgumentError", "MissingColumnError", "MissingDependencyError", "NAGError",
-           "OutputExistsError", "WrongTypeError"]
+           "OutputExistsError", "OverlappingPathsError", "WrongTypeError", "argument", "command_line"]
+
+#: Which front end is calling: ``"python"`` (the library, from code) or ``"cli"`` (``nag-datasets``).
+_FRONT_END: contextvars.ContextVar[str] = contextvars.ContextVar("nag_datasets_front_end", default="python")
+
+
+def argument(python: str, flag: str | None = None) -> str:
+    """How a message names an argument: ``python`` (``"overwrite=True"``, ``"top_k"``) when the library is called
+    from code, ``flag`` on the command line. Without ``flag`` it is derived: ``name=True`` gives ``--name``, any
+    other ``name=value`` gives ``--name value``, a bare ``name`` or ``name=`` gives ``--name`` (underscores become
+    dashes)."""
+    if _FRONT_END.get() != "cli":
+        return python
+    if flag is not None:
+        return flag
+    name, sep, value = python.partition("=")
+    option = "--" + name.strip().replace("_", "-")
+    return option if not sep or value in ("True", "") else f"{option} {value.strip(chr(39)).strip(chr(34))}"
+
+
+@contextlib.contextmanager
+def command_line() -> Iterator[None]:
+    """Inside this block, :func:`argument` names command-line flags (``nag-datasets`` runs every command in it)."""
+    token = _FRONT_END.set("cli")
+    try:
+        yield
+    finally:
+        _FRONT_END.reset(token)
 
 
 class NAGError(Exception):
@@ -46,6 +86,10 @@ class MissingColumnError(NAGError, KeyError):
 
 class OutputExistsError(NAGError, FileExistsError):
     """An output that would replace something: an existing output without ``overwrite``, or files not ours."""
+
+
+class OverlappingPathsError(NAGError, ValueError):
+    """An output that is one of the inputs, lies inside one, or holds one: writing it would destroy what is read."""
 
 
 class InputNotFoundError(NAGError, FileNotFoundError):

@@ -1,4 +1,5 @@
-"""The core imports without the optional extras (matplotlib, gguf, ray, datatrove); using an extra's feature names its install."""
+"""The core imports without the optional extras (gguf, ray, datatrove, ...) and without loading matplotlib (a core
+dependency, imported only to draw); using an extra's feature names its install."""
 
 from __future__ import annotations
 
@@ -48,11 +49,10 @@ def test_core_modules_import_without_the_extras():
 def test_missing_extras_raise_an_install_hint():
     code = """
         from nag_datasets.featurize.models import _require_gguf
-        from nag_datasets.hub.figure import _require_matplotlib
         from nag_datasets.pipelines import NAGBudgetCut, NAGDocumentScorer, NAGScoreFilter
         from nag_datasets.pipelines._datatrove import require_datatrove
         from nag_datasets.distill.models import _require_fasttext, _require_sklearn
-        for check, extra in ((_require_gguf, "gguf"), (_require_matplotlib, "plots"), (require_datatrove, "datatrove"),
+        for check, extra in ((_require_gguf, "gguf"), (require_datatrove, "datatrove"),
                              (lambda: NAGBudgetCut("out", 0.2), "datatrove"), (lambda: NAGScoreFilter(0.5), "datatrove"),
                              (lambda: NAGDocumentScorer(object()), "datatrove"), (_require_fasttext, "distill"),
                              (_require_sklearn, "distill")):
@@ -66,3 +66,16 @@ def test_missing_extras_raise_an_install_hint():
     """
     run = _run(code)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]
+
+
+def test_matplotlib_is_a_core_dependency_and_plots_an_empty_alias():
+    """A plain ``pip install nag-datasets`` can export (the card's figure needs matplotlib); the old ``[plots]`` extra
+    still installs (empty), so older install commands keep working."""
+    import configparser
+    from pathlib import Path
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    core = [line.split(">")[0].split("=")[0].strip() for line in cfg["options"]["install_requires"].split("\n")]
+    assert "matplotlib" in core
+    assert cfg["options.extras_require"]["plots"].strip() == ""

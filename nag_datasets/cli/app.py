@@ -45,11 +45,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     1, no traceback (``NAG_DATASETS_TRACEBACK=1`` shows it). Anything else is a bug: its traceback shows."""
     import os
 
-    from ..errors import NAGError
+    from ..errors import NAGError, command_line
 
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with command_line():  # refusals name flags (--overwrite), not Python arguments (overwrite=True)
+            return int(args.func(args) or 0)
     except NAGError as e:
         if os.environ.get(TRACEBACK_ENV) == "1":
             raise

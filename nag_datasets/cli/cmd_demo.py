@@ -28,7 +28,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("(The sources differ in format, so this shows the mechanics, not evidence of selection quality.)\n")
     # One forward pass, three columns: fwd_up (the paper's type), fwd_down (the hybrid's NAG component) and the
     # embedding (the mean over tokens of the last layer's output after the final norm).
-    featurizer = NAGFeaturizer(neuron_types=("fwd_up", "fwd_down"), top_k=args.top_k, embedding="last")
+    featurizer = NAGFeaturizer(neuron_types=("fwd_up", "fwd_down"), top_k=args.top_k, max_length=args.max_length,
+                               embedding="last")
     target = featurizer.apply(load_demo("target"))
     pool, report = featurizer.apply(load_demo("pool"), return_report=True)
     pool = count_tokens(pool, featurizer.tokenizer, column="text", out_column="num_tokens")
@@ -88,9 +89,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def register_cli(subparsers: Any) -> None:
     """Add this command to the ``nag-datasets`` parser's ``subparsers``."""
     d = subparsers.add_parser("demo", help="run the whole method on the bundled model and shipped real data")
-    d.add_argument("--fractions", type=float, nargs="+", default=[0.2, 0.05])
-    d.add_argument("--top-k", type=int, default=20)
-    d.add_argument("--output", default=None)
+    d.add_argument("--fractions", type=float, nargs="+", default=[0.2, 0.05],
+                   help="token shares to select, each shown (default 0.2 0.05)")
+    d.add_argument("--top-k", type=int, default=20, help="neurons kept per layer (default 20)")
+    d.add_argument("--max-length", type=int, default=120,
+                   help="tokens featurized per document (default 120; smaller is faster on slow machines)")
+    d.add_argument("--output", default=None, help="also write the first fraction's selection here")
     d.add_argument("--profile", choices=("hybrid", "contrastive", "paper"), default="hybrid",
                    help="rank with the hybrid (default: contrastive NAG and the learned embedding model), the "
                         "contrastive NAG profile alone or the paper's frequency profile")

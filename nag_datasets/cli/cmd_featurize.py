@@ -24,7 +24,9 @@ def _layers(value: str) -> Any:
 def cmd_featurize(args: argparse.Namespace) -> int:
     from ..featurize.featurizer import NAGFeaturizer
     from ..signatures.formats import check_output, load_any, save_any
+    from ..storage.location import check_apart
 
+    check_apart(args.output, {"the input": args.input})
     if not args.streaming:  # a streaming output folder is resumed by rerunning the same command
         check_output(args.output, overwrite=args.overwrite)
     featurizer = NAGFeaturizer(args.model, neuron_types=_csv(args.neuron_types), top_k=args.top_k,
@@ -56,25 +58,32 @@ def cmd_featurize(args: argparse.Namespace) -> int:
 def register_cli(subparsers: Any) -> None:
     """Add this command to the ``nag-datasets`` parser's ``subparsers``."""
     f = subparsers.add_parser("featurize", help="attach NAG signature columns to a text dataset")
-    f.add_argument("input")
-    f.add_argument("output")
+    f.add_argument("input", help="text dataset: save_to_disk folder, parquet file or folder, or .jsonl (or a URL)")
+    f.add_argument("output", help="where to write it with its signature columns (folder, .parquet or .jsonl)")
     f.add_argument("--model", default=None, help="local folder or Hub id (default: bundled SmolLM2-135M)")
-    f.add_argument("--neuron-types", default="fwd_up")
-    f.add_argument("--top-k", type=int, default=20)
-    f.add_argument("--max-length", type=int, default=120)
+    f.add_argument("--neuron-types", default="fwd_up",
+                   help="comma-separated, any of fwd_up, fwd_down, att_q, att_k, att_v, att_o; one column each, "
+                        "from one forward pass (default fwd_up; att_o for the contrastive profile)")
+    f.add_argument("--top-k", type=int, default=20, help="neurons kept per layer in each signature (default 20)")
+    f.add_argument("--max-length", type=int, default=120,
+                   help="tokens featurized per document, the first ones (default 120; part of the spec)")
     f.add_argument("--layers", default="all",
                    help="'all', 'last', 'lastN' (the final N layers; 'last10' for contrastive selection) or "
                         "comma-separated indices")
     f.add_argument("--embedding", default=None, metavar="last|mid|N",
                    help="also add nag_embedding: the mean over tokens of this decoder layer's output after the final "
                         "norm (float16), from the same forward pass; profiles need it for the hybrid signal")
-    f.add_argument("--text-column", default="text")
-    f.add_argument("--batch-size", type=int, default=16)
-    f.add_argument("--dtype", default=None)
-    f.add_argument("--device", default=None)
-    f.add_argument("--num-proc", type=int, default=None)
-    f.add_argument("--on-invalid", choices=("error", "null"), default="error")
-    f.add_argument("--overwrite", action="store_true")
+    f.add_argument("--text-column", default="text", help="the column holding the documents (default text)")
+    f.add_argument("--batch-size", type=int, default=16,
+                   help="documents per forward pass (default 16); progress is shown after each one")
+    f.add_argument("--dtype", default=None, help="model dtype, e.g. float32 or bfloat16 (default fp32 on CPU, bf16 "
+                                                  "on CUDA; recorded in the spec)")
+    f.add_argument("--device", default=None, help="e.g. cpu or cuda:0 (default: a GPU when there is one)")
+    f.add_argument("--num-proc", type=int, default=None, help="worker processes, each loading the model once")
+    f.add_argument("--on-invalid", choices=("error", "null"), default="error",
+                   help="a text that is None or not a string: stop with an error naming the row (default), or "
+                        "record a null signature and count it")
+    f.add_argument("--overwrite", action="store_true", help="replace an output this library wrote before")
     f.add_argument("--fresh", action="store_true", help="own datasets cache per --num-proc (not a cached shard count)")
     f.add_argument("--sharded", action="store_true",
                    help="resumable shards under OUT.shards/, one slice per launcher rank; automatic when WORLD_SIZE>1")

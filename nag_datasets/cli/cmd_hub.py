@@ -22,8 +22,9 @@ def _load_input(path: str) -> Any:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from ..hub.export import _check_target
-    from ..storage.location import join
+    from ..storage.location import check_apart, join
 
+    check_apart(args.output, {"the input": args.input, "the profile": args.profile})
     _check_config(args.config_name)
     _check_target(args.output, args.overwrite, args.config_name)  # before reading anything
     selected = _load_input(args.input)
@@ -47,6 +48,10 @@ def _check_config(name: str) -> None:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
+    from ..storage.location import check_apart
+
+    if args.folder is not None:
+        check_apart(args.folder, {"the input": args.input, "the profile": args.profile}, output_name="--folder")
     _check_config(args.config_name)
     if args.create_pr and args.revision is not None:
         raise InvalidArgumentError("pass either --revision or --create-pr: a pull request is opened against the "
@@ -67,7 +72,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 def _cmd_card(args: argparse.Namespace) -> int:
     settings = {k: v for k, v in (("license", args.license), ("source_datasets", args.source_dataset or None),
-                                  ("language", args.language or None)) if v is not None}
+                                  ("language", args.language or None), ("pretty_name", args.pretty_name))
+                if v is not None}
     path = regenerate_card(args.folder, **settings)  # a missing or bad recipe: one line from `cli.main`
     print(json.dumps({"card": str(path)}, indent=1))
     return 0
@@ -79,14 +85,18 @@ def _shard_size(value: str) -> str | None:
 
 
 def _card_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--license", default="unknown", help="the source data's license as a Hub id (default: unknown)")
-    p.add_argument("--source-dataset", action="append", default=[], help="a source dataset id (repeatable)")
-    p.add_argument("--pretty-name", default=None)
+    p.add_argument("--license", default=None,
+                   help="the source data's license as a Hub id (default: what the export's other configs record, "
+                        "else unknown); shared by every config")
+    p.add_argument("--source-dataset", action="append", default=None,
+                   help="a source dataset id (repeatable; default: what the export's other configs record)")
+    p.add_argument("--pretty-name", default=None, help="the card's title (default: what the other configs record)")
     p.add_argument("--source-column", default=None, help="column naming each row's source (per-source shares)")
     p.add_argument("--token-column", default=None, help="column of token counts (exact token totals)")
     p.add_argument("--profile", default=None, help="profile folder: score the selection for the card's figure")
     p.add_argument("--overwrite", action="store_true", help="replace the same config of a previous export")
-    p.add_argument("--language", action="append", default=[], help="a language of the data, ISO code (repeatable)")
+    p.add_argument("--language", action="append", default=None,
+                   help="a language of the data, ISO code (repeatable; default: what the other configs record)")
     p.add_argument("--config-name", default="default",
                    help="publish as this config (e.g. 'scored' for a scored pool); other configs stay")
     p.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE,
@@ -104,7 +114,7 @@ def register_cli(subparsers: Any) -> None:
 
     p = subparsers.add_parser("push", help="export a selection and upload it to the Hub (private by default)")
     p.add_argument("input", help="the selected dataset (save_to_disk folder, parquet or jsonl)")
-    p.add_argument("repo_id")
+    p.add_argument("repo_id", help="the dataset repo, e.g. your-org/nag-subset (created if missing)")
     p.add_argument("--public", action="store_true", help="create the repo public (default: private)")
     p.add_argument("--folder", default=None, help="where to keep the local export (default: a temporary folder)")
     _card_options(p)
@@ -113,8 +123,9 @@ def register_cli(subparsers: Any) -> None:
     p.set_defaults(func=_cmd_push)
 
     c = subparsers.add_parser("card", help="rebuild README.md and the figure of an export from nag_recipe.json")
-    c.add_argument("folder")
-    c.add_argument("--license", default=None, help="replace the stored license")
+    c.add_argument("folder", help="an export folder (written by nag-datasets export)")
+    c.add_argument("--license", default=None, help="replace the stored license (every config)")
+    c.add_argument("--pretty-name", default=None, help="replace the stored title (every config)")
     c.add_argument("--source-dataset", action="append", default=None, help="replace the stored source datasets")
     c.add_argument("--language", action="append", default=None, help="replace the stored languages (repeatable)")
     c.set_defaults(func=_cmd_card)

@@ -23,9 +23,10 @@ _PARAMS = ("alpha", "m", "eps")
 def _check_args(args: argparse.Namespace) -> None:
     """Argument checks that need no data, so that a mistake costs nothing."""
     from ..scoring.target_profile import ProfileError
-    from ..storage.location import exists
+    from ..storage.location import check_apart, exists, occupied
 
-    if exists(args.output) and not args.overwrite:
+    check_apart(args.output, {"the input": args.input, "the background": args.background})
+    if occupied(args.output) and not args.overwrite:
         raise OutputExistsError(f"{args.output} exists; pass --overwrite to replace the profile saved there")
     if args.background is None:
         given = [f"--{k.replace('_', '-')}" for k in ("weighting", *_PARAMS, "signal", "nag_weight", "embedding_model")
@@ -49,6 +50,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from ..scoring.target_profile import NAGProfile
     from ..scoring.weighting import get_weighting
     from ..signatures.formats import is_saved_dataset, load_any
+    from ..signatures.spec_column import only_signature_column
 
     _check_args(args)
     weighting = None
@@ -56,13 +58,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
         params = {k: getattr(args, k) for k in _PARAMS if getattr(args, k) is not None}
         weighting = get_weighting(args.weighting or "shrinkage", **params)  # checked before any data is read
     ds = load_any(args.input)
-    profile = NAGProfile.from_dataset(ds, column=args.column, description=args.description or str(args.input))
+    column = args.column or only_signature_column(ds, "--column")  # the only signature column, else refused
+    profile = NAGProfile.from_dataset(ds, column=column, description=args.description or str(args.input))
     summary: dict[str, Any] = {"output": args.output, "targets": profile.num_targets,
                                "skipped_null": profile.skipped_null}
     if args.background is not None:
         # A saved folder is memory-mapped; files are streamed, so a large pool is never loaded whole.
         background_ds = load_any(args.background, streaming=not is_saved_dataset(args.background))
-        background = NAGProfile.from_dataset(background_ds, column=args.column, sample=args.background_sample,
+        background = NAGProfile.from_dataset(background_ds, column=column, sample=args.background_sample,
                                              seed=args.background_seed,
                                              description=f"background: sample of {args.background}")
         extra: dict[str, Any] = {}
@@ -72,11 +75,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
                 extra["nag_weight"] = args.nag_weight
         profile = profile.contrast(background, weighting if weighting is not None else "frequency", **extra)
         summary["background"] = {"documents": background.num_targets, "sample": background.sample_info,
-                                 "fingerprint": background.fingerprint()}
+                                 "fingerprint": background.fingerprint}
         summary["weighting"] = None if weighting is None else weighting.to_dict()
         summary["signal"] = getattr(profile, "signal", "nag")
+    summary["column"] = column
     summary["kind"] = profile.score_kind
-    summary["fingerprint"] = profile.fingerprint()
+    summary["fingerprint"] = profile.fingerprint
     profile.save(args.output)
     print(json.dumps(summary, indent=1))
     return 0
@@ -91,16 +95,17 @@ def register_cli(subparsers: Any) -> None:
 
     p = subparsers.add_parser(
         "profile", help="build a target profile (contrastive with --background) from featurized target documents")
-    p.add_argument("input")
-    p.add_argument("output")
-    p.add_argument("--column", default="nag_fwd_up")
-    p.add_argument("--description", default="")
+    p.add_argument("input", help="featurized target documents (save_to_disk folder, parquet or jsonl)")
+    p.add_argument("output", help="the profile folder to write")
+    p.add_argument("--column", default=None,
+                   help="signature column (default: the input's only one; required when it has several)")
+    p.add_argument("--description", default="", help="what the targets are (recorded; default: the input path)")
     p.add_argument("--overwrite", action="store_true", help="replace a profile saved in OUTPUT before")
     p.add_argument("--background", default=None,
                    help="featurized pool: make a contrastive profile against a uniform sample of it")
     p.add_argument("--background-sample", type=int, default=DEFAULT_BACKGROUND_SAMPLE,
                    help=f"rows of the background sample (default {DEFAULT_BACKGROUND_SAMPLE}; all when fewer)")
-    p.add_argument("--background-seed", type=int, default=0)
+    p.add_argument("--background-seed", type=int, default=0, help="seed of the background sample (default 0)")
     p.add_argument("--weighting", choices=[*sorted(WEIGHTINGS), "frequency"], default=None,
                    help="contrastive weighting (default shrinkage; 'frequency' = the paper's profile)")
     p.add_argument("--alpha", type=float, default=None, help="smoothing pseudo-count (log_odds, shrinkage)")

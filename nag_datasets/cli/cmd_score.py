@@ -72,8 +72,11 @@ def _source(args: argparse.Namespace) -> ScoreSource:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from ..signatures.formats import check_output, load_any, save_any
-    check_output(args.output, overwrite=args.overwrite)  # before any data or model is loaded
+    from ..storage.location import check_apart
+
     source = _source(args)
+    check_apart(args.output, {"the input": args.input, f"the {source.flag} folder": getattr(args, source.dest)})
+    check_output(args.output, overwrite=args.overwrite)  # before any data or model is loaded
     ds = load_any(args.input)
     ds, score_column = source.add_scores(args, ds)
     ds = ensure_tokens(ds, args)
@@ -96,13 +99,13 @@ def cmd_score(args: argparse.Namespace) -> int:
 def register_cli(subparsers: Any) -> None:
     """Add this command to the ``nag-datasets`` parser's ``subparsers``."""
     s = subparsers.add_parser("score", help="keep every pool row and add its score and token count (a scored pool)")
-    s.add_argument("input")
-    s.add_argument("output")
+    s.add_argument("input", help="the pool: featurized (with --profile) or text (with --distilled)")
+    s.add_argument("output", help="where to write the scored pool, every row kept (folder, .parquet or .jsonl)")
     sources = s.add_mutually_exclusive_group(required=True)
     for source in SOURCES:
         sources.add_argument(source.flag, dest=source.dest, default=None, help=source.help)
     s.add_argument("--column", default=None, help="signature column (default nag_<neuron_type> of the profile)")
     add_token_options(s)
     s.add_argument("--num-proc", type=int, default=None, help="map workers for --distilled (each loads the model once)")
-    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--overwrite", action="store_true", help="replace an output this library wrote before")
     s.set_defaults(func=cmd_score)

@@ -18,9 +18,12 @@ __all__ = ["add_token_options", "ensure_tokens"]
 
 def add_token_options(parser: argparse.ArgumentParser) -> None:
     """``--token-column``, ``--tokenizer`` and ``--text-column``."""
-    parser.add_argument("--token-column", default="num_tokens")
-    parser.add_argument("--tokenizer", default=None, help="tokenizer for counting tokens when the column is missing")
-    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--token-column", default="num_tokens",
+                        help="full-document token counts (default num_tokens; counted from --text-column when "
+                             "missing)")
+    parser.add_argument("--tokenizer", default=None,
+                        help="tokenizer for counting tokens when the column is missing (default: the bundled model's)")
+    parser.add_argument("--text-column", default="text", help="the text column tokens are counted from (default text)")
 
 
 def ensure_tokens(ds: Any, args: argparse.Namespace) -> Any:

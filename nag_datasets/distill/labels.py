@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import NAGError
+from ..errors import NAGError, argument
 
 __all__ = ["DistillError", "LabelRule", "make_examples"]
 
@@ -59,6 +59,21 @@ class LabelRule:
             raise DistillError(f"negative_share must be in (0, 1 - positive_share], got {self.negative_share}")
         if self.negative_ratio <= 0:
             raise DistillError(f"negative_ratio must be > 0, got {self.negative_ratio}")
+        self._refuse_unused()
+
+    def _refuse_unused(self) -> None:
+        """A setting the rule never reads, given a value of its own, is a mistake: refuse it by name."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        uses = {"positive_share": "mode='top_share'", "negatives": "mode='top_share'",
+                "negative_share": "negatives='bottom'", "negative_ratio": "negatives='sample'"}
+        used = {"positive_share": self.mode == "top_share", "negatives": self.mode == "top_share",
+                "negative_share": self.mode == "top_share" and self.negatives == "bottom",
+                "negative_ratio": self.mode == "top_share" and self.negatives == "sample"}
+        unused = [name for name, is_used in used.items() if not is_used and getattr(self, name) != defaults[name]]
+        if unused:
+            parts = "; ".join(f"{argument(f'{n}={getattr(self, n)!r}')} applies only to {argument(uses[n])}"
+                              for n in unused)
+            raise DistillError(f"{parts}: this rule (mode={self.mode!r}, negatives={self.negatives!r}) does not use it")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -84,8 +99,8 @@ def make_examples(scores: np.ndarray, rule: LabelRule, *, seed: int = 0,
     scores = np.asarray(scores, dtype=np.float64)
     scored = np.flatnonzero(~np.isnan(scores))
     if len(scored) < min_rows:
-        raise DistillError(f"only {len(scored)} scored rows (NaN scores are skipped); at least {min_rows} are "
-                           "needed to train a distilled scorer")
+        raise DistillError(f"{len(scored)} scored rows to train on ({len(scores) - len(scored)} rows without a "
+                           f"score skipped); the minimum is {min_rows}: score more rows")
     if rule.mode == "regress":
         if np.ptp(scores[scored]) == 0:
             raise DistillError("every scored row has the same score: there is no ranking to learn")

@@ -122,7 +122,9 @@ class DistilledScorer:
         scorer._ensure_loaded()
         return scorer
 
+    @property
     def fingerprint(self) -> str:
+        """The scorer folder's fingerprint (recorded in ``distilled.json``: model kind, parameters, state, files)."""
         return str(self.meta["fingerprint"])
 
     @property
@@ -140,7 +142,7 @@ class DistilledScorer:
             folder = Path(self.model_dir)
             meta = _read_meta(folder)
             if meta["fingerprint"] != self.meta["fingerprint"]:
-                raise DistillError(f"{folder} now holds scorer {meta['fingerprint']}, not {self.fingerprint()} that "
+                raise DistillError(f"{folder} now holds scorer {meta['fingerprint']}, not {self.fingerprint} that "
                                    "this callable was made for")
             _verify_files(folder, meta)
             self._model = model_class(meta["model"]).load(folder, meta["params"], meta["state"])
@@ -199,7 +201,7 @@ class DistilledScorer:
     def score_info(self) -> dict[str, Any]:
         """Provenance recorded in the score column's feature (``selection.recipe.get_score_info``)."""
         source = self.meta.get("source") or {}
-        return {"kind": "nag_distilled", "higher_is_better": True, "distilled_fingerprint": self.fingerprint(),
+        return {"kind": "nag_distilled", "higher_is_better": True, "distilled_fingerprint": self.fingerprint,
                 "model": self.kind, "distilled_from_profile": source.get("profile_fingerprint"),
                 "text_column": self.text_column}
 

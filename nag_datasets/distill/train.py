@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .labels import DistillError, LabelRule, make_examples
+from ..errors import argument
+from .labels import MIN_ROWS, DistillError, LabelRule, make_examples
 from .models import DistilledModel, default_rule_mode, model_class
 from .scorer import BUNDLED_TOKENIZER, DistilledScorer, save_scorer
 
@@ -89,7 +90,9 @@ def distill(texts: Sequence[str], scores: np.ndarray, out_dir: str | os.PathLike
     """Train a distilled scorer on a scored sample and save it (model, ``distilled.json``, card) to ``out_dir``.
 
     A seeded ``holdout`` share of the scored rows is kept out of training; the saved JSON and card report agreement
-    with the exact scores on it (precision at the r_f cut for r_f 0.05 and 0.2, Spearman). ``source`` describes
+    with the exact scores on it (precision at the r_f cut for r_f 0.05 and 0.2, Spearman). At least ``min_rows``
+    (default 50) scored rows must remain for training; held-out rows whose text repeats a training row's are
+    counted (``sample.holdout_duplicates``) and warned about, since they flatter the agreement. ``source`` describes
     where the scores came from (profile fingerprint, description, score kind, the sample); ``tokenizer`` (a name,
     a path or ``"bundled"``) is what ``count_tokens`` will use. Same inputs and seed: the same model bytes for the
     linear model (not for fastText, see `nag_datasets.distill.models`).
@@ -104,12 +107,20 @@ def distill(texts: Sequence[str], scores: np.ndarray, out_dir: str | os.PathLike
     perm = np.random.default_rng(seed).permutation(scored)
     n_hold = round(holdout * len(scored))
     hold, train_rows = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
+    minimum = MIN_ROWS if min_rows is None else int(min_rows)
+    if len(train_rows) < minimum:
+        raise DistillError(
+            f"{len(scored)} scored rows ({len(scores) - len(scored)} without a score skipped), {len(hold)} held out "
+            f"for agreement ({argument(f'holdout={holdout:g}')}), {len(train_rows)} for training; the minimum is "
+            f"{minimum} training rows: score more rows" + (f" or lower {argument('holdout=')}" if len(hold) else ""))
     train_texts = [texts[int(i)] for i in train_rows]
+    duplicates = _holdout_duplicates(texts, hold, train_texts)
     fitted, used = train_model(train_texts, scores[train_rows], rule=rule, model=model, seed=seed, params=params,
                                min_rows=min_rows)
     info: dict[str, Any] = {
         "rule": rule.to_dict(), "rule_text": rule.describe(), "seed": int(seed),
-        "sample": {"rows": len(scores), "scored_rows": len(scored), "holdout_rows": len(hold), **used},
+        "sample": {"rows": len(scores), "scored_rows": len(scored), "holdout_rows": len(hold),
+                   "holdout_duplicates": duplicates, **used},
         "source": dict(source or {}),
         "tokenizer": {"name": tokenizer, "fingerprint": tokenizer_fingerprint} if tokenizer else None,
     }
@@ -120,6 +131,19 @@ def distill(texts: Sequence[str], scores: np.ndarray, out_dir: str | os.PathLike
 
     write_card(folder)
     return DistilledScorer.load(folder)
+
+
+def _holdout_duplicates(texts: Sequence[str], hold: np.ndarray, train_texts: Sequence[str]) -> int:
+    """Held-out rows whose text is also a training row's; warns when there are any (the agreement then flatters)."""
+    import warnings
+
+    seen = set(train_texts)
+    duplicates = sum(1 for i in hold if texts[int(i)] in seen)
+    if duplicates:
+        warnings.warn(f"{duplicates} of the {len(hold)} held-out rows have the same text as a training row, so the "
+                      "agreement figures overstate how well the scorer ranks unseen text: deduplicate the sample "
+                      "first (the count is recorded as sample.holdout_duplicates)", UserWarning, stacklevel=3)
+    return duplicates
 
 
 def _column_source(ds: Any, score_column: str, profile: Any) -> dict[str, Any]:
@@ -133,10 +157,10 @@ def _column_source(ds: Any, score_column: str, profile: Any) -> dict[str, Any]:
             source["profile_fingerprint"] = info["profile_fingerprint"]
     if profile is not None:
         summary = profile.summary()
-        source.update({"profile_fingerprint": profile.fingerprint(), "description": profile.description,
+        source.update({"profile_fingerprint": profile.fingerprint, "description": profile.description,
                        "score_kind": summary.get("score_kind"), "weighting": summary.get("weighting"),
                        "signal": summary.get("signal"),
-                       "neuron_type": profile.spec.neuron_type, "spec_fingerprint": profile.spec.fingerprint(),
+                       "neuron_type": profile.spec.neuron_type, "spec_fingerprint": profile.spec.fingerprint,
                        "model_name": profile.spec.model_name})
     return source
 

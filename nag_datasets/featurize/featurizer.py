@@ -12,13 +12,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, MissingColumnError, NAGError, WrongTypeError
+from ..errors import InvalidArgumentError, MissingColumnError, NAGError, WrongTypeError, argument
 from ..signatures.columns import column_name, signature_feature
 from ..signatures.embedding_column import EMBEDDING_COLUMN, embedding_feature
 from ..signatures.embedding_spec import EmbeddingSpec
@@ -104,20 +106,26 @@ class NAGFeaturizer:
             raise InvalidArgumentError(f"unknown neuron type(s) {unknown or list(neuron_types)}; known: "
                                        f"{', '.join(NEURON_TYPES)}")
         if top_k < 1:
-            raise InvalidArgumentError("top_k must be >= 1")
+            raise InvalidArgumentError(f"{argument('top_k')} must be >= 1")
         if max_length < 1:
-            raise InvalidArgumentError("max_length must be >= 1")
+            raise InvalidArgumentError(f"{argument('max_length')} must be >= 1")
         if batch_size < 1:
-            raise InvalidArgumentError("batch_size must be >= 1")
+            raise InvalidArgumentError(f"{argument('batch_size')} must be >= 1")
         if on_invalid not in ("error", "null"):
             raise InvalidArgumentError("on_invalid must be 'error' or 'null'")
         if isinstance(model, (str, os.PathLike)) or model is None:
+            if tokenizer is not None:
+                raise InvalidArgumentError("tokenizer= goes with a loaded model object; a model name or path (or the "
+                                           "bundled model) brings its own tokenizer, which is the one the spec records")
             self.model_source: str | None = None if model is None else os.fspath(model)
             self._objects: tuple[Any, Any] | None = None
         else:
             if tokenizer is None:
                 raise InvalidArgumentError("a loaded model needs its tokenizer: NAGFeaturizer(model, "
                                            "tokenizer=tokenizer)")
+            if revision is not None or trust_remote_code:
+                raise InvalidArgumentError("revision= and trust_remote_code= choose what to download; a loaded model "
+                                           "object is used as it is")
             self.model_source = None
             self._objects = (model, tokenizer)
         self.neuron_types = tuple(dict.fromkeys(neuron_types))
@@ -316,6 +324,9 @@ class NAGFeaturizer:
         from ..signatures.spec_column import refuse_split_dict
 
         refuse_split_dict(ds, "NAGFeaturizer.apply")
+        if fresh and "new_fingerprint" in map_kwargs:
+            raise InvalidArgumentError("pass either fresh=True (a fingerprint derived from num_proc) or "
+                                       "new_fingerprint=, not both")
         if self.text_column not in (ds.column_names or []):
             raise MissingColumnError(f"text column {self.text_column!r} not found; columns: {ds.column_names}")
         map_kwargs.setdefault("batch_size", max(self.batch_size * 8, 64))
@@ -329,14 +340,15 @@ class NAGFeaturizer:
             out = Dataset.from_dict({name: [] for name in features}, features=features)
             return (out, FeaturizeReport.from_dataset(out)) if return_report else out
         map_kwargs.setdefault("with_indices", True)  # errors then name the dataset row, not the batch position
-        if fresh and "new_fingerprint" not in map_kwargs:
+        if fresh:
             from datasets.fingerprint import Hasher
 
             kwargs = {k: v for k, v in sorted(map_kwargs.items()) if k != "num_proc"}
             map_kwargs["new_fingerprint"] = Hasher.hash(
                 ["nag_datasets.apply", getattr(ds, "_fingerprint", None), Hasher.hash(self), features.to_dict(),
                  kwargs, "num_proc", map_kwargs.get("num_proc") or 1])
-        out = ds.map(self, batched=True, features=features, **map_kwargs)
+        with _progress(ds, map_kwargs):  # a bar over documents, moved after every forward batch
+            out = ds.map(self, batched=True, features=features, **map_kwargs)
         if return_report:
             return out, FeaturizeReport.from_dataset(out)
         return out
@@ -363,10 +375,11 @@ class NAGFeaturizer:
                 if self.on_invalid == "error":
                     where = f"row {indices[i]}" if indices is not None else f"position {i} of the batch"
                     hint = "" if indices is not None else " (map with with_indices=True to get the row number)"
+                    fix = argument("on_invalid='null'")
                     raise InvalidTextError(
                         f"text column {self.text_column!r} at {where} is "
                         f"{'None' if text is None else type(text).__name__}"
-                        f" ({_preview(text)}){hint}; pass on_invalid='null' to record such rows as null signatures",
+                        f" ({_preview(text)}){hint}; pass {fix} to record such rows as null signatures",
                         row=None if indices is None else int(indices[i]))
                 status[i] = reason
             elif reason is not None:
@@ -390,6 +403,8 @@ class NAGFeaturizer:
                 col = out[name]
                 for j, c in enumerate(chunk):
                     col[live[c]] = arr[j]
+            _advance(len(chunk))
+        _advance(n - len(live))  # rows without a forward pass (null, empty)
         out["nag_tokens"] = [len(x) if x is not None else 0 for x in ids]
         out["nag_status"] = status
         if "spec_value" not in st:
@@ -424,6 +439,36 @@ class NAGFeaturizer:
 def _hidden_size(model: Any) -> int:
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     return int(getattr(config, "hidden_size", None) or config.n_embd)
+
+
+#: The progress bar of the running :meth:`NAGFeaturizer.apply` (kept off the featurizer: the map fingerprint hashes it).
+_BAR: contextvars.ContextVar[Any] = contextvars.ContextVar("nag_featurize_progress", default=None)
+
+
+@contextlib.contextmanager
+def _progress(ds: Any, map_kwargs: dict[str, Any]) -> Iterator[None]:
+    """A ``Featurizing`` bar over ``ds``'s documents while ``apply`` maps it in this process (datasets' switch,
+    ``datasets.disable_progress_bars()``, turns it off; worker processes of ``num_proc`` > 1 show only map's bar).
+    A map batch holds many forward batches: map's own bar moves only once per map batch."""
+    from datasets.utils.tqdm import tqdm
+
+    total = len(ds) if hasattr(ds, "__len__") else None
+    if (map_kwargs.get("num_proc") or 1) > 1:
+        yield
+        return
+    bar = tqdm(total=total, desc="Featurizing", unit=" documents", leave=False)
+    token = _BAR.set(bar)
+    try:
+        yield
+    finally:
+        _BAR.reset(token)
+        bar.close()
+
+
+def _advance(rows: int) -> None:
+    bar = _BAR.get()
+    if bar is not None and rows:
+        bar.update(rows)
 
 
 def _layer_list(layers: Sequence[int] | str, model: Any) -> list[int]:

@@ -33,7 +33,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidArgumentError, OutputExistsError
+from ..errors import InvalidArgumentError, OutputExistsError, argument
 from ..signatures.formats import load_any, save_any
 from ..storage import atomic as _atomic
 from ..storage import location
@@ -165,8 +165,8 @@ def featurize_sharded(
     """
     rank, world, local = resolve_world(rank, world_size, local_rank)
     out_path: Any = os.fspath(output) if location.is_remote(output) else location.local_path(output)
-    if location.exists(out_path) and not overwrite:
-        raise OutputExistsError(f"{out_path} exists; pass overwrite=True (--overwrite) to replace it")
+    if location.occupied(out_path) and not overwrite:
+        raise OutputExistsError(f"{out_path} exists; pass {argument('overwrite=True')} to replace it")
     ds = load_any(input) if isinstance(input, (str, os.PathLike)) else input
     featurizer = _prepare(featurizer, local)
     key = _run_key(featurizer, ds)

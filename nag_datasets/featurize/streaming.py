@@ -35,7 +35,7 @@ import shutil
 from collections import Counter
 from typing import Any
 
-from ..errors import InvalidArgumentError, OutputExistsError
+from ..errors import InvalidArgumentError, OutputExistsError, argument
 from ..signatures.columns import spec_from_feature
 from ..signatures.formats import SIDECAR, load_any
 from ..storage import atomic as _atomic
@@ -246,7 +246,7 @@ def featurize_streaming(
         guard = lock_dir(out.root if world == 1 else out.root / f".rank-{rank:05d}-of-{world:05d}")
     with guard:
         if out.exists(STREAM_MARKER) and not overwrite:
-            raise OutputExistsError(f"{out.root} holds a complete result; pass overwrite=True (--overwrite) to redo it")
+            raise OutputExistsError(f"{out.root} holds a complete result; pass {argument('overwrite=True')} to redo it")
         if overwrite and out.names():
             # Only a folder of our parts is replaced; anything else in it is the user's.
             check_replaceable(out.root, overwrite=True, marker=None, what="streaming output", ours=_ours)

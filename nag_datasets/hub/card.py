@@ -222,11 +222,28 @@ def _scored_context(scored: dict[str, Any] | None) -> dict[str, Any]:
                        "fingerprint": profile.get("fingerprint"),
                        "description": _cell(profile.get("description") or "(no description)")},
             "spec_rows": _spec_rows(scored["spec"]) if scored.get("spec") else [],
-            "spec_fingerprint": SignatureSpec.from_dict(scored["spec"]).fingerprint() if scored.get("spec") else ""}
+            "spec_fingerprint": SignatureSpec.from_dict(scored["spec"]).fingerprint if scored.get("spec") else ""}
+
+
+def _dataset_info(folder: Path, names: list[str]) -> list[dict[str, Any]] | None:
+    """The YAML ``dataset_info`` of the configs ``folder`` holds: rows and parquet bytes of each. `datasets` keys its
+    cache of a local folder with ``configs:`` by the folder's name, the config patterns and this block only (not
+    the path, not the files), so without it a re-export, or another export folder of the same name, loaded the
+    stale rows cached for an earlier one."""
+    import pyarrow.parquet as pq
+
+    infos = []
+    for name in names:
+        files = shard_files(folder, name)
+        if files:
+            infos.append({"config_name": name, "download_size": sum(f.stat().st_size for f in files),
+                          "splits": [{"name": "train",
+                                      "num_examples": sum(pq.read_metadata(f).num_rows for f in files)}]})
+    return infos or None
 
 
 def _subset_card(meta: dict[str, Any], data: dict[str, Any], config_name: str = DEFAULT_CONFIG,
-                 configs: list[dict[str, str]] | None = None) -> str:
+                 configs: list[dict[str, str]] | None = None, dataset_info: list[dict[str, Any]] | None = None) -> str:
     """README.md text for an export, from config ``config_name``'s ``nag_recipe.json`` content and the stats of its
     shards; ``configs`` (one row per config of the repo) adds the configs table and the YAML ``configs:`` list."""
     from huggingface_hub import DatasetCardData
@@ -252,6 +269,7 @@ def _subset_card(meta: dict[str, Any], data: dict[str, Any], config_name: str = 
         tags=list(dict.fromkeys([*DEFAULT_TAGS, *settings["tags"]])),
         configs=yaml_configs([c["name"] for c in configs] if configs else [config_name]),
         language=list(settings.get("language") or []) or None,
+        dataset_info=dataset_info,
         **yaml_extra,
     )
     tokens = summary["tokens"]
@@ -295,7 +313,7 @@ def _subset_card(meta: dict[str, Any], data: dict[str, Any], config_name: str = 
             "created": recipe.created,
             "recipe_version": recipe.library_version,
             "spec_rows": _spec_rows(spec) if spec else [],
-            "spec_fingerprint": SignatureSpec.from_dict(spec).fingerprint() if spec else "",
+            "spec_fingerprint": SignatureSpec.from_dict(spec).fingerprint if spec else "",
             "targets": _targets(recipe),
             "contrasts": _contrasts(recipe),
         }
@@ -347,4 +365,5 @@ def write_card(folder: Path, config_name: str = DEFAULT_CONFIG, repo_configs: An
     meta = read_config_meta(folder, config_name)
     data = _data_stats(folder, config_name, meta["card"]["source_column"], meta["card"]["token_column"])
     names = ordered([*local_configs(folder), *repo_configs, config_name])
-    atomic_write_text(folder / CARD_FILE, _subset_card(meta, data, config_name, _configs_table(folder, names)))
+    atomic_write_text(folder / CARD_FILE, _subset_card(meta, data, config_name, _configs_table(folder, names),
+                                                       _dataset_info(folder, names)))

@@ -55,7 +55,7 @@ class SelectionCardData(_Fields):
             neuron_type=spec["neuron_type"] if spec else None,
             model_name=(spec.get("model_name") or None) if spec else None,
             model_fingerprint=spec["model_fingerprint"] if spec else None,
-            spec_fingerprint=SignatureSpec.from_dict(spec).fingerprint() if spec else None,
+            spec_fingerprint=SignatureSpec.from_dict(spec).fingerprint if spec else None,
             profile_fingerprints=[p.get("fingerprint") for p in recipe.profiles],
             shares=recipe.shares,
             quality_weight=recipe.quality.get("weight") if recipe.quality else None,
@@ -105,7 +105,7 @@ class ProfileCardData(_Fields):
     def from_profile(cls, profile: Any) -> ProfileCardData:
         spec = profile.spec
         summary = profile.summary()
-        return cls(fingerprint=profile.fingerprint(), spec_fingerprint=spec.fingerprint(),
+        return cls(fingerprint=profile.fingerprint, spec_fingerprint=spec.fingerprint,
                    num_targets=profile.num_targets, neuron_type=spec.neuron_type, top_k=spec.top_k,
                    model_name=spec.model_name or None, model_fingerprint=spec.model_fingerprint,
                    **{k: summary[k] for k in _SUMMARY_KEYS if k in summary})

@@ -113,6 +113,26 @@ def foreign_entries(folder: str | Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name not in _RESERVED and p.name not in configs)
 
 
+def foreign_in_config(folder: str | Path, name: str) -> list[str]:
+    """Paths (relative to the export ``folder``) inside config ``name``'s own folders that an export did not write:
+    anything but its shards in its shard folder (``data/`` or ``name/``), and for a named config anything but shards,
+    ``nag_recipe.json`` and the figure in ``name/``. Replacing the config would delete them.
+
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "data").mkdir(); _ = (root / "data" / "notes.txt").write_text("mine")
+    >>> foreign_in_config(root, "default")
+    ['data/notes.txt']
+    """
+    folder = Path(folder)
+    ours = {RECIPE_FILE, FIGURE_FILE} if name != DEFAULT_CONFIG else set()
+    shards = folder / config_data_dir(name)
+    if not shards.is_dir():
+        return []
+    return sorted(f"{shards.name}/{p.name}" for p in shards.iterdir()
+                  if not (p.is_file() and (_SHARD.match(p.name) or p.name in ours)))
+
+
 def read_config_meta(folder: str | Path, name: str = DEFAULT_CONFIG) -> dict[str, Any]:
     """Config ``name``'s ``nag_recipe.json``, checked (a corrupt or foreign file raises ``RecipeError`` naming it)."""
     path = config_root(folder, name) / RECIPE_FILE

@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import InputNotFoundError, InvalidArgumentError, MissingColumnError, OutputExistsError, WrongTypeError
+from ..errors import (
+    InputNotFoundError,
+    InvalidArgumentError,
+    MissingColumnError,
+    OutputExistsError,
+    WrongTypeError,
+    argument,
+)
 from ..scoring.profile_base import Profile
 from ..selection.recipe import get_recipe, get_score_info
 from ..selection.scored import SCORED_KIND
@@ -48,10 +55,12 @@ from .configs import (
     config_data_dir,
     config_root,
     foreign_entries,
+    foreign_in_config,
     local_configs,
     read_config_meta,
 )
-from .figure import _histogram, _require_matplotlib, _selection_scores
+from .figure import _histogram, _selection_scores
+from .repo_settings import repo_defaults, resolve_repo_settings
 from .templates import (
     CARD_FILE,
     CARD_SETTINGS,
@@ -116,16 +125,16 @@ def export_for_hub(
     selected: Any,
     folder: str | os.PathLike[str],
     *,
-    license: str = "unknown",
-    source_datasets: str | Sequence[str] = (),
+    license: str | None = None,
+    source_datasets: str | Sequence[str] | None = None,
     pretty_name: str | None = None,
     source_column: str | None = None,
     token_column: str | None = None,
     pool_scores: Any = None,
     scores: Any = None,
     profile: Profile | Sequence[Profile] | None = None,
-    task_categories: str | Sequence[str] = ("text-generation",),
-    tags: str | Sequence[str] = (),
+    task_categories: str | Sequence[str] | None = None,
+    tags: str | Sequence[str] | None = None,
     repo_id: str | None = None,
     language: str | Sequence[str] | None = None,
     config_name: str = DEFAULT_CONFIG,
@@ -150,8 +159,11 @@ def export_for_hub(
     local temporary folder (from a copy of the remote export, so its other configs stay) and uploaded, ``README.md``
     last (the completion marker; no lock: one writer at a time).
 
-    ``license`` is the source data's license as a Hub id (``"unknown"`` is stated as such on the card);
-    ``language`` the data's languages (ISO codes, in the card's YAML); ``source_column`` adds per-source shares,
+    ``license`` is the source data's license as a Hub id (default ``"unknown"``, stated as such on the card);
+    ``language`` the data's languages (ISO codes, in the card's YAML). These, ``source_datasets``, ``pretty_name``,
+    ``task_categories`` and ``tags`` describe the whole repository: a config exported beside others keeps the values
+    they record when not given one, and a different value is refused (:mod:`nag_datasets.hub.repo_settings`; change
+    them for every config with :func:`regenerate_card`). ``source_column`` adds per-source shares,
     ``token_column`` exact token counts (else the recipe's totals). The figure shows the selection's scores:
     ``scores`` (one per row), or ``profile`` (one, or one per target of a multi-target recipe) scoring the signature
     column, or the recipe's score column / ``nag_similarity`` / a scored pool's score column if kept;
@@ -166,18 +178,18 @@ def export_for_hub(
         raise InvalidArgumentError("the selection is empty: there is nothing to publish (datasets cannot load an empty "
                                    "split)")
     num_shards = _num_shards(selected, max_shard_rows, max_shard_size)
-    _require_matplotlib()
-    settings = {
+    given = {
         "license": license,
-        "source_datasets": _as_list(source_datasets),
+        "source_datasets": None if source_datasets is None else _as_list(source_datasets),
         "pretty_name": pretty_name,
         "source_column": source_column,
         "token_column": token_column,
-        "task_categories": _as_list(task_categories),
-        "tags": _as_list(tags),
+        "task_categories": None if task_categories is None else _as_list(task_categories),
+        "tags": None if tags is None else _as_list(tags),
         "repo_id": repo_id,
-        "language": _as_list(language),
+        "language": None if language is None else _as_list(language),
     }
+    settings = repo_defaults(given)
     _check_settings(selected, settings)
     recipe = get_recipe(selected)
     scored = _scored_info(selected) if recipe is None else None
@@ -202,7 +214,11 @@ def export_for_hub(
     folder = Path(folder)
     with lock_dir(folder):
         _check_target(folder, overwrite, config_name)
-        if not [c for c in local_configs(folder) if c != config_name]:
+        others = [c for c in local_configs(folder) if c != config_name]
+        if others:  # the repository-level card fields the other configs record
+            meta["card"] = resolve_repo_settings(given, read_config_meta(folder, others[0])["card"], folder, others[0])
+            _check_settings(selected, meta["card"])
+        if not others:
             with atomic_dir(folder) as tmp:
                 _write_config(selected, tmp, config_name, num_shards, meta)
                 write_card(tmp, config_name, repo_configs)
@@ -285,12 +301,16 @@ def _check_target(folder: Path | str, overwrite: bool, config_name: str = DEFAUL
         check_replaceable(folder, overwrite=overwrite, marker=RECIPE_FILE, what="export",
                           ours=(DATA_DIR, CARD_FILE, FIGURE_FILE, RECIPE_FILE).__contains__)
         return
-    foreign = foreign_entries(folder)
+    # Every folder this export writes is checked: the top level, and the config's own folders; when the config is
+    # the only one, the whole folder is rebuilt, so every config folder and data/ too.
+    touched = {config_name} if [c for c in configs if c != config_name] else {config_name, DEFAULT_CONFIG, *configs}
+    foreign = foreign_entries(folder) + [f for name in sorted(touched) for f in foreign_in_config(folder, name)]
     if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise OutputExistsError(f"refusing to write into {folder}: it holds files that are not a nag_datasets export "
-                                f"({', '.join(foreign[:5])}); move them away or choose another output")
+                                f"({shown}); move them away or choose another output")
     if config_name in configs and not overwrite:
-        raise OutputExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace its config "
+        raise OutputExistsError(f"{folder} exists; pass {argument('overwrite=True')} to replace its config "
                                 f"{config_name!r} (it holds {', '.join(configs)})")
 
 
@@ -313,7 +333,6 @@ def regenerate_card(folder: str | os.PathLike[str], *, config_name: str | None =
         configs = local_configs(folder)
         if not configs:
             raise InputNotFoundError(f"{folder} is not a nag_datasets export: {RECIPE_FILE} is missing")
-        _require_matplotlib()
         for name in configs:
             root = config_root(folder, name)
             meta = read_config_meta(folder, name)

@@ -1,6 +1,6 @@
 """The score distribution of a selection: binned scores (kept in ``nag_recipe.json``) and its PNG figure.
 
-matplotlib is an optional dependency, needed only to draw (``pip install 'nag-datasets[plots]'``).
+matplotlib (a core dependency) is imported only to draw, so importing the package does not load it.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, MissingDependencyError
+from ..errors import InvalidArgumentError
 from ..scoring.profile_base import Profile
 from ..selection.recipe import SelectionRecipe
 
@@ -87,14 +87,6 @@ def _stats(values: np.ndarray) -> dict[str, Any] | None:
         return None
     return {"count": len(values), "min": float(values.min()), "median": float(np.median(values)),
             "mean": float(values.mean()), "max": float(values.max())}
-
-
-def _require_matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError("exporting for the Hub draws the score distribution with matplotlib: "
-                                     "pip install 'nag-datasets[plots]'") from None
 
 
 def _figure_png(hist: dict[str, Any]) -> bytes:

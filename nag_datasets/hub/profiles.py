@@ -52,8 +52,8 @@ def profile_card(
     folder = require_local(folder, "a profile card")
     if (folder / META_FILE).is_file():
         stored = NAGProfile.load(folder)
-        if stored.fingerprint() != profile.fingerprint():
-            raise ProfileError(f"{folder} holds profile {stored.fingerprint()}, not {profile.fingerprint()}: "
+        if stored.fingerprint != profile.fingerprint:
+            raise ProfileError(f"{folder} holds profile {stored.fingerprint}, not {profile.fingerprint}: "
                                "write the card into the folder the profile was saved to")
     else:
         profile.save(folder)
@@ -76,8 +76,8 @@ def profile_card(
         source_datasets=_as_list(source_datasets),
         num_targets=f"{profile.num_targets:,}",
         skipped_null=profile.skipped_null,
-        fingerprint=profile.fingerprint(),
-        spec_fingerprint=spec.fingerprint(),
+        fingerprint=profile.fingerprint,
+        spec_fingerprint=spec.fingerprint,
         spec_rows=_spec_rows(spec.to_dict()),
         top_k=spec.top_k,
         num_layers=spec.num_layers,

@@ -117,7 +117,8 @@ def _reproduce(recipe: SelectionRecipe, token_column: str, license: str) -> tupl
     select = f"--fraction {recipe.fraction!r} --token-column {token_column} --method {recipe.method}"
     if recipe.method == "sampled":
         select += f" --seed {method.get('seed')}"
-    profile_line = "nag-datasets profile target_nag PROFILE_DIR  # or download the published profile"
+    column = f"--column nag_{spec['neuron_type']}"  # explicit: a target featurized with several types has several
+    profile_line = f"nag-datasets profile target_nag PROFILE_DIR {column}  # or download the published profile"
     contrast = recipe.profiles[0] if recipe.profiles[0].get("score_kind") == "contrastive" else None
     if contrast is not None:
         w = dict(contrast.get("weighting") or {})
@@ -133,7 +134,7 @@ def _reproduce(recipe: SelectionRecipe, token_column: str, license: str) -> tupl
         if sample:
             flags += f" --background-sample {sample.get('size')} --background-seed {sample.get('seed')}"
         profile_line = (
-            f"nag-datasets profile target_nag PROFILE_DIR --background pool_nag {flags}"
+            f"nag-datasets profile target_nag PROFILE_DIR {column} --background pool_nag {flags}"
             "  # or download the published profile"
         )
     cli = "\n".join(

@@ -4,6 +4,7 @@ time (the repo's other configs stay), on a branch or as a pull request, large ex
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -13,13 +14,14 @@ from typing import Any, NamedTuple
 
 from .. import __version__
 from ..errors import InvalidArgumentError, NAGError
-from ..storage.atomic import lock_dir
+from ..storage.atomic import atomic_write_text, lock_dir
 from ..storage.location import require_local
 from ..storage.remote import hub_errors, scrub_token
 from .card import write_card
-from .configs import DEFAULT_CONFIG, configs_in_repo_files, shard_files
+from .configs import DEFAULT_CONFIG, config_root, configs_in_repo_files, read_config_meta, shard_files
 from .export import export_for_hub
-from .templates import CARD_FILE, DATA_DIR, FIGURE_FILE, RECIPE_FILE
+from .repo_settings import REPO_FIELDS, resolve_repo_settings
+from .templates import CARD_FILE, DATA_DIR, DEFAULT_TAGS, FIGURE_FILE, RECIPE_FILE, _as_list
 
 __all__ = ["HubPublishError", "push_to_hub"]
 
@@ -122,9 +124,39 @@ def _repo_configs(api: Any, t: _Target) -> list[str]:
     return configs_in_repo_files(files)
 
 
+def _published_card_settings(api: Any, t: _Target) -> dict[str, Any] | None:
+    """The repository-level card fields of the repo's current card (None when it has none)."""
+    from huggingface_hub import DatasetCard
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        path = api.hf_hub_download(repo_id=t.repo_id, filename=CARD_FILE, repo_type="dataset", revision=t.revision,
+                                   token=t.token)
+    except EntryNotFoundError:
+        return None
+    data = DatasetCard.load(Path(path)).data
+    return {"license": data.license or REPO_FIELDS["license"], "source_datasets": list(data.source_datasets or []),
+            "pretty_name": data.pretty_name, "language": list(data.language or []),
+            "task_categories": list(data.task_categories or []),
+            "tags": [tag for tag in (data.tags or []) if tag not in DEFAULT_TAGS]}
+
+
+def _adopt_published_settings(api: Any, t: _Target, folder: Path, config_name: str, given: dict[str, Any]) -> None:
+    """Give config ``config_name`` of the local export the repository-level card fields the repo's card already
+    states (the repo holds other configs): those not ``given`` are taken, a different given value is refused."""
+    recorded = _published_card_settings(api, t)
+    if recorded is None:
+        return
+    meta = read_config_meta(folder, config_name)
+    own = {k: v for k, v in meta["card"].items() if k not in REPO_FIELDS}  # this config's columns, repo_id
+    meta["card"] = resolve_repo_settings({**own, **given}, recorded, t.repo_id, config=None)
+    atomic_write_text(config_root(folder, config_name) / RECIPE_FILE,
+                      json.dumps(meta, indent=1, sort_keys=True, allow_nan=False) + "\n")
+
+
 def _upload(folder: Path, repo_id: str, *, token: str, private: bool, what: str, config_name: str = DEFAULT_CONFIG,
             revision: str | None = None, create_pr: bool = False, api: Any = None,
-            large_threshold: int = LARGE_FOLDER_BYTES) -> str:
+            large_threshold: int = LARGE_FOLDER_BYTES, given: dict[str, Any] | None = None) -> str:
     """Create the repo if needed, upload everything but the card, then the card (so nothing rewrites its body).
 
     The card lists the configs already in the repo too. With ``create_pr`` the data commit opens a pull request and
@@ -142,6 +174,7 @@ def _upload(folder: Path, repo_id: str, *, token: str, private: bool, what: str,
         others = [c for c in _repo_configs(api, t) if c != config_name]
         if others:
             with lock_dir(folder):
+                _adopt_published_settings(api, t, folder, config_name, dict(given or {}))
                 write_card(folder, config_name, others)
         info = _commit(api, folder, t, config_name=config_name, large_threshold=large_threshold,
                        message=f"Upload {what}, config {config_name} (nag-datasets {__version__})")
@@ -149,6 +182,8 @@ def _upload(folder: Path, repo_id: str, *, token: str, private: bool, what: str,
         api.upload_file(path_or_fileobj=str(folder / CARD_FILE), path_in_repo=CARD_FILE, repo_id=repo_id,
                         repo_type="dataset", token=token, revision=pr_revision or revision,
                         create_pr=bool(create_pr) and pr_revision is None, commit_message="Upload the card")
+    except NAGError:
+        raise  # ours (a card field that conflicts with the published card): already one clear line
     except hub_errors() as e:
         message = scrub_token(f"{type(e).__name__}: {e}", token)
         raise HubPublishError(f"uploading {what} to {repo_id} failed ({message}). The local export is complete at "
@@ -195,8 +230,10 @@ def push_to_hub(
     export_kwargs.setdefault("repo_id", repo_id)
     export_for_hub(selected, target, config_name=config_name, **export_kwargs)
     token = _resolve_token(token, target)
+    given = {k: _as_list(v) if isinstance(REPO_FIELDS[k], list) else v
+             for k, v in export_kwargs.items() if k in REPO_FIELDS and v is not None}
     url = _upload(target, repo_id, token=token, private=private, what="the NAG selection", config_name=config_name,
-                  revision=revision, create_pr=create_pr, api=api, large_threshold=large_folder_bytes)
+                  revision=revision, create_pr=create_pr, api=api, large_threshold=large_folder_bytes, given=given)
     logger.info("uploaded %s to %s (private=%s, config %s)", target, repo_id, private, config_name)
     if own:
         shutil.rmtree(target.parent, ignore_errors=True)

@@ -174,7 +174,7 @@ class NAGBudgetCut(PipelineStep):
         if self.profile is not None:
             out.update(
                 spec=self.profile.spec.to_dict(),
-                profile_fingerprint=self.profile.fingerprint(),
+                profile_fingerprint=self.profile.fingerprint,
                 profile_description=self.profile.description,
                 profile_num_targets=self.profile.num_targets,
                 score_kind=self.profile.score_kind,

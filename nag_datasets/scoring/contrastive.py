@@ -102,11 +102,11 @@ class ContrastiveProfile(Profile):
         """``(KernelTable, None)``: the weights as the kernel sums them (see :func:`~.kernel.prepare_table`)."""
         return self._kernel_table, None
 
-    def fingerprint(self) -> str:
+    def _compute_fingerprint(self) -> str:
         """Short hash of the target's and the background's counts and spec, and of the weighting's parameters."""
         h = hashlib.sha256(b"nag_datasets.contrastive/1\0")
-        h.update(super().fingerprint().encode())
-        h.update(b"\0" + self.background.fingerprint().encode())
+        h.update(super()._compute_fingerprint().encode())
+        h.update(b"\0" + self.background.fingerprint.encode())
         h.update(b"\0" + json.dumps(self.weighting.to_dict(), sort_keys=True).encode())
         return h.hexdigest()[:16]
 
@@ -114,7 +114,7 @@ class ContrastiveProfile(Profile):
         out = super().summary()
         out["signal"] = "nag"
         out["weighting"] = self.weighting.to_dict()
-        out["background"] = {"fingerprint": self.background.fingerprint(),
+        out["background"] = {"fingerprint": self.background.fingerprint,
                              "num_documents": self.background.num_targets,
                              "description": self.background.description}
         if self.background.sample_info is not None:
@@ -156,7 +156,7 @@ class ContrastiveProfile(Profile):
         bg: dict[str, Any] = {"num_documents": self.background.num_targets,
                               "description": self.background.description,
                               "skipped_null": self.background.skipped_null,
-                              "fingerprint": self.background.fingerprint()}
+                              "fingerprint": self.background.fingerprint}
         if self.background.sample_info is not None:
             bg["sample"] = dict(self.background.sample_info)
         meta["background"] = bg
@@ -167,9 +167,9 @@ class ContrastiveProfile(Profile):
         """Rebuild a saved contrastive profile from its target and background profiles and its ``profile.json``
         (used by :meth:`NAGProfile.load <nag_datasets.scoring.target_profile.NAGProfile.load>`)."""
         stored = meta["background"].get("fingerprint")
-        if stored is not None and stored != background.fingerprint():
+        if stored is not None and stored != background.fingerprint:
             raise ProfileError(f"the background's counts or document count give fingerprint "
-                               f"{background.fingerprint()}, not the recorded {stored!r}")
+                               f"{background.fingerprint}, not the recorded {stored!r}")
         try:
             return cls(target, background, get_weighting(meta["weighting"]))
         except WeightingError as e:

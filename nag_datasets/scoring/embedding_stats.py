@@ -66,7 +66,7 @@ class EmbeddingStats:
 
     def digest(self) -> str:
         """Hash of the spec and both arrays (part of a profile's fingerprint)."""
-        h = hashlib.sha256(f"nag_datasets.embedding_stats/1\0{self.spec.fingerprint()}\0{self.column}\0".encode())
+        h = hashlib.sha256(f"nag_datasets.embedding_stats/1\0{self.spec.fingerprint}\0{self.column}\0".encode())
         h.update(f"{self.embeddings.shape}\0{self.signatures.shape}\0".encode())
         h.update(self.embeddings.astype("<f2").tobytes())
         h.update(self.signatures.astype("<u4").tobytes())

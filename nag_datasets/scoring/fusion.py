@@ -181,12 +181,12 @@ class FusedProfile(Profile):
         raise ProfileError(f"a profile with the {self.signal} signal scores signatures and embeddings together: use "
                            "score, scorer or score_arrow, not its NAG table alone (profile.nag has it)")
 
-    def fingerprint(self) -> str:
+    def _compute_fingerprint(self) -> str:
         """Short hash of the NAG component (counts, background, weighting), the embedding model, the embedding spec,
         the signal, the weight and the z-statistics."""
         h = hashlib.sha256(b"nag_datasets.fused/1\0")
-        payload = {"nag": self.nag.fingerprint(), "model": self.model.digest(),
-                   "embedding_spec": self.embedding_spec.fingerprint(), "column": self.embedding_column,
+        payload = {"nag": self.nag.fingerprint, "model": self.model.digest(),
+                   "embedding_spec": self.embedding_spec.fingerprint, "column": self.embedding_column,
                    "signal": self.signal, "nag_weight": repr(self.nag_weight),
                    "nag_stats": None if self.nag_stats is None else [repr(x) for x in self.nag_stats],
                    "embedding_stats": [repr(x) for x in self.embedding_stats_z]}
@@ -195,14 +195,14 @@ class FusedProfile(Profile):
 
     def summary(self) -> dict[str, Any]:
         out = self.nag.summary()
-        out["fingerprint"] = self.fingerprint()
+        out["fingerprint"] = self.fingerprint
         out["signal"] = self.signal
         if self.signal == "hybrid":
             out["nag_weight"] = self.nag_weight
             out["nag_z"] = list(self.nag_stats or ())
         out["embedding"] = {**self.model.describe(), "layer": self.embedding_spec.layer,
                             "layer_name": self.embedding_spec.layer_name or str(self.embedding_spec.layer),
-                            "spec_fingerprint": self.embedding_spec.fingerprint(), "column": self.embedding_column,
+                            "spec_fingerprint": self.embedding_spec.fingerprint, "column": self.embedding_column,
                             "z": list(self.embedding_stats_z), "rows": dict(self.rows)}
         return out
 
@@ -214,7 +214,7 @@ class FusedProfile(Profile):
         if not isinstance(other, FusedProfile):
             return NotImplemented
         return (self.nag == other.nag and self.model == other.model and self.embedding_spec == other.embedding_spec
-                and self.fingerprint() == other.fingerprint())
+                and self.fingerprint == other.fingerprint)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -302,7 +302,7 @@ class FusedProfile(Profile):
         return scores, ScoreReport(rows=len(scores), null_rows=int(np.isnan(scores).sum()), column=used,
                                    seconds=seconds,
                                    rows_per_second=len(scores) / seconds if seconds > 0 else float("inf"),
-                                   profile_fingerprint=self.fingerprint(), spec_fingerprint=self.spec.fingerprint(),
+                                   profile_fingerprint=self.fingerprint, spec_fingerprint=self.spec.fingerprint,
                                    score_kind=self.score_kind)
 
     def scorer(self, column: str | None = None, *, out_column: str | None = None, dataset: Any = None,

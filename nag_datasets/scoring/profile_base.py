@@ -45,6 +45,8 @@ __all__ = ["Profile", "score_dataset_column"]
 #: Score the whole underlying table and take the indices when the mapping covers at least this share of it;
 #: below, gather only the referenced rows.
 FULL_TABLE_SHARE = 0.25
+#: Where a profile keeps its fingerprint once computed (left out of pickles).
+_FINGERPRINT_CACHE = "_fingerprint_value"
 
 
 def score_dataset_column(ds: Any, column: str, spec: SignatureSpec, table: np.ndarray | KernelTable,
@@ -138,11 +140,19 @@ class Profile(abc.ABC):
     def scoring_table(self) -> tuple[np.ndarray | KernelTable, int | None]:
         """``(table, divisor)`` for :func:`nag_datasets.scoring.kernel.score_blocks`."""
 
+    @property
     def fingerprint(self) -> str:
-        """Short hash of counts, spec (compared fields), number of targets and, when the profile keeps them, its rows'
-        embeddings and signatures; the description is not part of it."""
+        """Short hash of what decides the scores (read-only, computed once): counts, spec (compared fields), number
+        of targets and, when the profile keeps them, its rows' embeddings and signatures; for a contrastive profile
+        also the background and the weighting; the description is not part of it."""
+        value = self.__dict__.get(_FINGERPRINT_CACHE)
+        if value is None:
+            value = self.__dict__[_FINGERPRINT_CACHE] = self._compute_fingerprint()
+        return value
+
+    def _compute_fingerprint(self) -> str:
         h = hashlib.sha256(b"nag_datasets.profile/1\0")
-        h.update(self.spec.fingerprint().encode())
+        h.update(self.spec.fingerprint.encode())
         h.update(f"\0{self.num_targets}\0{self.counts.shape}\0".encode())
         h.update(self.counts.astype("<u4").tobytes())
         if self.embedding_stats is not None:
@@ -156,15 +166,22 @@ class Profile(abc.ABC):
         return type(self)(self.counts, self.num_targets, self.spec, self.description,
                           skipped_null=self.skipped_null, sample_info=self.sample_info)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The cached fingerprint stays out of pickles, so `datasets`' hash of a map callable holding a profile does
+        # not depend on whether the fingerprint was read before.
+        state = dict(self.__dict__)
+        state.pop(_FINGERPRINT_CACHE, None)
+        return state
+
     def summary(self) -> dict[str, Any]:
         """What a selection records about the profile (report, recipe, card)."""
-        out: dict[str, Any] = {"fingerprint": self.fingerprint(), "description": self.description,
+        out: dict[str, Any] = {"fingerprint": self.fingerprint, "description": self.description,
                                "num_targets": self.num_targets, "score_kind": self.score_kind}
         if self.sample_info is not None:
             out["sample"] = dict(self.sample_info)
         if self.embedding_stats is not None:
             out["embeddings"] = {"rows": self.embedding_stats.num_rows,
-                                 "spec_fingerprint": self.embedding_stats.spec.fingerprint(),
+                                 "spec_fingerprint": self.embedding_stats.spec.fingerprint,
                                  "layer": self.embedding_stats.spec.layer}
         return out
 
@@ -215,12 +232,16 @@ class Profile(abc.ABC):
         """Score of every row (float32; NaN for null signatures), in the rows' order.
 
         ``data`` is a `datasets.Dataset` (its signature ``column`` is read zero-copy from Arrow and its spec is
-        checked; ``column`` defaults to ``nag_<neuron_type>``) or an ``(n, L, K)`` integer array, whose spec the
-        caller vouches for (only the shape is checked).
+        checked; ``column`` defaults to ``nag_<neuron_type>``), a ``pandas.DataFrame`` (converted to one), or an
+        ``(n, L, K)`` integer array, whose spec the caller vouches for (only the shape is checked).
         """
         from datasets import Dataset
 
+        from ..signatures.spec_column import is_dataframe
+
         t0 = time.perf_counter()
+        if is_dataframe(data):
+            data = Dataset.from_pandas(data, preserve_index=False)
         if isinstance(data, Dataset):
             column = self.check_column(data, column)
             # the spec was checked against the column by check_column (typed or nag_spec)
@@ -249,8 +270,8 @@ class Profile(abc.ABC):
             column=column,
             seconds=seconds,
             rows_per_second=len(scores) / seconds if seconds > 0 else float("inf"),
-            profile_fingerprint=self.fingerprint(),
-            spec_fingerprint=self.spec.fingerprint(),
+            profile_fingerprint=self.fingerprint,
+            spec_fingerprint=self.spec.fingerprint,
             score_kind=self.score_kind,
         )
         return scores, report
@@ -267,7 +288,10 @@ class Profile(abc.ABC):
         (``check_spec=False`` skips every check: the caller vouches for the spec).
         """
         column = column or self.default_column
-        if dataset is not None and check_spec:
+        if dataset is not None and not check_spec:
+            raise InvalidArgumentError("pass either dataset= (its spec is checked first) or check_spec=False (no "
+                                       "check at all), not both")
+        if dataset is not None:
             self.check_column(dataset, column)
         return SimilarityScorer(self, column, out_column or self.score_column, check_spec=check_spec,
                                 spec_checked=dataset is not None)
@@ -339,8 +363,8 @@ class Profile(abc.ABC):
         >>> spec = SignatureSpec(model_fingerprint="f", tokenizer_fingerprint="t", neuron_type="fwd_up", top_k=1,
         ...                      layers=(0,), max_length=8, add_special_tokens=False, neurons_per_layer=4)
         >>> profile = NAGProfile(np.array([[1, 0, 1, 0]]), 2, spec)
-        >>> NAGProfile.load(profile.save("memory://doc-profile/p")).fingerprint() == profile.fingerprint()
+        >>> NAGProfile.load(profile.save("memory://doc-profile/p")).fingerprint == profile.fingerprint
         True
         """
-        return write_profile_files(folder, self._tensors(), {**self._meta(), "fingerprint": self.fingerprint()},
+        return write_profile_files(folder, self._tensors(), {**self._meta(), "fingerprint": self.fingerprint},
                                    version=self._file_version())

@@ -116,11 +116,11 @@ class NAGProfile(Profile):
     def from_dataset(
         cls,
         ds: Any,
-        column: str = "nag_fwd_up",
+        column: str | None = None,
         *,
         description: str = "",
         sample: int | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         batch_size: int = 8192,
         embedding: str | bool | None = True,
     ) -> NAGProfile:
@@ -130,7 +130,9 @@ class NAGProfile(Profile):
         batches of ``batch_size``; memory bounded by the batch and the sample). With ``sample=n`` the profile is
         of a uniform random sample of ``n`` rows with a signature (all of them when there are fewer), drawn with
         ``seed`` in a way that does not depend on batching: a streamed pool and the same pool in memory give the
-        same profile. That is how a contrastive profile's background is made (see :meth:`contrast`).
+        same profile. ``seed`` (default 0) draws the sample, so it needs ``sample``. That is how a contrastive
+        profile's background is made (see :meth:`contrast`). ``column`` defaults to the dataset's only signature
+        column (refused, naming them, when it has several). A ``pandas.DataFrame`` is converted first.
 
         When ``ds`` has an embedding column (``nag_embedding``, from ``NAGFeaturizer(..., embedding="last")``) the
         profile also keeps its rows' embeddings and signatures (the sample's rows with ``sample=n``), from which
@@ -140,11 +142,21 @@ class NAGProfile(Profile):
         """
         from datasets import Dataset, DatasetDict, IterableDatasetDict
 
+        from ..errors import argument
+        from ..signatures.spec_column import is_dataframe, only_signature_column
+
         if isinstance(ds, (DatasetDict, IterableDatasetDict)):
             raise WrongTypeError(f"from_dataset needs one split, got a {type(ds).__name__} with splits {list(ds)}: "
                                  "pass e.g. ds['train']")
+        if is_dataframe(ds):
+            ds = Dataset.from_pandas(ds, preserve_index=False)
         if sample is not None and int(sample) < 1:
             raise ProfileError(f"sample must be >= 1, got {sample}")
+        if seed is not None and sample is None:
+            raise ProfileError(f"{argument(f'seed={seed!r}')} draws a sample of the rows, but no "
+                               f"{argument('sample=')} was given: the profile counts every row (pass both, or neither)")
+        seed = 0 if seed is None else seed
+        column = column or only_signature_column(ds, argument("column="))
         # A Dataset's spec may also come from its nag_spec column (plain map); a stream needs typed features.
         spec = dataset_spec(ds, column) if isinstance(ds, Dataset) else get_spec(ds, column)
         emb_column = _embedding_column(ds, embedding)
@@ -188,7 +200,7 @@ class NAGProfile(Profile):
         for p in profiles:
             total += p.counts
         if description is None:
-            parts = [p.description or p.fingerprint() for p in profiles]
+            parts = [p.description or p.fingerprint for p in profiles]
             description = "merged profile (counts summed) of: " + "; ".join(parts)
         return cls(
             total,
@@ -324,11 +336,10 @@ class NAGProfile(Profile):
             raise ProfileError(f"{meta_path} holds a malformed value: {e}") from None
         # The counts are covered by their sha256; the spec, num_targets and weighting by the stored fingerprint.
         stored = meta.get("fingerprint")
-        if stored is not None and stored != profile.fingerprint():
+        if stored is not None and stored != profile.fingerprint:
             raise ProfileError(
                 f"{meta_path} was changed after saving: its spec, num_targets, weighting or embedding model give "
-                f"fingerprint "
-                f"{profile.fingerprint()}, not the recorded {stored!r}"
+                f"fingerprint {profile.fingerprint}, not the recorded {stored!r}"
             )
         return profile
 

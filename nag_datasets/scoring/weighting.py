@@ -146,6 +146,8 @@ def get_weighting(weighting: str | Weighting | dict[str, Any], **params: Any) ->
             raise WeightingError(f"parameters {sorted(params)} given with a Weighting instance; set them on it")
         return weighting
     if isinstance(weighting, dict):
+        if params:
+            raise WeightingError(f"parameters {sorted(params)} given with a weighting dict; put them in the dict")
         params = {k: v for k, v in weighting.items() if k != "name"}
         weighting = str(weighting.get("name"))
     cls = WEIGHTINGS.get(weighting)

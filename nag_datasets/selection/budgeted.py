@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, WrongTypeError
+from ..errors import InvalidArgumentError, NAGError, WrongTypeError, argument
 from ..scoring.profile_base import Profile
 from ..signatures.arrow import numeric_column
 from ..signatures.columns import spec_from_feature
@@ -32,6 +32,7 @@ from .recipe import attach_recipe as _attach_recipe
 from .reports import MultiTargetReport, SelectionReport
 
 __all__ = [
+    "UnrecordedScoreColumnWarning",
     "select_indices",
     "select_multi_target",
     "select_top_fraction",
@@ -41,6 +42,22 @@ METHODS = ("exact", "sampled")
 
 #: Pool rows sampled by ``method="sampled"`` (the command line has no option for it).
 DEFAULT_SAMPLE_SIZE = 100_000
+
+
+class UnrecordedScoreColumnWarning(NAGError, UserWarning):
+    """Ranking by a score column whose feature records no profile or scorer (any numeric column, e.g. ``id``): the
+    selection's recipe cannot say how its scores were made. Filter it when ranking by a column of your own."""
+
+
+def _check_sampling(method: str, sample_size: int | None, seed: int | None) -> tuple[int, int]:
+    """``(sample_size, seed)`` for ``method``; refuses them with ``method="exact"``, which draws no sample."""
+    if method != "sampled" and (sample_size is not None or seed is not None):
+        given = " and ".join(argument(f"{k}={v!r}") for k, v in (("sample_size", sample_size), ("seed", seed))
+                             if v is not None)
+        raise InvalidArgumentError(f"{given}: these apply only to {argument('method=' + repr('sampled'))}, which "
+                                   "estimates the threshold on a seeded sample; "
+                                   f"{argument('method=' + repr(method))} draws none")
+    return (DEFAULT_SAMPLE_SIZE if sample_size is None else sample_size), (0 if seed is None else seed)
 
 
 # -- the selection rule on arrays --------------------------------------------------------------------------------
@@ -130,8 +147,8 @@ def select_indices(
     *,
     method: str = "exact",
     higher_is_better: bool = True,
-    sample_size: int = DEFAULT_SAMPLE_SIZE,
-    seed: int = 0,
+    sample_size: int | None = None,
+    seed: int | None = None,
 ) -> tuple[np.ndarray, SelectionReport]:
     """Row positions to keep, best first, and the report; ``scores`` NaN = not in the pool.
 
@@ -139,10 +156,12 @@ def select_indices(
     (:mod:`nag_datasets.selection.budget`), so its memory is ~4 bytes per document beyond the scores.
     ``method="sampled"`` estimates the score threshold on a seeded random sample of ``sample_size`` pool rows (same
     greedy rule on the sample) and keeps every pool row at least as good (O(N) filter, only the kept rows are sorted):
-    the report's ``achieved_fraction`` says how close it came; it may exceed the request slightly.
+    the report's ``achieved_fraction`` says how close it came; it may exceed the request slightly. ``sample_size``
+    (default 100,000) and ``seed`` (default 0) are the sampled method's; the exact method refuses them.
     """
     if method not in METHODS:
         raise InvalidArgumentError(f"unknown method {method!r}; use one of {METHODS}")
+    sample_size, seed = _check_sampling(method, sample_size, seed)
     if not 0.0 <= fraction <= 1.0:
         raise InvalidArgumentError(f"fraction must be within [0, 1], got {fraction}")
     scores = np.asarray(scores)
@@ -216,7 +235,7 @@ def _profile_fields(profile: Profile, ds: Any, column: str) -> dict[str, Any]:
         "signature_column": column,
         # The typed spec when the column has one; after a plain map the (checked) profile's.
         "spec": (spec_from_feature(ds.features[column]) or profile.spec).to_dict(),
-        "profile_fingerprint": profile.fingerprint(),
+        "profile_fingerprint": profile.fingerprint,
         "profile_description": profile.description,
         "profile_num_targets": profile.num_targets,
         "score_kind": profile.score_kind,
@@ -252,11 +271,11 @@ def select_top_fraction(
     token_column: str,
     profile: Profile | None = None,
     column: str | None = None,
-    score_column: str = "nag_similarity",
+    score_column: str | None = None,
     higher_is_better: bool | None = None,
     method: str = "exact",
-    sample_size: int = DEFAULT_SAMPLE_SIZE,
-    seed: int = 0,
+    sample_size: int | None = None,
+    seed: int | None = None,
     attach_recipe: bool = True,
     return_report: bool = False,
     text_column: str = "text",
@@ -265,9 +284,13 @@ def select_top_fraction(
     """The best documents of ``ds`` within ``fraction`` of the pool's tokens, best first (all columns kept).
 
     With ``profile``, rows are scored against it from the signature ``column`` (default ``nag_<neuron_type>``,
-    spec checked). Without, they are ranked by ``score_column`` (null/NaN = not in the pool);
-    ``higher_is_better`` defaults to what the column records (False for :func:`combine_with_quality` output) or
-    True. The result carries its recipe in a ``nag_rank`` column (see :mod:`nag_datasets.selection.recipe`). When
+    spec checked). Without, they are ranked by ``score_column`` (default ``nag_similarity``; null/NaN = not in the
+    pool), and a column whose feature records no profile or scorer (as :func:`score_pool`, ``score_dataset`` and
+    :func:`combine_with_quality` write) gets an :class:`UnrecordedScoreColumnWarning`; ``higher_is_better``
+    defaults to what the column records (False for :func:`combine_with_quality` output) or True. ``profile`` and
+    ``score_column`` exclude each other, ``column`` needs ``profile``, ``sample_size`` and ``seed`` need
+    ``method="sampled"``. ``ds`` may be a ``pandas.DataFrame`` (converted with ``Dataset.from_pandas``). The result
+    carries its recipe in a ``nag_rank`` column (see :mod:`nag_datasets.selection.recipe`). When
     ``ds`` has ``text_column``, the report counts rows with the same text in the pool and in the selection (a hash
     table of the distinct texts; ``count_duplicates=False`` skips it).
 
@@ -277,9 +300,15 @@ def select_top_fraction(
     >>> top["s"][:], top["nag_rank"][:]
     ([0.7, 0.4], [0, 1])
     """
-    from ..signatures.spec_column import require_dataset
+    from ..signatures.spec_column import as_dataset
 
-    require_dataset(ds, "select_top_fraction")
+    ds = as_dataset(ds, "select_top_fraction")
+    if profile is not None and score_column is not None:
+        raise InvalidArgumentError(f"pass either {argument('profile=')} or {argument('score_column=')}, not both: "
+                                   "with a profile the rows are scored from their signatures")
+    if profile is None and column is not None:
+        raise InvalidArgumentError(f"{argument('column=')} names the signature column a profile scores; without "
+                                   f"{argument('profile=')} the rows are ranked by a score column")
     _warn_truncated_tokens(token_column)
     quality = None
     extra: dict[str, Any] = {}
@@ -293,7 +322,12 @@ def select_top_fraction(
         extra = _profile_fields(profile, ds, column)
         used_score_column = None
     else:
+        score_column = score_column or "nag_similarity"
         info = get_score_info(ds, score_column) or {}
+        if not info and score_column in (ds.column_names or []):
+            warnings.warn(f"ranking by column {score_column!r}, whose feature records no profile or scorer (not a "
+                          "column written by score_pool, score_dataset or combine_with_quality): the selection's "
+                          "recipe cannot say how these scores were made", UnrecordedScoreColumnWarning, stacklevel=2)
         recorded = info.get("higher_is_better")
         if higher_is_better is None:
             higher_is_better = True if recorded is None else bool(recorded)

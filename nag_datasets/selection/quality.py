@@ -41,6 +41,9 @@ def combined_scores(
         raise InvalidArgumentError(f"weight must be >= 0, got {weight}")
     if (profile is None) == (score_column is None):
         raise InvalidArgumentError("pass exactly one of profile and score_column")
+    if profile is None and column is not None:
+        raise InvalidArgumentError("column= names the signature column a profile scores; with score_column= it is "
+                                   "not used")
     scores = profile.score(ds, column) if profile is not None else numeric_column(ds, score_column)
     distance = 1.0 - np.asarray(scores, dtype=np.float64)
     badness = 1.0 - numeric_column(ds, quality_column)
@@ -78,7 +81,7 @@ def combine_with_quality(
         "quality": {"column": quality_column, "weight": float(weight)},
         **source,
     }
-    ident = profile.fingerprint() if profile is not None else f"column:{score_column}"
+    ident = profile.fingerprint if profile is not None else f"column:{score_column}"
     key = f"{ds._fingerprint}\0{ident}\0{column}\0{quality_column}\0{float(weight)!r}\0{out_column}"
     fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]
     missing = np.isnan(values)

@@ -295,7 +295,7 @@ def select_top_fraction_ray(
                 achieved_fraction=kept_tokens / pool_tokens if pool_tokens else 0.0, threshold=cut_score,
                 last_position=cut_pos if kept else None, null_rows_skipped=null_rows,
                 null_tokens_skipped=null_tokens, signature_column=column, spec=profile.spec.to_dict(),
-                profile_fingerprint=profile.fingerprint(), profile_description=profile.description,
+                profile_fingerprint=profile.fingerprint, profile_description=profile.description,
                 profile_num_targets=profile.num_targets, input_files=len(files), score_blocks=len(items),
                 score_worker_processes=len(pids), score_kind=profile.score_kind, profile=profile.summary(),
             )

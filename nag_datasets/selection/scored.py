@@ -54,7 +54,7 @@ def score_pool(ds: Any, profile: Profile, column: str | None = None, *, out_colu
         raise InvalidArgumentError(f"out_column {out_column!r} would replace the signature column it is computed from")
     scores = profile.score(ds, column)
     info = {"kind": SCORED_KIND, "higher_is_better": True, **_profile_fields(profile, ds, column)}
-    key = f"{ds._fingerprint}\0{profile.fingerprint()}\0{column}\0{out_column}"
+    key = f"{ds._fingerprint}\0{profile.fingerprint}\0{column}\0{out_column}"
     fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]
     missing = np.isnan(scores)
     return add_row_column(

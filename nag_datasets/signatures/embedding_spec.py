@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from typing import Any
@@ -126,8 +127,10 @@ class EmbeddingSpec:
             raise SpecError(f"embedding spec is not valid JSON: {e}") from e
         return cls.from_dict(d)
 
+    @functools.cached_property
     def fingerprint(self) -> str:
-        """Hash of the compared fields only (provenance fields do not change it); never equal to a signature spec's."""
+        """Hash of the compared fields only (provenance fields do not change it); never equal to a signature spec's;
+        read-only, computed once."""
         d = dataclasses.asdict(self)
         payload = json.dumps({k: d[k] for k in EMBEDDING_COMPARED_FIELDS}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(("embedding\0" + payload).encode()).hexdigest()[:16]

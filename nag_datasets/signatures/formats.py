@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputNotFoundError, InvalidArgumentError, NAGError, OutputExistsError
+from ..errors import InputNotFoundError, InvalidArgumentError, NAGError, OutputExistsError, argument
 from ..storage import atomic as _atomic
 from ..storage import location
 from ..storage.atomic import atomic_write_text, check_complete, check_replaceable, lock_dir, remote_dir, replacing_dir
@@ -200,7 +200,7 @@ def check_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> No
         url = os.fspath(path)
         if url.lower().endswith((".parquet", ".jsonl", ".json")):
             if location.exists(url) and not overwrite:
-                raise OutputExistsError(f"{url} exists; pass overwrite=True (--overwrite) to replace it")
+                raise OutputExistsError(f"{url} exists; pass {argument('overwrite=True')} to replace it")
         else:
             check_replaceable(url, overwrite=overwrite, marker=OUTPUT_MARKER, ours=_saved_dataset_file,
                               what="dataset folder")
@@ -208,7 +208,7 @@ def check_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> No
     p = location.local_path(path)
     if p.suffix.lower() in (".parquet", ".jsonl", ".json"):
         if p.exists() and not overwrite:
-            raise OutputExistsError(f"{p} exists; pass overwrite=True (--overwrite) to replace it")
+            raise OutputExistsError(f"{p} exists; pass {argument('overwrite=True')} to replace it")
         if p.is_dir():
             raise OutputIsFolderError(f"{p} is a folder; a {p.suffix} output must be a file")
     else:
@@ -248,7 +248,7 @@ def save_any(ds: Any, path: str | os.PathLike[str], *, overwrite: bool = False) 
         return
     with lock_dir(p):
         if p.exists() and not overwrite:
-            raise OutputExistsError(f"{p} exists; pass overwrite=True (--overwrite) to replace it")
+            raise OutputExistsError(f"{p} exists; pass {argument('overwrite=True')} to replace it")
         if p.is_dir():
             raise OutputIsFolderError(f"{p} is a folder; a {suffix} output must be a file")
         tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.tmp-", dir=p.parent))
@@ -283,7 +283,7 @@ def _save_remote(ds: Any, url: str, *, overwrite: bool) -> None:
             location.write_text(location.join(url, OUTPUT_MARKER), _marker_text())
         return
     if location.exists(url) and not overwrite:
-        raise OutputExistsError(f"{url} exists; pass overwrite=True (--overwrite) to replace it")
+        raise OutputExistsError(f"{url} exists; pass {argument('overwrite=True')} to replace it")
     if location.isdir(url):
         raise OutputIsFolderError(f"{url} is a folder; a {suffix} output must be a file")
     sidecar = url + ".spec.json"

@@ -10,9 +10,9 @@ by field, and one that meets an unknown fingerprint says so.
 >>> os.environ["NAG_DATASETS_CACHE"] = tempfile.mkdtemp()
 >>> spec = SignatureSpec(model_fingerprint="m", tokenizer_fingerprint="t", neuron_type="fwd_up", top_k=2,
 ...                      layers=(0, 1), max_length=8, add_special_tokens=False, neurons_per_layer=4)
->>> known_spec(spec.fingerprint()) is None
+>>> known_spec(spec.fingerprint) is None
 True
->>> register_spec(spec); known_spec(spec.fingerprint()) == spec
+>>> register_spec(spec); known_spec(spec.fingerprint) == spec
 True
 >>> del os.environ["NAG_DATASETS_CACHE"]
 """
@@ -39,7 +39,7 @@ def spec_path(fingerprint: str) -> Path:
 def register_spec(spec: SignatureSpec | EmbeddingSpec) -> None:
     """Write ``spec`` (a signature or an embedding spec) to the local registry (atomic; an unwritable cache only
     loses the named-field detail)."""
-    path = spec_path(spec.fingerprint())
+    path = spec_path(spec.fingerprint)
     with contextlib.suppress(OSError):
         if not path.is_file():
             atomic_write_text(path, spec.to_json() + "\n")
@@ -51,4 +51,4 @@ def known_spec(fingerprint: str) -> SignatureSpec | EmbeddingSpec | None:
         spec = spec_from_dict(json.loads(spec_path(fingerprint).read_text()))
     except (OSError, ValueError, SpecError):
         return None
-    return spec if spec.fingerprint() == fingerprint else None
+    return spec if spec.fingerprint == fingerprint else None

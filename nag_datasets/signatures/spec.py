@@ -14,6 +14,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from typing import Any
@@ -92,6 +93,12 @@ class SignatureSpec:
         """Smallest unsigned integer type that holds a neuron index."""
         return "uint16" if self.neurons_per_layer <= 65536 else "uint32"
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The cached fingerprint stays out of pickles (and so out of `datasets`' hashes of objects holding a spec).
+        state = dict(self.__dict__)
+        state.pop("fingerprint", None)
+        return state
+
     def replace(self, **changes: Any) -> SignatureSpec:
         return dataclasses.replace(self, **changes)
 
@@ -127,8 +134,9 @@ class SignatureSpec:
             raise SpecError(f"signature spec is not valid JSON: {e}") from e
         return cls.from_dict(d)
 
+    @functools.cached_property
     def fingerprint(self) -> str:
-        """Hash of the compared fields only (recorded fields do not change it)."""
+        """Hash of the compared fields only (recorded fields do not change it); read-only, computed once."""
         d = self.to_dict()
         payload = json.dumps({k: d[k] for k in COMPARED_FIELDS}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()[:16]

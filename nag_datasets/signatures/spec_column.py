@@ -11,7 +11,7 @@ spec is in the local registry (:mod:`.registry`).
 >>> spec = SignatureSpec(model_fingerprint="m", tokenizer_fingerprint="t", neuron_type="fwd_up", top_k=2,
 ...                      layers=(0, 1), max_length=8, add_special_tokens=False, neurons_per_layer=4)
 >>> value = spec_value({"nag_fwd_up": spec})
->>> parse_spec_value(value) == {"nag_fwd_up": spec.fingerprint()}
+>>> parse_spec_value(value) == {"nag_fwd_up": spec.fingerprint}
 True
 """
 
@@ -20,14 +20,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..errors import MissingColumnError, WrongTypeError
+from ..errors import InvalidArgumentError, MissingColumnError, WrongTypeError
 from .arrow import row_indices
 from .columns import get_spec, spec_from_feature
 from .registry import known_spec, spec_path
 from .spec import SignatureSpec, SpecError, SpecMismatchError
 
-__all__ = ["SPEC_COLUMN", "check_batch", "check_dataset_column", "check_spec_values", "dataset_spec",
-           "parse_spec_value", "refuse_split_dict", "require_dataset", "single_spec", "spec_value", "spec_values_of"]
+__all__ = ["SPEC_COLUMN", "as_dataset", "check_batch", "check_dataset_column", "check_spec_values", "dataset_spec",
+           "is_dataframe", "only_signature_column", "parse_spec_value", "refuse_split_dict", "require_dataset",
+           "single_spec", "spec_value", "spec_values_of"]
 
 SPEC_COLUMN = "nag_spec"
 
@@ -38,7 +39,7 @@ FIX_HINT = ("reattach the spec with `nag_datasets.attach_spec(ds, spec, column)`
 
 def spec_value(specs: Mapping[str, SignatureSpec]) -> str:
     """The ``nag_spec`` string for signature columns ``{column: spec}``."""
-    return " ".join(f"{column}={spec.fingerprint()}" for column, spec in specs.items())
+    return " ".join(f"{column}={spec.fingerprint}" for column, spec in specs.items())
 
 
 def parse_spec_value(value: Any) -> dict[str, str]:
@@ -75,7 +76,7 @@ def check_spec_values(values: Iterable[Any], column: str, expected: SignatureSpe
 
     A fingerprint registered on this machine is compared field by field; an unknown one is refused as unknown.
     """
-    want = expected.fingerprint()
+    want = expected.fingerprint
     for fingerprint in sorted(_fingerprints(values, column) - {want}):
         other = known_spec(fingerprint)
         what = f"column {column!r}"
@@ -142,6 +143,42 @@ def require_dataset(ds: Any, what: str) -> None:
                              "score a stream use ds.map(profile.scorer(), batched=True)")
     if not isinstance(ds, Dataset):
         raise WrongTypeError(f"{what} needs a datasets.Dataset, got {type(ds).__name__}")
+
+
+def is_dataframe(data: Any) -> bool:
+    """Whether ``data`` is a ``pandas.DataFrame`` (told without importing pandas)."""
+    return any(c.__module__.split(".")[0] == "pandas" and c.__name__ == "DataFrame" for c in type(data).__mro__)
+
+
+def as_dataset(data: Any, what: str) -> Any:
+    """``data`` as a ``datasets.Dataset``: a ``pandas.DataFrame`` is converted (``Dataset.from_pandas``, index
+    dropped; its signature columns keep their spec through the ``nag_spec`` column, else they are refused later with
+    the fix), anything but a Dataset refused as :func:`require_dataset` does."""
+    if is_dataframe(data):
+        from datasets import Dataset
+
+        return Dataset.from_pandas(data, preserve_index=False)
+    require_dataset(data, what)
+    return data
+
+
+def only_signature_column(ds: Any, what: str = "column") -> str:
+    """The signature column of ``ds`` when it has exactly one: a column whose feature carries a spec, or a
+    ``nag_<neuron type>`` column (as a plain ``map`` or a DataFrame leaves it). None or several are refused, naming
+    what there is (``what``: how the caller names the choice, e.g. ``--column``)."""
+    from .columns import column_name, signature_columns
+    from .spec import NEURON_TYPES
+
+    names = list(getattr(ds, "column_names", None) or list(getattr(ds, "features", None) or {}))
+    typed = set(signature_columns(ds)) if getattr(ds, "features", None) else set()
+    found = [n for n in names if n in typed or n in {column_name(t) for t in NEURON_TYPES}]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise MissingColumnError(f"no signature column (nag_<neuron type>, or one whose feature carries a spec) in "
+                                 f"the dataset; columns: {names}: featurize it first, or pass {what}")
+    raise InvalidArgumentError(f"the dataset has {len(found)} signature columns ({', '.join(found)}): pass {what} "
+                               "naming the one to use")
 
 
 def dataset_spec(ds: Any, column: str) -> SignatureSpec:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import NAGError, OutputExistsError
+from ..errors import NAGError, OutputExistsError, argument
 from . import location
 
 __all__ = [
@@ -200,7 +200,8 @@ def recover_interrupted_swap(target: str | os.PathLike[str]) -> bool:
 
 def check_replaceable(folder: str | os.PathLike[str], *, overwrite: bool, marker: str | None,
                       ours: Callable[[str], bool], what: str = "output") -> None:
-    """Refuse to write over ``folder`` unless it is absent, or ``overwrite`` and it is one of our outputs.
+    """Refuse to write over ``folder`` unless it is absent or an empty folder, or ``overwrite`` and it is one of our
+    outputs.
 
     Ours means: it holds ``marker`` (the file our writers put inside every output; None when the names alone tell)
     and nothing that ``ours(name)`` does not recognise. Anything else is the user's, and is never replaced: the
@@ -216,17 +217,17 @@ def check_replaceable(folder: str | os.PathLike[str], *, overwrite: bool, marker
         if not names:
             return  # object stores hold no empty folders: an empty prefix is no output
         if not overwrite:
-            raise OutputExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace it")
+            raise OutputExistsError(f"{folder} exists; pass {argument('overwrite=True')} to replace it")
         if PENDING in names:
             names = [n for n in names if n != PENDING]
             if marker is not None and marker not in names:
                 names.append(marker)  # an interrupted write of ours: replaceable like a complete one
     else:
         folder = location.local_path(folder)
-        if not folder.exists():
-            return
+        if not location.occupied(folder):
+            return  # absent, or an empty folder: nothing to lose
         if not overwrite:
-            raise OutputExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace it")
+            raise OutputExistsError(f"{folder} exists; pass {argument('overwrite=True')} to replace it")
         if not folder.is_dir():
             raise OutputExistsError(f"{folder} exists and is not a folder; refusing to replace it")
         names = sorted(p.name for p in folder.iterdir())

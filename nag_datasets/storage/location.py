@@ -21,10 +21,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, OverlappingPathsError
 
-__all__ = ["PathLike", "exists", "get_fs", "glob", "is_remote", "isdir", "isfile", "join", "list_names", "local_path",
-           "read_bytes", "read_text", "remove", "require_local", "write_bytes", "write_text"]
+__all__ = ["PathLike", "check_apart", "exists", "get_fs", "glob", "is_remote", "isdir", "isfile", "join", "list_names",
+           "local_path", "occupied", "read_bytes", "read_text", "remove", "require_local", "write_bytes",
+           "write_text"]
 
 PathLike = str | os.PathLike[str]
 _LOCAL_PROTOCOLS = ("file",)
@@ -111,6 +112,76 @@ def isdir(url: PathLike) -> bool:
 def isfile(url: PathLike) -> bool:
     fs, p = get_fs(url)
     return bool(fs.isfile(p))
+
+
+def occupied(url: PathLike) -> bool:
+    """Whether an output at ``url`` would replace something: it exists and is not an empty folder (an empty folder,
+    like an empty prefix of an object store, holds nothing to lose).
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> occupied(folder), occupied(folder + "/missing")
+    (False, False)
+    """
+    if is_remote(url):
+        fs, p = get_fs(url)
+        return bool(fs.exists(p)) and (not fs.isdir(p) or bool(list_names(url)))
+    path = local_path(url)
+    if path.is_dir() and not path.is_symlink():
+        return any(path.iterdir())
+    return path.exists() or path.is_symlink()
+
+
+def _place(url: PathLike) -> tuple[str, tuple[str, ...]]:
+    """``(filesystem, path parts)`` of ``url``, normalised so that two names of one place compare equal: local paths
+    (``file://`` and fsspec's ``local://`` too) resolved absolutely with symlinks followed, other URLs by protocol and
+    normalised path."""
+    import posixpath
+
+    text = os.fspath(url)
+    if is_remote(text):
+        from fsspec.implementations.local import LocalFileSystem
+
+        try:
+            fs, inner = get_fs(text)
+        except (ImportError, ValueError):  # a filesystem not installed here: compare the URLs as written
+            protocol, inner = text.split("://", 1)
+            return protocol.split("::")[-1].lower(), tuple(p for p in posixpath.normpath("/" + inner).split("/") if p)
+        if not isinstance(fs, LocalFileSystem):
+            protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+            return protocol, tuple(p for p in posixpath.normpath("/" + inner.strip("/")).split("/") if p)
+        text = inner
+    return "file", Path(local_path(text)).expanduser().resolve().parts
+
+
+def check_apart(output: PathLike, inputs: dict[str, PathLike | None], *, output_name: str = "the output") -> None:
+    """Refuse an ``output`` that is one of ``inputs`` (``{what: path}``; None entries are skipped), lies inside one or
+    holds one: writing it would replace or change data that is being read. Local paths and URLs alike (the same
+    filesystem); nothing is read.
+
+    >>> check_apart("pool/selected", {"the input": "pool"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    nag_datasets.errors.OverlappingPathsError: the output pool/selected lies inside the input pool: ...
+    """
+    out_fs, out_parts = _place(output)
+    for what, path in inputs.items():
+        if path is None:
+            continue
+        in_fs, in_parts = _place(path)
+        if in_fs != out_fs:
+            continue
+        if in_parts == out_parts:
+            same_text = os.fspath(path) == os.fspath(output)
+            relation = f"is also {what}" + ("" if same_text else f" ({os.fspath(path)})")
+        elif in_parts == out_parts[: len(in_parts)]:
+            relation = f"lies inside {what} {os.fspath(path)}"
+        elif out_parts == in_parts[: len(out_parts)]:
+            relation = f"holds {what} {os.fspath(path)}"
+        else:
+            continue
+        raise OverlappingPathsError(f"{output_name} {os.fspath(output)} {relation}: writing it would replace or change "
+                                    "data that is being read; choose an output outside every input")
 
 
 def list_names(url: PathLike) -> list[str]:

@@ -1,4 +1,6 @@
-"""Regression tests of the second hardening pass (issue 17): the natural call is safe, nothing a user owns is lost."""
+"""Regression tests of the hardening passes (issues 17 and 26): the natural call is safe, nothing a user owns is lost,
+and every refusal says what to change in the words of the caller (a flag on the command line, an argument in Python).
+"""
 
 from __future__ import annotations
 
@@ -131,6 +133,7 @@ def test_cli_errors_are_one_line_and_checked_before_loading(tmp_path, capsys, mo
     other = make_spec(top_k=3)
     NAGProfile.from_signatures(random_signatures(3, other), other).save(tmp_path / "other_profile")
     (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "something.txt").write_text("not empty")  # an empty folder is a valid output
     pool, profile = str(tmp_path / "pool"), str(tmp_path / "profile")
 
     def no_loading(*a, **k):
@@ -141,7 +144,7 @@ def test_cli_errors_are_one_line_and_checked_before_loading(tmp_path, capsys, mo
         (["select", pool, str(tmp_path / "o2"), "--profile", str(tmp_path / "nope"), "--fraction", "0.2"], "nope"),
         (["select", pool, str(tmp_path / "done"), "--profile", profile, "--fraction", "0.2"], "exists"),
         (["featurize", pool, str(tmp_path / "done")], "exists"),
-        (["featurize", pool, str(tmp_path / "o3"), "--top-k", "0"], "top_k"),
+        (["featurize", pool, str(tmp_path / "o3"), "--top-k", "0"], "--top-k must be >= 1"),
         (["profile", pool, profile], "exists"),
     ]
     with monkeypatch.context() as m:
@@ -307,7 +310,8 @@ def test_card_reproduce_block_runs_as_printed_for_the_bundled_model(featurizer, 
     pool = featurizer.apply(pool.add_column("num_tokens", [len(t.split()) for t in pool["text"]]))
     profile = NAGProfile.from_dataset(target)
     profile.save(tmp_path / "profile")
-    selected = select_top_fraction(pool, 0.6, token_column="num_tokens", profile=profile)
+    # 0.9: the selection's own top 90% is a real cut (at 0.6 the best row alone overflows it: an empty answer)
+    selected = select_top_fraction(pool, 0.9, token_column="num_tokens", profile=profile)
     export_for_hub(selected, tmp_path / "export", token_column="num_tokens")
     card = (tmp_path / "export" / "README.md").read_text()
     assert "whole pool sorted" not in card and "bisection" in card
@@ -318,10 +322,15 @@ def test_card_reproduce_block_runs_as_printed_for_the_bundled_model(featurizer, 
     code = code.replace('"POOL"', repr(str(tmp_path / "export"))).replace('"PROFILE_DIR"',
                                                                           repr(str(tmp_path / "profile")))
     code += "\nprint(list(selected['id']))"
+    # The user's own datasets cache, on purpose: load_dataset keys a local folder whose README lists `configs:` by
+    # the folder's name, the config patterns and the card's dataset_info only, and before the card wrote
+    # dataset_info an earlier folder named `export` (another test, an earlier run) answered with its stale rows.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
+                          env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    expected = select_top_fraction(selected, 0.6, token_column="num_tokens", profile=profile)["id"]
+    expected = select_top_fraction(selected, 0.9, token_column="num_tokens", profile=profile)["id"]
+    assert 0 < len(expected) < len(selected)
     assert proc.stdout.strip().splitlines()[-1] == repr(list(expected))
 
 
@@ -337,3 +346,114 @@ def test_invalid_text_error_in_a_sharded_run_names_the_row_of_the_whole_input(fe
     with pytest.raises(InvalidTextError, match="at row 9 is None") as info:
         featurize_sharded(Dataset.from_dict({"text": texts}), tmp_path / "out", featurizer, shard_rows=4)
     assert info.value.row == 9
+
+
+# -- issue 26: outputs that overlap inputs, empty folders, flags in command-line refusals ---------------------------
+
+
+def _listing(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.fast
+def test_every_command_refuses_an_output_that_is_or_overlaps_its_input_before_loading(tmp_path, capsys, monkeypatch):
+    import nag_datasets.signatures.formats
+    from nag_datasets.cli import main
+    from nag_datasets.signatures.formats import load_any
+    from nag_datasets.storage.location import join
+
+    _pool_and_profile(tmp_path)
+    pool, profile = str(tmp_path / "pool"), str(tmp_path / "profile")
+    assert main(["select", pool, str(tmp_path / "sel"), "--profile", profile, "--fraction", "0.5"]) == 0
+    sel = str(tmp_path / "sel")
+    before = {p: _listing(tmp_path / p) for p in ("pool", "profile", "sel")}
+    cases = [
+        (["featurize", pool, pool, "--overwrite"], "is also the input"),
+        (["featurize", pool, f"{pool}/sub"], "lies inside the input"),
+        (["featurize", pool, f"{pool}/sub", "--streaming"], "lies inside the input"),
+        (["profile", pool, pool, "--overwrite"], "is also the input"),
+        (["profile", pool, str(tmp_path / "p2"), "--background", str(tmp_path / "p2" / "bg")], "holds the background"),
+        (["score", pool, pool, "--profile", profile, "--overwrite"], "is also the input"),
+        (["score", pool, f"{profile}/x", "--profile", profile], "lies inside the --profile folder"),
+        (["select", pool, pool, "--profile", profile, "--fraction", "0.2", "--overwrite"], "is also the input"),
+        (["select", pool, f"{pool}/sub", "--profile", profile, "--fraction", "0.2"], "lies inside the input"),
+        (["select", pool, str(tmp_path / "s2"), "--profile", profile, "--fraction", "0.2", "--report",
+          f"{pool}/report.json"], "the --report file"),
+        (["select", sel, sel, "--score-column", "x", "--fraction", "0.2", "--overwrite"], "is also the input"),
+        (["export", sel, sel, "--overwrite"], "is also the input"),
+        (["export", sel, str(tmp_path), "--overwrite"], "holds the input"),
+        (["push", sel, "org/repo", "--folder", f"{sel}/export"], "--folder"),
+        (["distill", sel, sel, "--score-column", "x", "--overwrite"], "is also the scored sample"),
+    ]
+
+    def no_loading(*a, **k):
+        raise AssertionError("data was loaded before the paths were checked")
+
+    with monkeypatch.context() as m:
+        m.setattr(nag_datasets.signatures.formats, "load_any", no_loading)
+        for argv, needle in cases:
+            capsys.readouterr()
+            assert main(argv) == 1, argv
+            err = capsys.readouterr().err
+            assert err.startswith("error: ") and needle in err and err.count("\n") == 1, (argv, err)
+            assert "writing it would replace or change data that is being read" in err
+    assert {p: _listing(tmp_path / p) for p in ("pool", "profile", "sel")} == before
+    assert len(load_any(pool)) == 20  # the pool is whole
+    # The same on a remote filesystem: one memory:// pool, its selection written into it, refused.
+    remote = "memory://issue26/pool"
+    nag_datasets.signatures.formats.save_any(load_any(pool), remote)
+    capsys.readouterr()
+    assert main(["select", remote, join(remote, "sub"), "--profile", profile, "--fraction", "0.2"]) == 1
+    assert "lies inside the input memory://issue26/pool" in capsys.readouterr().err
+
+
+@pytest.mark.fast
+def test_an_empty_existing_folder_is_accepted_as_output_without_overwrite(tmp_path, capsys):
+    from nag_datasets.cli import main
+    from nag_datasets.scoring.target_profile import NAGProfile
+    from nag_datasets.signatures.formats import load_any
+
+    _pool_and_profile(tmp_path)
+    pool, profile = str(tmp_path / "pool"), str(tmp_path / "profile")
+    for name in ("sel", "prof", "scored", "export"):
+        (tmp_path / name).mkdir()
+    assert main(["select", pool, str(tmp_path / "sel"), "--profile", profile, "--fraction", "0.5"]) == 0
+    assert main(["profile", pool, str(tmp_path / "prof")]) == 0
+    assert main(["score", pool, str(tmp_path / "scored"), "--profile", profile]) == 0
+    assert main(["export", str(tmp_path / "sel"), str(tmp_path / "export")]) == 0
+    assert len(load_any(tmp_path / "sel")) > 0 and len(load_any(tmp_path / "scored")) == 20
+    assert NAGProfile.load(tmp_path / "prof").num_targets == 20
+    assert (tmp_path / "export" / "nag_recipe.json").is_file()
+    capsys.readouterr()
+    # A folder holding anything at all still needs --overwrite.
+    assert main(["select", pool, str(tmp_path / "sel"), "--profile", profile, "--fraction", "0.5"]) == 1
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.fast
+def test_refusals_name_the_flag_on_the_command_line_and_the_argument_in_python(tmp_path, capsys):
+    from helpers import make_signature_dataset, make_spec, random_signatures
+
+    from nag_datasets.cli import main
+    from nag_datasets.errors import OutputExistsError
+    from nag_datasets.hub import export_for_hub
+    from nag_datasets.signatures.formats import load_any, save_any
+
+    _pool_and_profile(tmp_path)
+    pool, profile = str(tmp_path / "pool"), str(tmp_path / "profile")
+    argv = ["select", pool, str(tmp_path / "sel"), "--profile", profile, "--fraction", "0.5"]
+    assert main(argv) == 0
+    assert main(["export", str(tmp_path / "sel"), str(tmp_path / "export")]) == 0
+    for again in (argv, ["export", str(tmp_path / "sel"), str(tmp_path / "export")],
+                  ["featurize", pool, str(tmp_path / "sel")]):
+        capsys.readouterr()
+        assert main(again) == 1
+        err = capsys.readouterr().err
+        assert "pass --overwrite" in err and "overwrite=True" not in err, err
+    spec = make_spec()
+    ds = make_signature_dataset(random_signatures(4, spec), spec)
+    for call in (lambda: save_any(ds, tmp_path / "sel"),
+                 lambda: export_for_hub(load_any(tmp_path / "sel"), tmp_path / "export")):
+        with pytest.raises(OutputExistsError) as info:
+            call()
+        assert "pass overwrite=True" in str(info.value) and "--overwrite" not in str(info.value)

@@ -42,16 +42,18 @@ def test_featurize_profile_select_round_trip(tmp_path, capsys):
     capsys.readouterr()
     assert main(["select", str(tmp_path / "pool_feat"), str(tmp_path / "selected"), "--profile",
                  str(tmp_path / "profile"), "--fraction", "0.3"]) == 1
-    assert "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
+    assert "exists; pass --overwrite" in capsys.readouterr().err
     assert len(load_any(tmp_path / "selected")) == len(selected)
 
 
 @pytest.mark.slow
 def test_demo_command_runs(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "nag_datasets.cli", "demo", "--output", str(tmp_path / "sel")],
-                          check=False, capture_output=True, text=True, timeout=900)
+    # --max-length 24 (not the default 120): a fifth of the model tokens (CI budget); the setting is printed
+    proc = subprocess.run([sys.executable, "-m", "nag_datasets.cli", "demo", "--output", str(tmp_path / "sel"),
+                           "--max-length", "24"], check=False, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
+    assert "max_length=24" in out
     assert "r_f=0.20" in out and "mean paper similarity (fwd_up, target frequencies) by source:" in out
     assert "profile: hybrid (FusedProfile(signal='hybrid', nag_weight=0.2" in out
     lead = out.split("mean hybrid score (0.2 z(fwd_down NAG) + 0.8 z(embedding model); pool as background) by "
@@ -102,21 +104,24 @@ def test_contrastive_profile_command_equals_the_python_api(tmp_path, capsys):
     loaded = NAGProfile.load(tmp_path / "profile")
     expected = NAGProfile.from_dataset(target, "nag_fwd_up").contrast(
         NAGProfile.from_dataset(pool, "nag_fwd_up", sample=120, seed=3))
-    assert isinstance(loaded, ContrastiveProfile) and loaded.fingerprint() == expected.fingerprint()
+    assert isinstance(loaded, ContrastiveProfile) and loaded.fingerprint == expected.fingerprint
     assert printed["kind"] == "contrastive" and printed["weighting"] == {"name": "shrinkage", "m": 50.0, "alpha": 0.5}
     assert printed["background"]["documents"] == 120
     # A streamed parquet background gives the same profile as the saved folder.
     assert main(["profile", str(tmp_path / "target"), str(tmp_path / "profile2"), "--background",
                  str(tmp_path / "pool.parquet"), "--background-sample", "120", "--background-seed", "3"]) == 0
-    assert NAGProfile.load(tmp_path / "profile2").fingerprint() == expected.fingerprint()
+    assert NAGProfile.load(tmp_path / "profile2").fingerprint == expected.fingerprint
     assert main(["profile", str(tmp_path / "target"), str(tmp_path / "p3"), "--background", str(tmp_path / "pool"),
                  "--weighting", "log_odds", "--alpha", "0.25"]) == 0
     assert NAGProfile.load(tmp_path / "p3").weighting.to_dict() == {"name": "log_odds", "alpha": 0.25}
     capsys.readouterr()
     assert main(["select", str(tmp_path / "pool"), str(tmp_path / "selected"), "--profile", str(tmp_path / "profile"),
-                 "--fraction", "0.2"]) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["score_kind"] == "contrastive" and report["profile"]["fingerprint"] == expected.fingerprint()
+                 "--fraction", "0.2", "--report", str(tmp_path / "report.json")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["score_kind"] == "contrastive" and report["profile"]["fingerprint"] == expected.fingerprint
+    assert summary["ranked_by"] == f"contrastive score of profile {expected.fingerprint}"
+    assert summary["documents_selected"] == report["documents_selected"] and "spec" not in summary
     from nag_datasets.selection.budgeted import select_top_fraction
 
     kept = load_any(tmp_path / "selected")
@@ -136,3 +141,81 @@ def test_profile_command_refuses_bad_contrastive_arguments_before_reading(tmp_pa
     assert main(["profile", missing, str(tmp_path / "p"), "--background", str(tmp_path / "bg"),
                  "--weighting", "difference", "--alpha", "1"]) == 1
     assert "weighting 'difference' takes" in capsys.readouterr().err
+
+
+# -- issue 26 -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.fast
+def test_select_refuses_a_score_column_that_records_no_scorer_unless_asked(tmp_path, capsys):
+    from helpers import make_signature_dataset, make_spec, random_signatures
+
+    spec = make_spec()
+    make_signature_dataset(random_signatures(30, spec), spec, {"id": list(range(30)), "num_tokens": [5] * 30},
+                           path=tmp_path / "pool")
+    NAGProfile.from_signatures(random_signatures(3, spec, seed=1), spec).save(tmp_path / "profile")
+    assert main(["score", str(tmp_path / "pool"), str(tmp_path / "scored"),
+                 "--profile", str(tmp_path / "profile")]) == 0
+    capsys.readouterr()
+    argv = ["select", str(tmp_path / "scored"), str(tmp_path / "by_id"), "--score-column", "id", "--fraction", "0.2"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "--score-column 'id' is not a recorded score column" in err and "['nag_similarity']" in err
+    assert "--any-score-column" in err and not (tmp_path / "by_id").exists()
+    assert main([*argv, "--any-score-column"]) == 0
+    assert "UnrecordedScoreColumnWarning" not in capsys.readouterr().err  # asked for: no repeated warning
+    assert load_any(tmp_path / "by_id")["id"][:] == [29, 28, 27, 26, 25, 24]
+    assert main(["select", str(tmp_path / "scored"), str(tmp_path / "sel"), "--score-column", "nag_similarity",
+                 "--fraction", "0.2"]) == 0
+
+
+@pytest.mark.fast
+def test_profile_takes_the_only_signature_column_and_refuses_a_choice_among_several(tmp_path, capsys):
+    from datasets import concatenate_datasets
+    from helpers import make_signature_dataset, make_spec, random_signatures
+
+    att = make_spec(neuron_type="att_o")
+    only = make_signature_dataset(random_signatures(8, att), att, path=tmp_path / "att")
+    assert main(["profile", str(tmp_path / "att"), str(tmp_path / "p"), "--background", str(tmp_path / "att")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["column"] == "nag_att_o" and NAGProfile.load(tmp_path / "p").spec.neuron_type == "att_o"
+    fwd = make_spec()
+    both = concatenate_datasets([only, make_signature_dataset(random_signatures(8, fwd), fwd)], axis=1)
+    both.save_to_disk(str(tmp_path / "both"))
+    assert main(["profile", str(tmp_path / "both"), str(tmp_path / "p2")]) == 1
+    err = capsys.readouterr().err
+    assert "2 signature columns (nag_att_o, nag_fwd_up): pass --column naming the one to use" in err
+    assert main(["profile", str(tmp_path / "both"), str(tmp_path / "p2"), "--column", "nag_fwd_up"]) == 0
+    assert NAGProfile.load(tmp_path / "p2").spec.neuron_type == "fwd_up"
+
+
+@pytest.mark.fast
+def test_every_option_of_every_command_has_help_and_select_prints_a_short_summary(tmp_path, capsys):
+    import argparse
+
+    from helpers import make_signature_dataset, make_spec, random_signatures
+
+    from nag_datasets.cli.app import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    missing = [f"{name} {a.option_strings or a.dest}" for name, sub in commands.items() for a in sub._actions
+               if not isinstance(a, argparse._HelpAction) and not a.help]
+    assert missing == []
+    spec = make_spec()
+    make_signature_dataset(random_signatures(20, spec), spec, {"num_tokens": list(range(1, 21))},
+                           path=tmp_path / "pool")
+    NAGProfile.from_signatures(random_signatures(3, spec, seed=1), spec).save(tmp_path / "profile")
+    capsys.readouterr()
+    assert main(["select", str(tmp_path / "pool"), str(tmp_path / "sel"), "--profile", str(tmp_path / "profile"),
+                 "--fraction", "0.5"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out)
+    assert set(summary) == {"output", "documents_selected", "pool_documents", "tokens_selected", "pool_tokens",
+                            "fraction", "achieved_fraction", "threshold", "ranked_by", "null_rows_skipped", "report"}
+    assert "model_fingerprint" not in out and len(out.splitlines()) <= 14  # the spec is in the report, not here
+    assert summary["report"].startswith("in the selection's recipe")
+    from nag_datasets.selection.recipe import get_recipe
+
+    recipe = get_recipe(load_any(tmp_path / "sel"))
+    assert recipe.spec["model_fingerprint"] == "model-a" and recipe.reports[0]["tokens_selected"] == \
+        summary["tokens_selected"]

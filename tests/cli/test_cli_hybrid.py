@@ -44,7 +44,7 @@ def test_profile_default_is_the_hybrid_and_equals_the_python_api(saved, capsys):
         NAGProfile.from_dataset(pool, sample=50))
     loaded = NAGProfile.load(tmp / "p")
     assert isinstance(loaded, FusedProfile) and printed["signal"] == "hybrid"
-    assert loaded.fingerprint() == expected.fingerprint() == printed["fingerprint"]
+    assert loaded.fingerprint == expected.fingerprint == printed["fingerprint"]
     assert main(["profile", str(tmp / "target"), str(tmp / "e"), "--background", str(tmp / "pool"),
                  "--signal", "embedding", "--embedding-model", "centred"]) == 0
     capsys.readouterr()

@@ -53,7 +53,7 @@ def measure() -> dict[str, Any]:
         "pool_rows": POOL_ROWS,
         "fraction": FRACTION,
         "max_length": MAX_LENGTH,
-        "spec_fingerprint": profile.spec.fingerprint(),
+        "spec_fingerprint": profile.spec.fingerprint,
         "signatures_sha256": signatures,
         "scores_float32_sha256": _sha256(scores),
         "scores": [float(s) for s in scores],

@@ -85,7 +85,8 @@ def test_regress_keeps_the_scores():
 
 
 def test_too_few_rows_and_one_label_are_refused():
-    with pytest.raises(DistillError, match="only 10 scored rows"):
+    with pytest.raises(DistillError,
+                       match="10 scored rows to train on .0 rows without a score skipped.; the minimum is 50"):
         make_examples(np.arange(10.0), LabelRule())
     with pytest.raises(DistillError, match="one label only"):
         make_examples(np.ones(100), LabelRule())
@@ -116,7 +117,7 @@ def test_same_seed_same_model_bytes_and_scores(tmp_path, sample):
         assert _sha(tmp_path / "a" / name) == _sha(tmp_path / "b" / name), name
     np.testing.assert_array_equal(a.score_texts(texts), b.score_texts(texts))
     c = distill(texts, scores, tmp_path / "c", params=LIN_SMALL, seed=8)  # another seed: another held-out split
-    assert c.fingerprint() != a.fingerprint()
+    assert c.fingerprint != a.fingerprint
 
 
 def test_a_saved_fasttext_model_scores_deterministically(tmp_path, sample):
@@ -252,7 +253,7 @@ def test_score_dataset_under_num_proc_2_and_select(saved, sample):
     assert np.isnan(got1[-1]) and np.isnan(got2[-1])
     assert one.features[SCORE_COLUMN].dtype == "float32"
     info = get_score_info(two, SCORE_COLUMN)
-    assert info["kind"] == "nag_distilled" and info["distilled_fingerprint"] == scorer.fingerprint()
+    assert info["kind"] == "nag_distilled" and info["distilled_fingerprint"] == scorer.fingerprint
     selected = select_top_fraction(two, 0.1, token_column="num_tokens", score_column=SCORE_COLUMN)
     top = set(np.argsort(-expected[:-1], kind="stable")[:40].tolist())
     assert len(selected) == 40 and set(selected["text"]) == {texts[i] for i in top}
@@ -396,11 +397,11 @@ def test_cli_distill_records_the_profile(tmp_path, sample, capsys):
                  str(tmp_path / "profile")]) == 0
     capsys.readouterr()
     meta = DistilledScorer(tmp_path / "out").meta
-    assert meta["source"]["profile_fingerprint"] == profile.fingerprint()
+    assert meta["source"]["profile_fingerprint"] == profile.fingerprint
     assert meta["source"]["score_kind"] == "contrastive" and meta["source"]["description"] == "math questions"
     assert meta["tokenizer"] == {"name": "bundled", "fingerprint": spec.tokenizer_fingerprint}
     card = (tmp_path / "out" / "README.md").read_text()
-    assert profile.fingerprint() in card and "contrastive" in card and "math questions" in card
+    assert profile.fingerprint in card and "contrastive" in card and "math questions" in card
 
 
 @pytest.mark.slow
@@ -499,3 +500,57 @@ def test_character_ngrams_are_part_of_the_linear_model_and_old_folders_load_with
     np.testing.assert_array_equal(loaded.predict(texts[:20]), words.predict(texts[:20]))
     with pytest.raises(DistillError, match="weights"):
         HashedLinearModel.load(tmp_path, model.params, {"intercept": 0.0})
+
+
+def test_scorer_fingerprint_is_a_read_only_property(saved):
+    scorer = DistilledScorer.load(saved)
+    assert scorer.fingerprint == scorer.meta["fingerprint"] and scorer.fingerprint.startswith("distilled-")
+    with pytest.raises(AttributeError):
+        scorer.fingerprint = "x"
+
+
+def test_too_few_rows_says_what_was_counted_and_duplicated_holdout_rows_warn(tmp_path, sample, capsys):
+    """Issue 26: 30 rows gave "only 27 scored rows (NaN scores are skipped)" when no score was NaN (27 was after the
+    holdout), and a holdout repeating training texts reported agreement 1.0 without a word."""
+    import warnings
+
+    from nag_datasets.cli.app import main
+
+    texts, scores = sample
+    with pytest.raises(DistillError, match=r"30 scored rows \(0 without a score skipped\), 3 held out for agreement "
+                                           r"\(holdout=0.1\), 27 for training; the minimum is 50 training rows: "
+                                           r"score more rows or lower holdout="):
+        distill(texts[:30], scores[:30], tmp_path / "small", params=LIN_SMALL)
+    data = tmp_path / "scored.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "s": float(s)}) + "\n" for t, s in zip(texts[:30], scores[:30])))
+    assert main(["distill", str(data), str(tmp_path / "cli"), "--score-column", "s"]) == 1
+    err = capsys.readouterr().err
+    assert "3 held out for agreement (--holdout 0.1), 27 for training; the minimum is 50" in err
+    assert "or lower --holdout" in err
+    # Every text twice: the held-out rows repeat training rows.
+    doubled_texts, doubled_scores = texts[:100] * 2, np.concatenate([scores[:100], scores[:100]])
+    with pytest.warns(UserWarning, match=r"of the 20 held-out rows have the same text as a training row"):
+        scorer = distill(doubled_texts, doubled_scores, tmp_path / "dup", params=LIN_SMALL)
+    assert scorer.meta["sample"]["holdout_duplicates"] > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clean = distill(texts[:100], scores[:100], tmp_path / "clean", params=LIN_SMALL)
+    assert clean.meta["sample"]["holdout_duplicates"] == 0
+
+
+def test_a_labelling_setting_the_rule_does_not_use_is_refused(tmp_path, sample, capsys):
+    """Issue 26 (mutually exclusive arguments): ``--negative-share`` without ``--negatives bottom`` was ignored."""
+    from nag_datasets.cli.app import main
+
+    with pytest.raises(DistillError, match=r"negative_share=0.3 applies only to negatives='bottom'"):
+        LabelRule(negative_share=0.3)
+    with pytest.raises(DistillError, match=r"positive_share=0.3 applies only to mode='top_share'"):
+        LabelRule(mode="regress", positive_share=0.3)
+    assert LabelRule(negatives="sample", negative_ratio=2.0).negative_ratio == 2.0
+    texts, scores = sample
+    data = tmp_path / "scored.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "s": float(s)}) + "\n" for t, s in zip(texts, scores)))
+    assert main(["distill", str(data), str(tmp_path / "x"), "--score-column", "s", "--mode", "top_share",
+                 "--negative-ratio", "2"]) == 1
+    assert "--negative-ratio 2.0 applies only to --negatives sample" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -168,3 +168,47 @@ def test_last_layers_equal_the_all_layer_signatures_sliced(bundled):
     for t in ("fwd_up", "att_o"):
         for row_all, row_last in zip(a[f"nag_{t}"], b[f"nag_{t}"]):
             np.testing.assert_array_equal(np.asarray(row_last), np.asarray(row_all)[20:])
+
+
+@pytest.mark.slow
+def test_apply_shows_progress_per_forward_batch_without_changing_results_or_fingerprint(monkeypatch):
+    """Issue 26, item 16: a slow machine showed `Map: 0/214` for minutes (one map batch holds many forward batches)."""
+    import importlib
+
+    import datasets
+
+    hf_tqdm = importlib.import_module("datasets.utils.tqdm")  # the module (datasets.utils.tqdm is also a class)
+    bars = []
+
+    class Spy(hf_tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.steps, self.name, self.off = [], kwargs.get("desc"), self.disable  # (close() sets disable)
+            bars.append(self)
+
+        def update(self, n=1):
+            self.steps.append(n)
+            return super().update(n)
+
+    monkeypatch.setattr(hf_tqdm, "tqdm", Spy)
+    texts = ["One short text.", "Another one here.", None, "A third text.", "Four.", "And the fifth document."]
+    ds = Dataset.from_dict({"text": texts})
+    featurizer = NAGFeaturizer(batch_size=2, max_length=16, on_invalid="null")
+    was_disabled = hf_tqdm.are_progress_bars_disabled()  # the test session turns them off
+    datasets.enable_progress_bars()
+    try:
+        shown = featurizer.apply(ds)
+    finally:
+        datasets.disable_progress_bars()
+    ours = [b for b in bars if b.name == "Featurizing"]
+    assert len(ours) == 1 and not ours[0].off and ours[0].total == 6
+    assert sorted(ours[0].steps) == [1, 1, 2, 2]  # the forward batches of 2, 2 and 1 texts, then the None row
+    bars.clear()
+    quiet = featurizer.apply(ds)
+    if not was_disabled:
+        datasets.enable_progress_bars()
+    assert [b.off for b in bars if b.name == "Featurizing"] == [True]  # datasets' switch holds for this bar too
+    plain = ds.map(featurizer, batched=True, features=featurizer.output_features(ds.features), batch_size=64,
+                   with_indices=True)  # what apply ran before it had a bar
+    assert shown._fingerprint == quiet._fingerprint == plain._fingerprint
+    assert shown.to_dict() == quiet.to_dict() == plain.to_dict()

@@ -118,7 +118,7 @@ def test_the_column_names_its_spec_through_a_plain_map(featurized):
     featurizer, out = featurized
     spec = featurizer.embedding_spec()
     assert embedding_spec_from_feature(out.features[EMBEDDING_COLUMN]) == spec
-    assert parse_spec_value(out["nag_spec"][0])[EMBEDDING_COLUMN] == spec.fingerprint()
+    assert parse_spec_value(out["nag_spec"][0])[EMBEDDING_COLUMN] == spec.fingerprint
     plain = Dataset.from_dict({"text": TEXTS}).map(featurizer, batched=True)
     assert embedding_spec_from_feature(plain.features[EMBEDDING_COLUMN]) is None
     from nag_datasets.scoring.target_profile import NAGProfile

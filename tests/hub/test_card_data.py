@@ -41,7 +41,7 @@ def test_profile_block_holds_the_profile_and_leaves_out_what_a_paper_profile_lac
     spec = make_spec(model_name="tiny")
     target = NAGProfile.from_signatures(random_signatures(12, spec, 1), spec, description="t")
     block = ProfileCardData.from_profile(target).to_dict()
-    assert block["fingerprint"] == target.fingerprint() and block["spec_fingerprint"] == spec.fingerprint()
+    assert block["fingerprint"] == target.fingerprint and block["spec_fingerprint"] == spec.fingerprint
     assert block["num_targets"] == 12 and block["neuron_type"] == spec.neuron_type and block["top_k"] == spec.top_k
     assert block["score_kind"] == "similarity" and "weighting" not in block and "background" not in block
 
@@ -49,7 +49,7 @@ def test_profile_block_holds_the_profile_and_leaves_out_what_a_paper_profile_lac
     contrastive = ProfileCardData.from_profile(target.contrast(background, "log_odds", alpha=0.5)).to_dict()
     assert contrastive["score_kind"] == "contrastive"
     assert contrastive["weighting"] == {"name": "log_odds", "alpha": 0.5}
-    assert contrastive["background"]["fingerprint"] == background.fingerprint()
+    assert contrastive["background"]["fingerprint"] == background.fingerprint
 
 
 def test_selection_and_scored_blocks_from_their_sources():
@@ -65,8 +65,8 @@ def test_selection_and_scored_blocks_from_their_sources():
     block = SelectionCardData.from_recipe(recipe).to_dict()
     assert list(block) == [f.name for f in dataclasses.fields(SelectionCardData)]
     assert block["fraction"] == 0.2 and block["kind"] == recipe.kind and block["method"] == "exact"
-    assert block["profile_fingerprints"] == [profile.fingerprint()] and block["quality_weight"] is None
-    assert block["spec_fingerprint"] == spec.fingerprint() and block["model_name"] == "tiny"
+    assert block["profile_fingerprints"] == [profile.fingerprint] and block["quality_weight"] is None
+    assert block["spec_fingerprint"] == spec.fingerprint and block["model_name"] == "tiny"
 
     scored = ScoredCardData.from_meta({"column": "nag_similarity", "score_kind": "similarity",
                                        "profile": {"fingerprint": "f00"}}, "scored")

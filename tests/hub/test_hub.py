@@ -119,13 +119,13 @@ def test_card_yaml_and_recipe_values_are_those_used(spec, tmp_path):
                                                                                 "path": "data/train-*"}]}]
         nag = data["nag_selection"]
         assert (nag["top_k"], nag["fraction"], nag["method"]) == (top_k, fraction, "exact")
-        assert nag["profile_fingerprints"] == [profile.fingerprint()]
-        assert nag["spec_fingerprint"] == s.fingerprint()
+        assert nag["profile_fingerprints"] == [profile.fingerprint]
+        assert nag["spec_fingerprint"] == s.fingerprint
         assert nag["model_name"] == "tiny-test-model"
         body = card.text
         assert f"| K (top_k) | {top_k} |" in body
         assert f"| r_f (token budget) | {fraction:.4g} ({100 * fraction:.2f}%)" in body
-        assert profile.fingerprint() in body and s.fingerprint() in body
+        assert profile.fingerprint in body and s.fingerprint in body
         assert f"| documents | {report.documents_selected:,} |" in body
         assert f"| tokens | {report.tokens_selected:,} tokens |" in body
         assert f"{100 * report.achieved_fraction:.2f}%" in body
@@ -381,7 +381,7 @@ def test_profile_card_and_load_give_identical_scores(spec, tmp_path):
                              repo_id="someone/profile")
     card = DatasetCard.load(card_path)
     assert card.data.license == "cc-by-4.0"
-    assert card.data.nag_profile["fingerprint"] == profile.fingerprint()
+    assert card.data.nag_profile["fingerprint"] == profile.fingerprint
     assert card.data.nag_profile["top_k"] == spec.top_k
     assert card.data.viewer is False
     assert 'NAGProfile.from_pretrained("someone/profile")' in card.text
@@ -420,7 +420,7 @@ def test_cli_export_card_and_push(selection, tmp_path, capsys, monkeypatch):
     assert card.data.license == "mit" and card.data.source_datasets == ["a/b", "c/d"]
     assert "By source" in card.text
     assert main(["export", str(tmp_path / "selected"), str(out)]) == 1
-    assert "exists; pass overwrite" in capsys.readouterr().err
+    assert "exists; pass --overwrite" in capsys.readouterr().err
     assert main(["card", str(out), "--license", "apache-2.0"]) == 0
     assert _card(out).data.license == "apache-2.0"
 
@@ -477,14 +477,14 @@ def test_contrastive_selection_card_and_profile_card(spec, tmp_path):
     summary = recipe.profiles[0]
     assert summary["score_kind"] == "contrastive" and summary["weighting"] == {"name": "shrinkage", "m": 50.0,
                                                                                  "alpha": 0.5}
-    assert summary["background"]["fingerprint"] == background.fingerprint()
+    assert summary["background"]["fingerprint"] == background.fingerprint
     body = _card(export_for_hub(selected, tmp_path / "out", token_column="num_tokens", license="mit")).text
     assert "contrastive score against one target profile" in body and "It is not a similarity" in body
-    assert "`shrinkage(alpha=0.5, m=50.0)`" in body and background.fingerprint() in body and "pool sample" in body
+    assert "`shrinkage(alpha=0.5, m=50.0)`" in body and background.fingerprint in body and "pool sample" in body
     assert "uniform sample of 150 of 240 rows with a signature, seed 2" in body
     cli = body.split("```bash\n")[1].split("```")[0]
-    assert ("nag-datasets profile target_nag PROFILE_DIR --background pool_nag --weighting shrinkage --alpha 0.5 "
-            "--m 50.0 --signal nag --background-sample 150 --background-seed 2") in cli
+    assert ("nag-datasets profile target_nag PROFILE_DIR --column nag_fwd_up --background pool_nag "
+            "--weighting shrinkage --alpha 0.5 --m 50.0 --signal nag --background-sample 150 --background-seed 2") in cli
 
     folder = tmp_path / "profile"
     card = DatasetCard.load(profile_card(profile, folder, license="mit"))
@@ -493,3 +493,21 @@ def test_contrastive_selection_card_and_profile_card(spec, tmp_path):
     assert "**Contrastive profile.**" in card.text and "largest contrastive weights" in card.text
     loaded = NAGProfile.from_pretrained(folder)
     assert loaded == profile and loaded.score(pool).tobytes() == profile.score(pool).tobytes()
+
+
+@pytest.mark.fast
+def test_a_re_export_is_not_answered_from_the_datasets_cache_of_an_earlier_one(spec, tmp_path):
+    """Issue 26 (the card's reproduce test): load_dataset keys a local folder with `configs:` by its name, the
+    patterns and the card's dataset_info only, so a second export folder named `export` loaded the first's rows."""
+    from datasets import load_dataset
+
+    pool, profile = _pool(spec), _profile(spec)
+    cache = str(tmp_path / "shared_cache")  # one datasets cache, as a user has
+    first = select_top_fraction(pool, 0.3, token_column="num_tokens", profile=profile)
+    second = select_top_fraction(pool, 0.1, token_column="num_tokens", profile=profile)
+    for name, selected in (("a", first), ("b", second)):
+        folder = export_for_hub(selected, tmp_path / name / "export", token_column="num_tokens")
+        loaded = load_dataset(str(folder), split="train", cache_dir=cache)
+        assert loaded["text"] == selected["text"][:]
+    info = _card(tmp_path / "b" / "export").data.dataset_info
+    assert info[0]["config_name"] == "default" and info[0]["splits"][0]["num_examples"] == len(second)

@@ -106,6 +106,34 @@ def test_two_configs_in_one_folder_load_by_name(data, tmp_path, capsys):
     assert "notes.txt" in capsys.readouterr().err
 
 
+def test_overwrite_never_deletes_a_users_file_inside_a_config_folder(data, tmp_path, capsys):
+    _, _, selected, scored = data
+    out = tmp_path / "out"
+    export_for_hub(selected, out)
+    (out / "data" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"data/notes\.txt"):  # the only config: the whole folder is rebuilt
+        export_for_hub(selected, out, overwrite=True)
+    export_for_hub(scored, out, config_name="scored")  # another config does not write data/: the file stays
+    assert (out / "data" / "notes.txt").read_text() == "mine"
+    (out / "scored" / "keep.md").write_text("mine too")
+    (out / "scored" / "plots").mkdir()
+    selected.save_to_disk(str(tmp_path / "sel"))
+    scored.save_to_disk(str(tmp_path / "scored_ds"))
+    for source, argv, needle in ((tmp_path / "sel", ["--overwrite"], "data/notes.txt"),
+                                 (tmp_path / "scored_ds", ["--config-name", "scored", "--overwrite"],
+                                  "scored/keep.md, scored/plots")):
+        capsys.readouterr()
+        assert main(["export", str(source), str(out), *argv]) == 1
+        err = capsys.readouterr().err
+        assert needle in err and "not a nag_datasets export" in err, err
+    assert (out / "data" / "notes.txt").read_text() == "mine" and (out / "scored" / "keep.md").read_text() == "mine too"
+    # Its own files alone, a config is replaced as before.
+    (out / "scored" / "keep.md").unlink()
+    (out / "scored" / "plots").rmdir()
+    export_for_hub(scored.select(range(5)), out, config_name="scored", overwrite=True)
+    assert len(_load(out, "scored", tmp_path)) == 5 and (out / "data" / "notes.txt").is_file()
+
+
 def test_card_yaml_carries_language_when_known(data, tmp_path):
     _, _, selected, _ = data
     export_for_hub(selected, tmp_path / "en", language=["en", "fr"])
@@ -147,9 +175,10 @@ def test_shards_are_sized_in_bytes(data, tmp_path):
 class FakeHub:
     """An ``HfApi`` stand-in that records every call and answers from a fixed repo file list (no network)."""
 
-    def __init__(self, files=(), *, large: bool = False) -> None:
+    def __init__(self, files=(), *, large: bool = False, card: str | None = None) -> None:
         self.calls: list[tuple[str, dict]] = []
         self.files = list(files)
+        self.card = card  # the repo's README.md, when it has one
         self.cards: list[str] = []
         self.uploaded: list[list[str]] = []
         if large:  # huggingface_hub < 2 has upload_large_folder; 2.x removed it
@@ -168,6 +197,16 @@ class FakeHub:
     def list_repo_files(self, repo_id, **kw):
         self._record("list_repo_files", {"repo_id": repo_id, **kw})
         return list(self.files)
+
+    def hf_hub_download(self, **kw):
+        from huggingface_hub.errors import EntryNotFoundError
+
+        self._record("hf_hub_download", kw)
+        if self.card is None:
+            raise EntryNotFoundError(f"{kw['filename']} not in the repo")
+        path = Path(__import__("tempfile").mkdtemp()) / kw["filename"]
+        path.write_text(self.card)
+        return str(path)
 
     def _files(self, folder):
         return sorted(p.relative_to(folder).as_posix() for p in Path(folder).rglob("*") if p.is_file())
@@ -225,7 +264,8 @@ def test_publishing_a_second_config_keeps_the_first(data, tmp_path, online):
     hub = FakeHub(DEFAULT_FILES)
     url = push_to_hub(scored, "me/ds", token=FAKE_TOKEN, api=hub, config_name="scored", folder=tmp_path / "local")
     assert url == "https://huggingface.co/datasets/me/ds"
-    assert hub.names() == ["create_repo", "list_repo_files", "upload_folder", "upload_file"]
+    assert hub.names() == ["create_repo", "list_repo_files", "hf_hub_download", "upload_folder", "upload_file"]
+    assert hub.call("hf_hub_download")["filename"] == "README.md"  # the repo card's repository-level fields
     up = hub.call("upload_folder")
     assert up["delete_patterns"] == ["scored/*"] and up["ignore_patterns"] == ["README.md"]
     # The folder holds this config only (README.md is ignored, uploaded last on its own).
@@ -247,6 +287,55 @@ def test_publishing_a_second_config_keeps_the_first(data, tmp_path, online):
     push_to_hub(scored, "me/ds", token=FAKE_TOKEN, api=hub)
     assert hub.call("upload_folder")["delete_patterns"] == ["data/*"]
     assert DatasetCard(hub.cards[0]).data.configs == yaml_configs(["default", "scored"])
+
+
+def test_a_later_config_keeps_the_repository_level_card_fields(data, tmp_path, capsys, online):
+    from huggingface_hub import DatasetCard
+
+    _, _, selected, scored = data
+    out = tmp_path / "out"
+    selected.save_to_disk(str(tmp_path / "sel"))
+    scored.save_to_disk(str(tmp_path / "scored"))
+    assert main(["export", str(tmp_path / "sel"), str(out), "--license", "odc-by", "--source-dataset", "org/pool",
+                 "--language", "en", "--pretty-name", "Math subset"]) == 0
+    # README step 4: the scored pool as a second config, without --license or --source-dataset.
+    assert main(["export", str(tmp_path / "scored"), str(out), "--config-name", "scored",
+                 "--token-column", "num_tokens", "--language", "en"]) == 0
+    card = _card(out / "README.md")
+    assert card.data.license == "odc-by" and card.data.source_datasets == ["org/pool"]
+    assert card.data.pretty_name == "Math subset" and card.data.language == ["en"]
+    recorded = json.loads((out / "scored" / "nag_recipe.json").read_text())["card"]
+    assert (recorded["license"], recorded["source_datasets"]) == ("odc-by", ["org/pool"])
+    # A conflicting explicit value is refused by name, with both values and the way to change it.
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "scored"), str(out), "--config-name", "scored", "--overwrite",
+                 "--license", "mit"]) == 1
+    err = capsys.readouterr().err
+    assert "--license mit conflicts with the license 'odc-by'" in err and "config 'default'" in err
+    assert f"nag-datasets card {out} --license mit" in err and "license='mit'" not in err
+    with pytest.raises(ValueError, match=r"source_datasets=\['org/other'\] conflicts .*\['org/pool'\].*"
+                                         r"regenerate_card\(folder, source_datasets=\['org/other'\]\)"):
+        export_for_hub(scored, out, config_name="other", source_datasets="org/other")
+    assert json.loads((out / "scored" / "nag_recipe.json").read_text())["card"]["license"] == "odc-by"
+    # Changing it for every config, then exporting again with the new value.
+    assert main(["card", str(out), "--license", "mit"]) == 0
+    assert all(json.loads(p.read_text())["card"]["license"] == "mit" for p in out.rglob("nag_recipe.json"))
+    export_for_hub(scored, out, config_name="scored", overwrite=True, license="mit")
+    assert _card(out / "README.md").data.license == "mit"
+    # The only config, replaced: a fresh export takes what it is given.
+    export_for_hub(selected, tmp_path / "single", license="odc-by")
+    export_for_hub(selected, tmp_path / "single", license="cc-by-4.0", overwrite=True)
+    assert _card(tmp_path / "single" / "README.md").data.license == "cc-by-4.0"
+    # Publishing a config to a repo whose card states them: the card keeps them too.
+    published = (out / "README.md").read_text()
+    hub = FakeHub([*DEFAULT_FILES], card=published)
+    push_to_hub(scored, "me/ds", token=FAKE_TOKEN, api=hub, config_name="scored2", folder=tmp_path / "local")
+    pushed = DatasetCard(hub.cards[0]).data
+    assert (pushed.license, pushed.source_datasets, pushed.pretty_name) == ("mit", ["org/pool"], "Math subset")
+    with pytest.raises(ValueError, match="license='odc-by' conflicts with the license 'mit' that the published card "
+                                         "of me/ds states"):
+        push_to_hub(scored, "me/ds", token=FAKE_TOKEN, api=FakeHub([*DEFAULT_FILES], card=published),
+                    config_name="scored3", folder=tmp_path / "local3", license="odc-by")
 
 
 def test_revision_and_create_pr_reach_every_commit(data, tmp_path, online, monkeypatch, capsys):
@@ -319,6 +408,7 @@ def test_large_exports_use_upload_large_folder(data, tmp_path, online):
         "create_repo",
         "create_branch",
         "list_repo_files",
+        "hf_hub_download",
         "upload_large_folder",
         "list_repo_files",
         "create_commit",

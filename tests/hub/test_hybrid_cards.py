@@ -39,7 +39,7 @@ def test_profile_card_names_the_signal_and_the_embedding(pool_and_profiles, tmp_
     profile = profiles[signal]
     card = _card(profile_card(profile, tmp_path / "p").parent)
     block = card.data.nag_profile
-    assert block["signal"] == signal and block["embedding"]["spec_fingerprint"] == EMB.fingerprint()
+    assert block["signal"] == signal and block["embedding"]["spec_fingerprint"] == EMB.fingerprint
     assert f"**Signal: {signal}.**" in card.text and "--embedding last" in card.text
     if signal == "hybrid":
         assert block["nag_weight"] == 0.2 and "0.2 z(NAG) + 0.8 z(embedding model)" in card.text

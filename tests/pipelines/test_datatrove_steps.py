@@ -369,28 +369,31 @@ def test_profile_scores_are_bit_equal_and_the_selection_equals_select_top_fracti
     assert [d.text for d in kept] == list(expected["text"]) and report.documents_selected > 0
     written = json.loads((tmp_path / "budget" / "selection.json").read_text())
     assert written["threshold"] == report.threshold and written["score_kind"] == "contrastive"
-    assert written["profile_fingerprint"] == contrastive.fingerprint()
+    assert written["profile_fingerprint"] == contrastive.fingerprint
 
 
 @pytest.mark.slow
 def test_example_runs_end_to_end_and_equals_select_top_fraction(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [
-        sys.executable,
-        str(REPO / "examples" / "datatrove_select.py"),
-        "--work",
-        str(tmp_path),
-        "--pool-docs",
-        "16",
-        "--target-docs",
-        "6",
-        "--max-length",
-        "32",
-    ]
-    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200, check=False)
+    cmd = [sys.executable, str(REPO / "examples" / "datatrove_select.py"), "--pool-docs", "16", "--target-docs", "6",
+           "--max-length", "32"]
+    work = tmp_path / "nag_datatrove_work"
+    run = subprocess.run([*cmd, "--work", str(work)], capture_output=True, text=True, env=env, timeout=1200,
+                         check=False, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads(run.stdout)
     assert summary["equals_select_top_fraction"] is True
     assert summary["pool_documents"] == 16 and 0 < summary["tokens_selected"] <= 0.2 * summary["pool_tokens"]
     written = sorted(Path(summary["selection_folder"]).glob("*.jsonl"))
     assert sum(len(f.read_text().splitlines()) for f in written) == summary["documents_selected"]
+    assert summary["features"].startswith("computed and saved: ")
+    features = Path(summary["features"].split(": ", 1)[1])
+    saved_at = {p: p.stat().st_mtime_ns for p in features.rglob("*")}
+    # Issue 26, item 8: the README's command has no --work (default ./nag_datatrove_work), and a rerun reuses the
+    # in-process features instead of featurizing every document again.
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200, check=False, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    rerun = json.loads(again.stdout)
+    assert rerun["features"] == f"reused: {features}" and features.is_relative_to(work)
+    assert {p: p.stat().st_mtime_ns for p in features.rglob("*")} == saved_at
+    assert {k: v for k, v in rerun.items() if k != "features"} == {k: v for k, v in summary.items() if k != "features"}

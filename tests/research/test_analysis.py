@@ -52,7 +52,7 @@ def test_slice_and_prefix_signatures_give_own_specs():
     assert mid_spec.layers == (0, 5) and np.array_equal(mid, sigs[:, [0, 2]])
     narrow, narrow_spec = prefix_signatures(sigs, spec, 2)
     assert narrow_spec.top_k == 2 and np.array_equal(narrow, sigs[:, :, :2])
-    assert narrow_spec.fingerprint() != spec.fingerprint()
+    assert narrow_spec.fingerprint != spec.fingerprint
     with pytest.raises(SpecError, match=r"layers \[1\]"):
         slice_signatures(sigs, spec, [1])
     with pytest.raises(ValueError):

@@ -131,7 +131,7 @@ def test_selection_with_a_contrastive_profile(profile, pool, method):
     assert report.score_kind == "contrastive" and report.profile["weighting"] == {"name": "log_odds", "alpha": 0.25}
     assert report.profile["background"]["num_documents"] == 120
     assert report.profile["background"]["sample"]["seed"] == 3
-    assert report.profile_fingerprint == profile.fingerprint()
+    assert report.profile_fingerprint == profile.fingerprint
 
 
 def test_multi_target_each_against_the_same_background(spec, pool, background):
@@ -140,7 +140,7 @@ def test_multi_target_each_against_the_same_background(spec, pool, background):
     profiles = [t.contrast(background) for t in targets]
     out, report = select_multi_target(ds, profiles, 0.2, token_column="num_tokens", return_report=True)
     for p, r in zip(profiles, report.targets):
-        assert r.score_kind == "contrastive" and r.profile["background"]["fingerprint"] == background.fingerprint()
+        assert r.score_kind == "contrastive" and r.profile["background"]["fingerprint"] == background.fingerprint
     first = select_top_fraction(ds, 0.1, token_column="num_tokens", profile=profiles[0])
     assert out["n"][: len(first)] == first["n"][:]
 
@@ -160,17 +160,17 @@ def test_round_trip_and_fingerprint(profile, target, background, tmp_path):
     profile.save(tmp_path / "p")
     loaded = NAGProfile.load(tmp_path / "p")
     assert isinstance(loaded, ContrastiveProfile)
-    assert loaded == profile and loaded.fingerprint() == profile.fingerprint()
+    assert loaded == profile and loaded.fingerprint == profile.fingerprint
     assert loaded.weights.tobytes() == profile.weights.tobytes()
     assert loaded.background.sample_info == background.sample_info
     other = target.contrast(background, "log_odds", alpha=0.5)
-    assert other.fingerprint() != profile.fingerprint()
+    assert other.fingerprint != profile.fingerprint
     # The background's counts are part of the fingerprint (its description and sample record are not).
     same_counts = NAGProfile(background.counts, background.num_targets, background.spec)
-    assert target.contrast(same_counts, "log_odds", alpha=0.25).fingerprint() == profile.fingerprint()
+    assert target.contrast(same_counts, "log_odds", alpha=0.25).fingerprint == profile.fingerprint
     moved = NAGProfile.from_signatures(random_signatures(120, background.spec, seed=9), background.spec)
-    assert target.contrast(moved, "log_odds", alpha=0.25).fingerprint() != profile.fingerprint()
-    assert target.fingerprint() != profile.fingerprint()
+    assert target.contrast(moved, "log_odds", alpha=0.25).fingerprint != profile.fingerprint
+    assert target.fingerprint != profile.fingerprint
 
 
 def test_load_refuses_changed_weighting_or_counts(profile, tmp_path):

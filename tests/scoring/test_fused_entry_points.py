@@ -102,13 +102,13 @@ def test_score_pool_and_a_distilled_teacher_carry_the_scores_and_the_signal(prof
     assert np.array_equal(np.array([np.nan if s is None else s for s in column], np.float32), profile.score(pool),
                           equal_nan=True)
     info = get_score_info(scored, "nag_contrast_score")
-    assert info["profile"]["signal"] == profile.signal and info["profile_fingerprint"] == profile.fingerprint()
+    assert info["profile"]["signal"] == profile.signal and info["profile_fingerprint"] == profile.fingerprint
     cut = select_top_fraction(scored, 0.3, token_column="num_tokens", score_column="nag_contrast_score")
     assert cut["row"] == select_top_fraction(pool, 0.3, token_column="num_tokens", profile=profile)["row"]
     scorer = distill_dataset(scored, tmp_path / "d", score_column="nag_contrast_score", profile=profile,
                              model="linear", params={"n_features": 1 << 12})
     assert scorer.meta["source"]["signal"] == profile.signal
-    assert scorer.meta["source"]["profile_fingerprint"] == profile.fingerprint()
+    assert scorer.meta["source"]["profile_fingerprint"] == profile.fingerprint
 
 
 def test_every_entry_point_refuses_a_pool_without_the_embedding_column(profile, pool):

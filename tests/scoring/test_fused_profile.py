@@ -110,7 +110,7 @@ def test_default_signal_is_hybrid_with_embeddings_and_nag_with_a_warning_without
         warnings.simplefilter("error")
         explicit = tp.without_embeddings().contrast(bg, signal="nag")
     assert explicit == plain and np.array_equal(explicit.weights, tp.contrast(bg).nag.weights)
-    assert tp.contrast(bg, signal="nag").fingerprint() == plain.fingerprint()  # rows are not part of the NAG profile
+    assert tp.contrast(bg, signal="nag").fingerprint == plain.fingerprint  # rows are not part of the NAG profile
 
 
 def test_refusals_name_the_fix(data):
@@ -149,7 +149,7 @@ def test_a_stream_and_the_same_pool_in_memory_keep_the_same_rows(data, tmp_path)
 
     stream = load_dataset("parquet", data_files=str(tmp_path / "pool.parquet"), split="train", streaming=True)
     streamed = NAGProfile.from_dataset(stream, column="nag_fwd_down", sample=40, seed=3, batch_size=7)
-    assert streamed == bg and streamed.fingerprint() == bg.fingerprint()
+    assert streamed == bg and streamed.fingerprint == bg.fingerprint
     whole = NAGProfile.from_dataset(pool, column="nag_fwd_down")
     assert whole.embedding_stats.num_rows == 59 and whole.skipped_null == 1
 
@@ -163,7 +163,7 @@ def test_save_and_load_give_the_same_profile_and_scores(data, tmp_path):
             meta = json.loads((Path(folder) / "profile.json").read_text())
             assert meta["format_version"] == 3 and meta["kind"] == "fused" and meta["signal"] == signal
             loaded = NAGProfile.load(folder)
-            assert loaded == profile and loaded.fingerprint() == profile.fingerprint()
+            assert loaded == profile and loaded.fingerprint == profile.fingerprint
             assert np.array_equal(loaded.score(pool), profile.score(pool), equal_nan=True)
     for p in (tp, bg):  # profiles that keep their rows come back with them (and can be contrasted later)
         loaded = NAGProfile.load(p.save(tmp_path / f"rows-{p.num_targets}"))
@@ -174,9 +174,9 @@ def test_save_and_load_give_the_same_profile_and_scores(data, tmp_path):
 def test_fingerprint_covers_weight_model_and_rows(data, tmp_path):
     _, _, tp, bg = data
     base = tp.contrast(bg)
-    assert base.fingerprint() != tp.contrast(bg, nag_weight=0.5).fingerprint()
-    assert base.fingerprint() != tp.contrast(bg, embedding_model="centred").fingerprint()
-    assert tp.fingerprint() != tp.without_embeddings().fingerprint()
+    assert base.fingerprint != tp.contrast(bg, nag_weight=0.5).fingerprint
+    assert base.fingerprint != tp.contrast(bg, embedding_model="centred").fingerprint
+    assert tp.fingerprint != tp.without_embeddings().fingerprint
     folder = base.save(tmp_path / "p")
     meta = json.loads((folder / "profile.json").read_text())
     meta["nag_weight"] = 0.5
@@ -190,7 +190,7 @@ def test_old_profile_files_still_load_and_score_as_before():
     pool = np.load(OLD / "pool_signatures.npy")
     for name in ("v1_frequency", "v2_contrastive"):
         profile = NAGProfile.load(OLD / name)
-        assert profile.fingerprint() == expected[name]["fingerprint"]
+        assert profile.fingerprint == expected[name]["fingerprint"]
         assert profile.score(pool).tolist() == expected[name]["scores"]
         assert profile.embedding_stats is None
     assert type(NAGProfile.load(OLD / "v2_contrastive")) is ContrastiveProfile

@@ -132,7 +132,7 @@ def test_score_dataset_matches_array_and_nulls(profile, pool):
     assert scores.tobytes() == expected.tobytes()
     _, report = profile.score(ds, "nag_fwd_up", return_report=True)
     assert report.rows == 400 and report.null_rows == 3 and report.column == "nag_fwd_up"
-    assert report.profile_fingerprint == profile.fingerprint()
+    assert report.profile_fingerprint == profile.fingerprint
 
 
 @pytest.mark.parametrize("rows", [[399, 0, 7, 7, 3, 250], list(range(399, 50, -1))])
@@ -234,7 +234,7 @@ def test_save_load_round_trip(profile, pool, tmp_path):
     folder = profile.save(tmp_path / "p")
     assert sorted(p.name for p in folder.iterdir()) == ["profile.json", "profile.safetensors"]
     loaded = NAGProfile.load(folder)
-    assert loaded == profile and loaded.fingerprint() == profile.fingerprint()
+    assert loaded == profile and loaded.fingerprint == profile.fingerprint
     assert loaded.score(ds).tobytes() == profile.score(ds).tobytes()
     other = NAGProfile.from_signatures(random_signatures(3, profile.spec, seed=9), profile.spec)
     other.save(folder)
@@ -310,10 +310,10 @@ def test_load_rejects_damaged_files(profile, tmp_path):
 
 def test_fingerprint(profile):
     same = NAGProfile(profile.counts, profile.num_targets, profile.spec, "another label")
-    assert same.fingerprint() == profile.fingerprint()
+    assert same.fingerprint == profile.fingerprint
     merged = NAGProfile.merge([profile, profile])
-    assert merged.fingerprint() != profile.fingerprint()
-    assert len(profile.fingerprint()) == 16
+    assert merged.fingerprint != profile.fingerprint
+    assert len(profile.fingerprint) == 16
 
 
 def test_merge_sums_counts_and_checks_specs(spec, profile):
@@ -325,3 +325,81 @@ def test_merge_sums_counts_and_checks_specs(spec, profile):
     foreign = make_spec(model_fingerprint="model-b")
     with pytest.raises(SpecMismatchError, match="model_fingerprint"):
         NAGProfile.merge([profile, NAGProfile.from_signatures(random_signatures(2, foreign), foreign)])
+
+
+def test_fingerprint_is_a_read_only_property_of_every_profile_kind(profile, spec):
+    import hashlib
+
+    from datasets.fingerprint import Hasher
+
+    background = NAGProfile.from_signatures(random_signatures(9, spec, seed=5), spec)
+    h = hashlib.sha256(b"nag_datasets.profile/1\0")
+    h.update(spec.fingerprint.encode())
+    h.update(f"\0{profile.num_targets}\0{profile.counts.shape}\0".encode())
+    h.update(profile.counts.astype("<u4").tobytes())
+    assert profile.fingerprint == h.hexdigest()[:16]  # the value saved files record is unchanged
+    for p in (profile, profile.contrast(background)):
+        assert isinstance(p.fingerprint, str) and len(p.fingerprint) == 16
+        with pytest.raises(AttributeError):
+            p.fingerprint = "x"
+    contrastive = profile.contrast(background)
+    assert contrastive.fingerprint != profile.fingerprint  # the contrastive hash, not the base one it builds on
+    # Reading the fingerprint does not change what `datasets` hashes for a map callable holding the profile.
+    fresh = NAGProfile(profile.counts, profile.num_targets, spec)
+    before = Hasher.hash(fresh.scorer(check_spec=False))
+    assert fresh.fingerprint
+    assert Hasher.hash(fresh.scorer(check_spec=False)) == before
+
+
+def test_a_seed_without_a_sample_is_refused_and_a_sample_alone_draws_with_seed_0(spec, pool):
+    """Issue 26: ``from_dataset(ds, seed=3)`` without ``sample`` ignored the seed without a word."""
+    _, ds = pool
+    with pytest.raises(ProfileError, match=r"seed=3 draws a sample of the rows, but no sample= was given"):
+        NAGProfile.from_dataset(ds, seed=3)
+    default = NAGProfile.from_dataset(ds, sample=50)
+    assert default.fingerprint == NAGProfile.from_dataset(ds, sample=50, seed=0).fingerprint
+    assert default.sample_info["seed"] == 0  # saved sample_info (and so fingerprints) as before
+    assert NAGProfile.from_dataset(ds, sample=50, seed=3).fingerprint != default.fingerprint
+
+
+def test_the_column_defaults_to_the_only_signature_column(spec):
+    """Issue 26: the default column was ``nag_fwd_up`` even when ``nag_att_o`` was the only signature column."""
+    from datasets import concatenate_datasets
+
+    from nag_datasets.errors import InvalidArgumentError, MissingColumnError
+
+    att = make_spec(neuron_type="att_o")
+    only_att = make_signature_dataset(random_signatures(6, att), att)
+    assert NAGProfile.from_dataset(only_att).spec.neuron_type == "att_o"
+    custom = make_signature_dataset(random_signatures(6, spec), spec, column="my_signatures")  # typed, any name
+    assert NAGProfile.from_dataset(custom).num_targets == 6
+    both = concatenate_datasets([only_att, make_signature_dataset(random_signatures(6, spec), spec)], axis=1)
+    with pytest.raises(InvalidArgumentError, match=r"2 signature columns \(nag_att_o, nag_fwd_up\): pass column="):
+        NAGProfile.from_dataset(both)
+    assert NAGProfile.from_dataset(both, column="nag_att_o") == NAGProfile.from_dataset(only_att)
+    with pytest.raises(MissingColumnError, match="no signature column"):
+        NAGProfile.from_dataset(only_att.add_column("text", ["x"] * 6).remove_columns("nag_att_o"))
+
+
+def test_a_pandas_dataframe_is_accepted_where_a_dataset_is(spec, pool, profile, tmp_path, monkeypatch):
+    """Issue 26: ``from_dataset(df)`` raised AttributeError and ``profile.score(df)`` a shape error."""
+    from nag_datasets.selection.budgeted import select_top_fraction
+    from nag_datasets.signatures.registry import register_spec
+    from nag_datasets.signatures.spec_column import spec_value
+
+    monkeypatch.setenv("NAG_DATASETS_CACHE", str(tmp_path / "cache"))
+    register_spec(spec)
+    _, ds = pool
+    ds = ds.add_column("nag_spec", [spec_value({"nag_fwd_up": spec})] * len(ds))
+    df = ds.to_pandas()
+    assert NAGProfile.from_dataset(df) == NAGProfile.from_dataset(ds)
+    assert profile.score(df).tobytes() == profile.score(ds).tobytes()  # NaN rows included
+    from_df = select_top_fraction(df.assign(num_tokens=1), 0.3, token_column="num_tokens", profile=profile)
+    from_ds = select_top_fraction(ds.add_column("num_tokens", [1] * len(ds)), 0.3, token_column="num_tokens",
+                                  profile=profile)
+    assert from_df["n"][:] == from_ds["n"][:]
+    # Without the nag_spec column nothing says how the signatures were made: the usual refusal, with the fix.
+    with pytest.raises(SpecError, match="attach_spec"):
+        profile.score(df.drop(columns=["nag_spec"]))
+    with pytest.raises(SpecError, match="attach_spec"):
+        NAGProfile.from_dataset(df.drop(columns=["nag_spec"]))

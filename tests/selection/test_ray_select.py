@@ -53,7 +53,7 @@ def test_ray_selection_equals_exact_in_memory(local_ray, tmp_path, fraction, kin
                 "null_tokens_skipped", "threshold"):
         assert report[key] == getattr(exp_report, key), key
     assert json.loads((tmp_path / "out" / "selection.json").read_text()) == report
-    assert report["score_kind"] == kind and report["profile"]["fingerprint"] == profile.fingerprint()
+    assert report["score_kind"] == kind and report["profile"]["fingerprint"] == profile.fingerprint
     if report["documents_selected"]:
         got = load_any(tmp_path / "out")
         assert got["row"][:] == sorted(expected["row"][:])  # same rows, written in their original order

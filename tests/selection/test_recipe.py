@@ -34,7 +34,7 @@ def test_recipe_contents(selected):
     recipe = get_recipe(out)
     assert recipe.kind == "top_fraction" and recipe.method == "exact" and recipe.fraction == 0.25
     assert recipe.spec == make_spec().to_dict()
-    assert recipe.profiles == [{"fingerprint": profile.fingerprint(), "description": "t", "num_targets": 6,
+    assert recipe.profiles == [{"fingerprint": profile.fingerprint, "description": "t", "num_targets": 6,
                                 "score_kind": "similarity"}]
     assert recipe.reports == [report.to_dict()]
     assert recipe.library_version and recipe.created

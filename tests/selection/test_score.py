@@ -102,7 +102,7 @@ def test_score_command_keeps_every_row_with_the_profiles_scores_and_token_counts
     assert scored["num_tokens"][:5] == [2, 3, 4, 5, 6]
     # The column names the profile that made it.
     info = get_score_info(scored, column)
-    assert info["kind"] == SCORED_KIND and info["profile_fingerprint"] == profile.fingerprint()
+    assert info["kind"] == SCORED_KIND and info["profile_fingerprint"] == profile.fingerprint
     assert info["score_kind"] == profile.score_kind and info["signature_column"] == "nag_fwd_up"
 
 
@@ -116,7 +116,7 @@ def test_score_refuses_an_existing_output_and_needs_one_scorer_source(tmp_path, 
     assert first["num_tokens"][:] == pool["num_tokens"][:]  # an existing token column is kept as it is
     capsys.readouterr()
     assert main(argv) == 1
-    assert "exists; pass overwrite" in capsys.readouterr().err
+    assert "exists; pass --overwrite" in capsys.readouterr().err
     assert main([*argv, "--overwrite"]) == 0
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
@@ -153,7 +153,7 @@ def test_a_scored_pool_cut_at_r_f_equals_selection_with_the_profile(tmp_path, ca
             assert cut.remove_columns([profile.score_column]).to_list() == direct.to_list()
             assert len(cut) == len(direct) and cut_report.tokens_selected == report.tokens_selected
             recipe = get_recipe(cut)
-            assert recipe.profiles[0]["fingerprint"] == profile.fingerprint()
+            assert recipe.profiles[0]["fingerprint"] == profile.fingerprint
             assert recipe.spec == spec.to_dict()
     with pytest.raises(ValueError, match="would replace the signature column"):
         score_pool(pool, profile, out_column="nag_fwd_up")

@@ -142,12 +142,12 @@ def test_select_top_fraction_with_profile(spec, pool):
     assert out.column_names == ["nag_fwd_up", "row", "num_tokens", "quality", "nag_rank"]
     assert out["nag_rank"][:] == list(range(len(out)))
     assert report.signature_column == "nag_fwd_up" and report.spec == spec.to_dict()
-    assert report.profile_fingerprint == profile.fingerprint() and report.profile_description == "science"
+    assert report.profile_fingerprint == profile.fingerprint and report.profile_description == "science"
     assert report.profile_num_targets == 10
     assert report.null_rows_skipped == 2 and report.null_tokens_skipped == tokens[[0, 150]].sum()
     assert SelectionReport.from_dict(report.to_dict()) == report
     recipe = get_recipe(out)
-    assert recipe.reports == [report.to_dict()] and recipe.profiles[0]["fingerprint"] == profile.fingerprint()
+    assert recipe.reports == [report.to_dict()] and recipe.profiles[0]["fingerprint"] == profile.fingerprint
 
 
 def test_select_on_shuffled_dataset_and_by_score_column(spec, pool):
@@ -237,7 +237,7 @@ def test_combine_with_quality_by_hand(spec, tmp_path):
                                       return_report=True)
     best_first = sorted(rows, key=lambda r: (expected[r], r))
     assert out["quality"][:] == [quality[r] for r in best_first[:2]]
-    assert report.higher_is_better is False and report.profile_fingerprint == profile.fingerprint()
+    assert report.higher_is_better is False and report.profile_fingerprint == profile.fingerprint
     recipe = get_recipe(out)
     assert recipe.quality == {"column": "quality", "weight": 0.5} and recipe.higher_is_better is False
 
@@ -255,3 +255,66 @@ def test_count_tokens_full_length():
     out = count_tokens(ds, tok, batch_size=2)
     assert out["num_tokens"][:] == [10, 0, 2, 0]
     assert out.features["num_tokens"].dtype == "int64"
+
+
+def test_mutually_exclusive_arguments_are_refused_naming_both(spec, pool):
+    """Issue 26: a score column beside a profile was silently ignored (ranked by the profile, stale column kept)."""
+    from nag_datasets.errors import InvalidArgumentError, NAGError
+    from nag_datasets.featurize.featurizer import NAGFeaturizer
+    from nag_datasets.scoring.weighting import WeightingError, get_weighting
+    from nag_datasets.selection.scored import score_pool
+
+    _, ds = pool
+    profile = _profile(spec, 8)
+    scored = score_pool(ds, profile)
+    cases = [
+        (lambda: select_top_fraction(scored, 0.3, token_column="num_tokens", profile=profile,
+                                     score_column="nag_similarity"), r"either profile= or score_column="),
+        (lambda: select_top_fraction(scored, 0.3, token_column="num_tokens", score_column="nag_similarity",
+                                     column="nag_fwd_up"), r"column= names the signature column .* profile="),
+        (lambda: select_top_fraction(ds, 0.3, token_column="num_tokens", profile=profile, seed=3),
+         r"seed=3: these apply only to method='sampled'"),
+        (lambda: select_top_fraction(ds, 0.3, token_column="num_tokens", profile=profile, sample_size=10),
+         r"sample_size=10: these apply only to method='sampled'"),
+        (lambda: select_indices(np.ones(3), np.ones(3, np.int64), 0.5, seed=0), r"seed=0: .*method='exact' draws none"),
+        (lambda: select_multi_target(ds, [profile], 0.3, token_column="num_tokens", seed=1), r"seed=1"),
+        (lambda: combine_with_quality(scored, None, "num_tokens", score_column="nag_similarity", column="nag_fwd_up"),
+         r"column= names the signature column a profile scores; with score_column="),
+        (lambda: profile.scorer(dataset=ds, check_spec=False), r"either dataset= .* or check_spec=False"),
+        (lambda: profile.filter(0.1, dataset=ds, check_spec=False), r"either dataset="),
+        (lambda: NAGFeaturizer("some/model", tokenizer=object()), r"tokenizer= goes with a loaded model object"),
+        (lambda: NAGFeaturizer(object(), tokenizer=object(), revision="main"), r"revision= and trust_remote_code="),
+    ]
+    for call, message in cases:
+        with pytest.raises(InvalidArgumentError, match=message) as info:
+            call()
+        assert isinstance(info.value, NAGError)
+    with pytest.raises(WeightingError, match=r"parameters \['m'\] given with a weighting dict"):
+        get_weighting({"name": "shrinkage", "m": 50.0, "alpha": 0.5}, m=3.0)
+    # The combinations that mean something still work: sampled with its seed, a score column alone.
+    a = select_top_fraction(ds, 0.3, token_column="num_tokens", profile=profile, method="sampled", seed=3)
+    b = select_top_fraction(ds, 0.3, token_column="num_tokens", profile=profile, method="sampled", seed=3,
+                            sample_size=100_000)
+    assert a["row"][:] == b["row"][:]
+    assert get_recipe(a).reports[0]["seed"] == 3
+    exact = select_top_fraction(ds, 0.3, token_column="num_tokens", profile=profile)
+    assert select_top_fraction(scored, 0.3, token_column="num_tokens", score_column="nag_similarity")["row"][:] \
+        == exact["row"][:]
+    assert get_recipe(exact).reports[0]["seed"] is None  # exact records no seed, as before
+
+
+def test_a_score_column_that_records_nothing_warns_by_name(spec, pool):
+    """Issue 26: any numeric column (``id``) was a score column without a word."""
+    import warnings
+
+    from nag_datasets.selection.budgeted import UnrecordedScoreColumnWarning
+    from nag_datasets.selection.scored import score_pool
+
+    _, ds = pool
+    with pytest.warns(UnrecordedScoreColumnWarning, match="ranking by column 'row', whose feature records no profile"):
+        by_row = select_top_fraction(ds, 0.3, token_column="num_tokens", score_column="row")
+    assert by_row["row"][0] == len(ds) - 1  # ranked as asked: a user's own column is still usable
+    scored = score_pool(ds, _profile(spec, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnrecordedScoreColumnWarning)
+        select_top_fraction(scored, 0.3, token_column="num_tokens", score_column="nag_similarity")  # recorded: quiet

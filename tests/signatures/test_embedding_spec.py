@@ -24,12 +24,12 @@ def test_round_trip_and_kind():
 
 def test_fingerprint_covers_compared_fields_only_and_never_equals_a_signature_spec():
     spec = make_embedding_spec()
-    assert spec.replace(model_name="x", layer_name="mid", library_version="v").fingerprint() == spec.fingerprint()
+    assert spec.replace(model_name="x", layer_name="mid", library_version="v").fingerprint == spec.fingerprint
     changed = {"layer": 1, "hidden_size": 16, "max_length": 8, "tokenizer_fingerprint": "t2"}
     for field, value in changed.items():
-        assert spec.replace(**{field: value}).fingerprint() != spec.fingerprint(), field
+        assert spec.replace(**{field: value}).fingerprint != spec.fingerprint, field
     assert set(changed) <= set(EMBEDDING_COMPARED_FIELDS)
-    assert spec.fingerprint() != make_spec().fingerprint()
+    assert spec.fingerprint != make_spec().fingerprint
 
 
 def test_mismatches_name_every_field():
@@ -70,6 +70,6 @@ def test_registry_keeps_embedding_specs(tmp_path, monkeypatch):
 
     monkeypatch.setenv("NAG_DATASETS_CACHE", str(tmp_path))
     spec = make_embedding_spec()
-    assert known_spec(spec.fingerprint()) is None
+    assert known_spec(spec.fingerprint) is None
     register_spec(spec)
-    assert known_spec(spec.fingerprint()) == spec
+    assert known_spec(spec.fingerprint) == spec

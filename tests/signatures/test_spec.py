@@ -80,7 +80,7 @@ def test_index_dtype_holds_every_neuron_index():
 def test_fingerprint_changes_with_every_compared_field(field):
     spec = make_spec()
     other = spec.replace(**{field: OTHER[field]})
-    assert other.fingerprint() != spec.fingerprint()
+    assert other.fingerprint != spec.fingerprint
     assert [m.field for m in spec.mismatches(other)] == [field]
     named = f"{field}: profile={spec.to_dict()[field]!r} vs signatures={other.to_dict()[field]!r}"
     with pytest.raises(SpecMismatchError, match=re.escape(named)):
@@ -91,7 +91,7 @@ def test_fingerprint_changes_with_every_compared_field(field):
 def test_recorded_fields_never_change_the_fingerprint(field):
     spec = make_spec()
     other = spec.replace(**{field: "something else"})
-    assert other.fingerprint() == spec.fingerprint() and spec.mismatches(other) == []
+    assert other.fingerprint == spec.fingerprint and spec.mismatches(other) == []
 
 
 def test_check_compatible_names_every_field_and_warns_on_dtype():
@@ -106,3 +106,19 @@ def test_check_compatible_names_every_field_and_warns_on_dtype():
         spec.check_compatible(spec.replace(dtype=""))  # unknown dtype: nothing to warn about
     assert [str(w.message) for w in caught] == [
         "profile was computed in float32 and signatures in bfloat16: near-tied neurons may flip"]
+
+
+def test_fingerprint_is_a_read_only_property_computed_once_with_the_same_value():
+    import hashlib
+    import pickle
+
+    spec = make_spec()
+    d = spec.to_dict()
+    old_formula = hashlib.sha256(json.dumps({k: d[k] for k in COMPARED_FIELDS}, sort_keys=True,
+                                            separators=(",", ":")).encode()).hexdigest()[:16]
+    assert isinstance(spec.fingerprint, str) and spec.fingerprint == old_formula  # saved values do not change
+    assert spec.fingerprint is spec.fingerprint  # computed once
+    with pytest.raises(AttributeError):
+        spec.fingerprint = "x"
+    assert "fingerprint" not in pickle.loads(pickle.dumps(spec)).__dict__  # the cache does not travel
+    assert pickle.loads(pickle.dumps(spec)).fingerprint == old_formula

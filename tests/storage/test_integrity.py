@@ -180,7 +180,7 @@ def test_any_byte_flip_is_refused_or_harmless(saved):
             loaded = _load_or_error(folder)
             if loaded is not None:
                 assert name == "profile.json"
-                assert loaded.fingerprint() == profile.fingerprint(), i
+                assert loaded.fingerprint == profile.fingerprint, i
                 assert loaded.score(pool).tobytes() == scores.tobytes(), i
         path.write_bytes(original)
 

@@ -147,12 +147,12 @@ def test_profile_save_load_memory_round_trip(mem, profile, pool):
     assert profile.save(url) == url
     assert location.list_names(url) == ["profile.json", "profile.safetensors"]
     back = NAGProfile.load(url)
-    assert back.fingerprint() == profile.fingerprint()
+    assert back.fingerprint == profile.fingerprint
     np.testing.assert_array_equal(back.score(pool), profile.score(pool))
-    assert NAGProfile.from_pretrained(url).fingerprint() == profile.fingerprint()
+    assert NAGProfile.from_pretrained(url).fingerprint == profile.fingerprint
     contrastive = profile.contrast(NAGProfile.from_dataset(pool, column="nag_fwd_up"))
     contrastive.save(url)  # replaces the previous profile
-    assert NAGProfile.load(url).fingerprint() == contrastive.fingerprint()
+    assert NAGProfile.load(url).fingerprint == contrastive.fingerprint
     # A write killed before profile.json (its marker) is refused.
     location.remove(url, recursive=True)
     write_pending(url, marker="profile.json", what="profile")
@@ -170,7 +170,7 @@ def test_cli_profile_and_select_on_memory_urls(mem, pool, profile, capsys):
     made = NAGProfile.load(f"{mem}/prof")
     expected = NAGProfile.from_dataset(pool.select(range(6)), column="nag_fwd_up").contrast(
         NAGProfile.from_dataset(pool, column="nag_fwd_up", sample=20, seed=0))
-    assert made.fingerprint() == expected.fingerprint()
+    assert made.fingerprint == expected.fingerprint
     assert main(["profile", f"{mem}/target.parquet", f"{mem}/prof"]) == 1  # exists, no --overwrite
     assert "exists" in capsys.readouterr().err
 

@@ -98,7 +98,7 @@ def featurize_texts(
     if torch_threads:
         torch.set_num_threads(torch_threads)
     specs = {t: featurizer.spec(t) for t in featurizer.neuron_types}
-    settings = json.dumps({"format": _FORMAT, "impact": IMPACT_VERSION, "specs": {t: s.fingerprint() for t, s in
+    settings = json.dumps({"format": _FORMAT, "impact": IMPACT_VERSION, "specs": {t: s.fingerprint for t, s in
                                                                                   specs.items()}}, sort_keys=True)
     folder = _cache_root(cache_dir) / hashlib.sha256(settings.encode()).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)

@@ -39,8 +39,8 @@ def main() -> int:
     np.save(HERE / "pool_signatures.npy", pool)
     expected = {
         "commit": commit,
-        "v1_frequency": {"fingerprint": target.fingerprint(), "scores": target.score(pool).tolist()},
-        "v2_contrastive": {"fingerprint": contrastive.fingerprint(), "scores": contrastive.score(pool).tolist()},
+        "v1_frequency": {"fingerprint": target.fingerprint, "scores": target.score(pool).tolist()},
+        "v2_contrastive": {"fingerprint": contrastive.fingerprint, "scores": contrastive.score(pool).tolist()},
     }
     (HERE / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
     return 0
