@@ -61,8 +61,10 @@ def test_profile_default_is_the_hybrid_and_equals_the_python_api(saved, capsys):
     assert np.array_equal(got, expected.score(pool), equal_nan=True)
     capsys.readouterr()
     assert main(["select", str(tmp / "pool"), str(tmp / "sel"), "--profile", str(tmp / "p"), "--fraction",
-                 "0.3"]) == 0
-    report = json.loads(capsys.readouterr().out)
+                 "0.3", "--report", str(tmp / "report.json")]) == 0
+    summary = json.loads(capsys.readouterr().out)  # the short summary names the score kind and the profile
+    assert summary["ranked_by"] == f"contrastive score of profile {expected.fingerprint}"
+    report = json.loads((tmp / "report.json").read_text())
     assert report["profile"]["signal"] == "hybrid"
     want = select_top_fraction(pool, 0.3, token_column="num_tokens", profile=expected)
     assert load_any(tmp / "sel")["num_tokens"][:] == want["num_tokens"][:]

@@ -65,10 +65,11 @@ def test_map_scorer_and_filter_are_bit_equal_at_any_batch_size(profile, pool, ba
 
 @pytest.mark.parametrize("method", ["exact", "sampled"])
 def test_selection_ranks_by_the_same_scores(profile, pool, method):
+    sampling = {"sample_size": 80} if method == "sampled" else {}  # exact draws no sample (refused)
     selected, report = select_top_fraction(pool, 0.3, token_column="num_tokens", profile=profile, method=method,
-                                           sample_size=80, return_report=True)
+                                           return_report=True, **sampling)
     indices, expected = select_indices(profile.score(pool), np.asarray(pool["num_tokens"]), 0.3, method=method,
-                                       sample_size=80)
+                                       **sampling)
     assert selected["row"] == indices.tolist() and report.threshold == expected.threshold
     recipe = get_recipe(selected)
     assert recipe.profiles[0]["signal"] == profile.signal and report.score_kind == "contrastive"
