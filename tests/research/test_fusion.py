@@ -3,6 +3,8 @@ sees, and the selection rule's restriction to shippable variants."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from nag_research.evaluate import fusion
@@ -301,6 +303,24 @@ def test_rule_ties_go_to_the_simplest_level_then_the_simplest_parameters():
     variants["learned"] = ("learned", {"features": "both", "types": ["att_o"], "layers": "last10",
                                        "embedding": "last"}, 0.83)
     assert select_default(_fake_results(variants), CFG)["pick_all"] == "learned"
+
+
+def test_rule_first_keeps_variants_not_below_the_strongest_method_without_nag():
+    """Issue 23: a simpler tied variant that ranks below the embedding in one cell is not picked; without any
+    variant that holds every cell the rule falls back to all shippable ones."""
+    variants = {"emb": ("centred_embedding", {"layer": "last"}, 0.80),
+                "att_o m=20": _contrastive(("att_o",), 20.0, 0.83),
+                "zsum w=0.5": _zsum(0.5, 0.832)}
+    results = _fake_results(variants)
+    for c in ("c0", "c1"):  # att_o is below the embedding with the fewest targets
+        results["tasks"]["t"]["robustness"]["targets"]["methods"]["att_o m=20"]["per_class"][c][0] = 0.79
+    wide_tie = dataclasses.replace(CFG, selection_tie=0.02)  # att_o (criterion 0.817) ties with the fusion (0.832)
+    sel = select_default(results, wide_tie)
+    assert sel["eligible"] == ["emb", "zsum w=0.5"] and not sel["eligible_fallback"]
+    assert sel["pick_all"] == "zsum w=0.5"
+    for c in ("c0", "c1"):  # now nothing holds every cell but the embedding itself: it is picked, as the simplest
+        results["tasks"]["t"]["robustness"]["targets"]["methods"]["zsum w=0.5"]["per_class"][c][0] = 0.79
+    assert select_default(results, wide_tie)["pick_all"] == "emb"
 
 
 def test_shippability_and_kinds():

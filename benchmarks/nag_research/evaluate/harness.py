@@ -711,7 +711,9 @@ def select_default(results: dict[str, Any], config: EvalConfig) -> dict[str, Any
     (:func:`method_kind`); among that kind's tied variants it takes the simplest parameters
     (:func:`method_simplicity`), then the highest criterion. Reported on all classes and on two halves of each
     task's classes (even / odd positions): the variant picked on one half is scored on the other, which shows how
-    much choosing and reporting on the same classes flatters the pick.
+    much choosing and reporting on the same classes flatters the pick. Before all that, issue 23's requirement is the
+    first filter: only shippable variants that are not below the strongest method without NAG signatures in any
+    cell (task x all targets / fewest targets) are considered, when there is one.
     """
     tasks = results["tasks"]
     first = next(iter(tasks.values()))["per_method"]
@@ -750,12 +752,40 @@ def select_default(results: dict[str, Any], config: EvalConfig) -> dict[str, Any
     def kind(name: str) -> tuple[Any, ...]:
         return method_kind(fam(name), first[name]["options"])
 
-    def best(half: str) -> str:
-        return max(shippable, key=lambda n: table[n][half])
+    # Issue 23's requirement as the rule's first filter: the shipped default ranks at least as well as the strongest
+    # method without NAG signatures in every cell (each task, all targets and the fewest targets per class, on the
+    # classes the choice is made on). Without an eligible variant the rule falls back to every shippable one.
+    from .report import is_non_nag
+
+    non_nag = [n for n in results["methods"] if is_non_nag(results, n)]
+
+    def cells(name: str, half: str) -> list[float]:
+        out = []
+        for tn, task in tasks.items():
+            classes = list(crit[tn][names[0]])
+            h = halves[half]
+            chosen = classes if h is None else classes[h::2]
+            few = task["robustness"]["targets"]["methods"].get(name)
+            pc = task["per_method"][name]["per_class"]
+            out.append(float(np.mean([pc[c]["ap"] for c in chosen])))
+            if few is not None:
+                out.append(float(np.mean([few["per_class"][c][0] for c in chosen])))
+            else:
+                out.append(out[-1])  # no targets study (a method that ignores the targets' count): the same AP
+        return out
+
+    def eligible(half: str) -> list[str]:
+        bars = np.max([cells(n, half) for n in non_nag], axis=0) if non_nag else None
+        ok = [n for n in shippable if bars is None or all(a >= b for a, b in zip(cells(n, half), bars))]
+        return ok or shippable
+
+    def best(half: str, among: list[str] | None = None) -> str:
+        return max(among or shippable, key=lambda n: table[n][half])
 
     def pick(half: str) -> str:
-        top = best(half)
-        tied = [n for n in shippable if table[n][half] >= table[top][half] - config.selection_tie]
+        among = eligible(half)
+        top = best(half, among)
+        tied = [n for n in among if table[n][half] >= table[top][half] - config.selection_tie]
         level = min(SELECTABLE[fam(n)] for n in tied)
         tied = [n for n in tied if SELECTABLE[fam(n)] == level]
         lead = max(tied, key=lambda n: table[n][half])
@@ -786,6 +816,11 @@ def select_default(results: dict[str, Any], config: EvalConfig) -> dict[str, Any
                                if table[n]["all"] >= table[ship_ranking[0]]["all"] - config.selection_tie],
             "table": table, "ranking": ranking, "best_all": ranking[0], "best_shippable": ship_ranking[0],
             "pick_all": pick("all"), "holdout": holdout,
+            "constraint": ("first filter: shippable variants not below the strongest method without NAG signatures in "
+                           "any cell (each task; all targets and the fewest targets per class), on the classes "
+                           "chosen on; none eligible: every shippable variant"),
+            "eligible": eligible("all"),
+            "eligible_fallback": eligible("all") is shippable,
             "default": d,
             "default_rank": ranking.index(d) + 1 if d in ranking else None,
             "halves_classes": {tn: {"half A": list(crit[tn][names[0]])[0::2],
