@@ -228,7 +228,7 @@ def test_research_hybrid_equals_the_harness_default_method():
     cfg = {**fusion.HYBRID_DEFAULT, "last_layers": 2, "Cs": (0.1, 1.0)}
     method = MethodSpec("d", "fusion_zsum_learned",
                         (("types", ("fwd_down",)), ("weighting", "shrinkage"), ("params", (("m", 50.0), ("alpha", 0.5))),
-                         ("layers", "last2"), ("embedding", "last"), ("w", 0.3), ("Cs", (0.1, 1.0)), ("folds", 3)))
+                         ("layers", "last2"), ("embedding", "last"), ("w", 0.2), ("Cs", (0.1, 1.0)), ("folds", 3)))
     pool, targets = task.pool, task.targets("a")
     emb = feats.embeddings["last"]
     for background in (pool, pool[1::3]):

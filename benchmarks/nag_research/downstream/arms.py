@@ -12,7 +12,7 @@ document (higher = keep first). Features come from ONE forward pass of the bundl
 - ``nag_distilled``: the library's default distilled scorer trained on ``nag_contrast``'s exact scores of a seeded
   20% sample of the pool, then scoring every document from its text.
 - ``hybrid``: the harness's shipped default (issue 23; ``evaluate.fusion.HYBRID_DEFAULT``):
-  ``0.3 z(contrastive NAG) + 0.7 z(learned embedding model)``, the NAG component a ``fwd_down`` profile of the last 10
+  ``0.2 z(contrastive NAG) + 0.8 z(learned embedding model)``, the NAG component a ``fwd_down`` profile of the last 10
   layers (shrinkage m=50 alpha=0.5), the embedding component an L2 logistic regression of the targets against the
   background on the centred float16 last-layer embedding, both z-scored with the background rows' own scores; the
   pool is the background (as for ``nag_contrast``). Computed by the research implementation

@@ -14,7 +14,7 @@ any entry point (batched ``map``, streaming, selection):
   neuron-indicator features of one signature column (:func:`multi_hot`), on the centred embedding
   (:func:`embedding_block`), or on both.
 - :func:`hybrid_scores` (and :func:`hybrid_components`): the harness's shipped default (:data:`HYBRID_DEFAULT`,
-  ``0.3 z(contrastive NAG) + 0.7 z(learned embedding model)``) on plain arrays, for the experiments and notebooks
+  ``0.2 z(contrastive NAG) + 0.8 z(learned embedding model)``) on plain arrays, for the experiments and notebooks
   that need it outside the harness. It is the research implementation: once the library's ``contrast(background,
   signal="hybrid")`` lands, the experiments should call that instead (equal scores are the check).
 
@@ -197,12 +197,12 @@ def fit_learned(positives: Any, negatives: Any, *, Cs: Sequence[float] = (0.1, 1
 
 # -- the shipped default (hybrid) -----------------------------------------------------------------------------------
 
-#: The harness's shipped default (``benchmarks/results/evaluate/report.md``, "Z-sum w=0.3: fwd_down shrinkage m=50
+#: The harness's shipped default (``benchmarks/results/evaluate/report.md``, "Z-sum w=0.2: fwd_down shrinkage m=50
 #: a=0.5 last10 + learned emb last"): NAG component = contrastive ``fwd_down`` profile of the last 10 layers,
 #: shrinkage m=50 alpha=0.5; embedding component = the learned model on the centred last-layer embedding (C among
 #: ``Cs`` by ``folds``-fold cross-validation); ``w`` = weight on the NAG z-score.
 HYBRID_DEFAULT: dict[str, Any] = {"neuron_type": "fwd_down", "last_layers": 10, "weighting": "shrinkage",
-                                  "params": {"m": 50.0, "alpha": 0.5}, "w": 0.3, "Cs": (0.1, 1.0, 10.0, 100.0),
+                                  "params": {"m": 50.0, "alpha": 0.5}, "w": 0.2, "Cs": (0.1, 1.0, 10.0, 100.0),
                                   "folds": 3}
 
 

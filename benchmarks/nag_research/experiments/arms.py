@@ -17,8 +17,8 @@
   scores on a seeded sample of the pool (the unit's seed) train the library's default distilled model (ridge
   regression on hashed word and byte n-grams of the sample's raw text), which then scores every pool document (no
   model features needed beyond the sample's).
-- ``hybrid``: the harness's shipped default (issue 23; ``evaluate.fusion.HYBRID_DEFAULT``): ``0.3 z(contrastive
-  NAG) + 0.7 z(learned embedding model)``, the NAG component a ``fwd_down`` profile of the last 10 layers (shrinkage
+- ``hybrid``: the harness's shipped default (issue 23; ``evaluate.fusion.HYBRID_DEFAULT``): ``0.2 z(contrastive
+  NAG) + 0.8 z(learned embedding model)``, the NAG component a ``fwd_down`` profile of the last 10 layers (shrinkage
   m=50 alpha=0.5), the embedding component an L2 logistic regression of the targets against the pool on the centred
   float16 embedding; the pool is the background. Research implementation (``evaluate.fusion.hybrid_scores``), to be
   replaced by the library's ``contrast(background, signal="hybrid")`` when it lands.
