@@ -7,8 +7,12 @@ reported. Tokens/s counts real (unpadded) tokens.
     python benchmarks/featurize.py                 # defaults: 64 docs, max_length 120, batch sizes 1,8,16
     python benchmarks/featurize.py --quick         # smoke test (seconds)
     python benchmarks/featurize.py --profile       # also: torch.profiler of base vs recorder on one batch
+    python benchmarks/featurize.py --embedding-overhead   # only: the featurizer with and without embedding="last"
 
-Results go to ``benchmarks/results/featurize.json`` (with machine info). Other processes on the machine add
+Results go to ``benchmarks/results/featurize.json`` (with machine info); ``--embedding-overhead`` writes
+``benchmarks/results/featurize_embedding.json``: the same featurizer (all layers, fwd_up, K=20) with and without the
+``nag_embedding`` column, as map batches of ``batch_size`` length-sorted documents interleaved one by one, so load
+bursts from other processes hit both alike. Other processes on the machine add
 noise: the load average before and after is printed and saved.
 """
 
@@ -43,6 +47,8 @@ from nag_datasets.signatures.spec import NEURON_TYPES
 TOP_K = 20
 GOAL_VS_LM = 1.15
 GOAL_VS_BASE = 0.95
+#: The embedding column may cost at most this share of the featurizer's time (issue 23).
+GOAL_EMBEDDING_OVERHEAD = 0.05
 
 _SENTENCES = [
     "The committee reviewed the annual budget and postponed the vote until the spring meeting.",
@@ -107,6 +113,7 @@ class Cell:
         self.name, self.batch_size, self.units = name, batch_size, units
         self._setup, self._teardown = setup, teardown
         self.times: list[float] = []
+        self.unit_times: list[float] = []  # every timed unit, in run order (unit i of repeat r at r * len + i)
         self._acc = 0.0
 
     def run_unit(self, i: int) -> None:
@@ -115,7 +122,9 @@ class Cell:
         try:
             t0 = time.perf_counter()
             self.units[i]()
-            self._acc += time.perf_counter() - t0
+            elapsed = time.perf_counter() - t0
+            self._acc += elapsed
+            self.unit_times.append(elapsed)
         finally:
             if self._teardown:
                 self._teardown()
@@ -175,14 +184,15 @@ def recorder_cell(name: str, model: Any, batches: list, bs: int, unit_docs: int,
 
 
 def featurizer_cell(name: str, model: Any, tokenizer: Any, texts: list[str], bs: int, max_length: int,
-                    bucketed: bool) -> Cell:
+                    bucketed: bool, embedding: str | None = None, unit_docs: int | None = None) -> Cell:
     """``NAGFeaturizer.__call__`` on a batch dict (tokenization + length sorting + signatures).
 
     ``bucketed=True``: one map-batch with all documents (sorted by length inside). ``bucketed=False``: the same
     shuffled documents as map-batches of exactly ``bs`` rows, so each forward batch is a random length mix
     (sorting inside one forward batch changes nothing).
     """
-    feat = NAGFeaturizer(model, tokenizer=tokenizer, top_k=TOP_K, max_length=max_length, batch_size=bs)
+    feat = NAGFeaturizer(model, tokenizer=tokenizer, top_k=TOP_K, max_length=max_length, batch_size=bs,
+                         embedding=embedding)
 
     def setup() -> None:
         feat._ensure_loaded()
@@ -190,12 +200,14 @@ def featurizer_cell(name: str, model: Any, tokenizer: Any, texts: list[str], bs:
     def teardown() -> None:
         if feat._loaded is not None:
             feat._loaded["recorder"].close()
+            if feat._loaded.get("pooler") is not None:
+                feat._loaded["pooler"].close()
             feat._loaded = None
 
     def unit(tx: list[str]) -> Callable[[], None]:
         return lambda: feat({"text": tx}) and None
 
-    step = len(texts) if bucketed else bs
+    step = unit_docs or (len(texts) if bucketed else bs)
     return Cell(name, bs, [unit(texts[i:i + step]) for i in range(0, len(texts), step)], setup, teardown)
 
 
@@ -204,6 +216,7 @@ def run_interleaved(cells: list[Cell], repeats: int, t_start: float) -> None:
     for c in cells:
         c.run_unit(0)
         c._acc = 0.0
+        c.unit_times.clear()
     rounds = max(len(c.units) for c in cells)
     for r in range(repeats):
         order = cells if r % 2 == 0 else cells[::-1]
@@ -254,7 +267,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--quick", action="store_true", help="tiny smoke run (8 docs, 32 tokens, 1 repeat)")
     p.add_argument("--profile", action="store_true", help="print torch.profiler tables of base vs recorder")
     p.add_argument("--no-save", action="store_true")
+    p.add_argument("--embedding-overhead", action="store_true",
+                   help="only the featurizer with and without embedding='last' (128 docs, 7 repeats by default)")
     args = p.parse_args(argv)
+    if args.embedding_overhead:
+        return embedding_overhead(args)
     if args.quick:
         args.docs, args.max_length, args.repeats, args.batch_sizes = 8, 32, 1, "1,4"
     batch_sizes = sorted({int(b) for b in args.batch_sizes.split(",") if b.strip()})
@@ -357,6 +374,68 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         payload["profile"] = prof_text
     if not args.no_save:
         path = save_results("featurize" + ("_quick" if args.quick else ""), payload)
+        print(f"saved {path}")
+    return payload
+
+
+def embedding_overhead(args: argparse.Namespace) -> dict[str, Any]:
+    """The featurizer's time with ``embedding="last"`` against the same featurizer without, in one interleaved run."""
+    docs = args.docs if args.docs != 64 else 128
+    repeats = args.repeats if args.repeats != 3 else 7
+    if args.quick:
+        docs, repeats, args.max_length = 16, 2, 32
+    bs = max(int(b) for b in args.batch_sizes.split(",") if b.strip())
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    t_start = time.perf_counter()
+    model, tokenizer = load_model()
+    texts, text_source = load_texts(docs, args.seed)
+    lengths = [len(first_token_ids(t, tokenizer, args.max_length)[0]) for t in texts]
+    keep = sorted((i for i, n in enumerate(lengths) if n), key=lambda i: lengths[i])
+    texts = [texts[i] for i in keep]  # length-sorted: each unit is one well-bucketed map batch of bs documents
+    n_tokens = sum(lengths[i] for i in keep)
+    cells = [featurizer_cell("featurizer", model, tokenizer, texts, bs, args.max_length, True, None, bs),
+             featurizer_cell("featurizer_embedding_last", model, tokenizer, texts, bs, args.max_length, True, "last",
+                             bs)]
+    print(f"# embedding overhead: {len(texts)} docs, {n_tokens} tokens, max_length {args.max_length}, batch {bs}, "
+          f"{repeats} repeats, torch threads {torch.get_num_threads()}, load {load_before[0]:.2f}", flush=True)
+    run_interleaved(cells, repeats, t_start)
+    load_after = os.getloadavg()
+    base, emb = cells
+    per_repeat = [e / b - 1.0 for b, e in zip(base.times, emb.times)]
+    # The same unit (documents) of the two cells ran back to back: their ratio sees the same load.
+    per_unit = [e / b - 1.0 for b, e in zip(base.unit_times, emb.unit_times)]
+    overhead = statistics.median(per_unit)
+    total_ratio = statistics.median(emb.times) / statistics.median(base.times) - 1.0
+    rows = [{"variant": c.name, "batch_size": bs, "median_s": statistics.median(c.times), "times_s": c.times,
+             "docs_per_s": len(texts) / statistics.median(c.times),
+             "tokens_per_s": n_tokens / statistics.median(c.times)} for c in cells]
+    for r in rows:
+        print(f"{r['variant']:<28} median {r['median_s']:.2f} s  {r['tokens_per_s']:.0f} tok/s  times {r['times_s']}")
+    quartiles = statistics.quantiles(per_unit, n=4)
+    print(f"embedding overhead: {overhead:+.2%} (median of {len(per_unit)} paired unit ratios, quartiles "
+          f"{quartiles[0]:+.2%} / {quartiles[2]:+.2%}; ratio of median totals {total_ratio:+.2%}; goal <= "
+          f"{GOAL_EMBEDDING_OVERHEAD:.0%}); load {load_before[0]:.2f} -> {load_after[0]:.2f}")
+    payload = {
+        "benchmark": "featurize_embedding",
+        "params": {"docs": len(texts), "max_length": args.max_length, "repeats": repeats, "batch_size": bs,
+                   "top_k": TOP_K, "layers": "all", "neuron_types": ["fwd_up"], "embedding": "last",
+                   "seed": args.seed, "quick": args.quick, "torch_threads": torch.get_num_threads(),
+                   "dtype": "float32", "device": "cpu"},
+        "text_source": text_source, "real_tokens": n_tokens,
+        "notes": ("NAGFeaturizer.__call__ on map batches of batch_size length-sorted documents, without and with "
+                  "embedding='last' (the last decoder layer's output after the final norm, masked mean, float16); "
+                  "units of the two cells interleaved one by one, order flipped every repeat; overhead = median over "
+                  "units of (time with / time without - 1), each pair run back to back; also the ratio of the "
+                  "median repeat totals and the per-repeat ratios."),
+        "results": rows, "overhead": overhead, "overhead_quartiles": [quartiles[0], quartiles[2]],
+        "overhead_of_median_totals": total_ratio, "overhead_per_repeat": per_repeat, "overhead_per_unit": per_unit,
+        "goal_max_overhead": GOAL_EMBEDDING_OVERHEAD, "goal_met": overhead <= GOAL_EMBEDDING_OVERHEAD,
+        "load_avg_before": load_before, "load_avg_after": load_after, "elapsed_s": time.perf_counter() - t_start,
+    }
+    if not args.no_save:
+        path = save_results("featurize_embedding" + ("_quick" if args.quick else ""), payload)
         print(f"saved {path}")
     return payload
 

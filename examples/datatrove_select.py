@@ -5,9 +5,10 @@
 
 What it does:
 
-0. writes the demo pool as two JSON lines shards (datatrove gives each task its own files) and builds a
-   contrastive profile: the demo targets' ``att_o`` neurons weighted against the pool's (the pool is its own
-   background; featurized here in-process, which the check in step 4 reuses);
+0. writes the demo pool as two JSON lines shards (datatrove gives each task its own files) and builds the shipped
+   default profile, the hybrid: 0.3 z(contrastive NAG) + 0.7 z(embedding model), the demo targets' ``att_o``
+   neurons and last-layer embeddings against the pool's (the pool is its own background; featurized here
+   in-process with ``embedding="last"``, which the check in step 4 reuses);
 1. stage 1, 2 tasks: read, score with the profile (model loaded once per task), record ``(score, tokens)``;
 2. stage 2, 1 task: the exact global cut at ``fraction`` of the pool's tokens, with the library's budget code;
 3. stage 3, 2 tasks: read again, keep the chosen documents, write them with datatrove's ``JsonlWriter``;
@@ -39,14 +40,14 @@ def write_shards(pool: Any, folder: Path, shards: int) -> None:
 
 
 def build_profile(targets: Any, pool: Any, featurizer: Any) -> tuple[Any, Any]:
-    """(contrastive profile, featurized pool with full token counts), both in this process."""
+    """(hybrid profile, featurized pool with full token counts), both in this process."""
     from nag_datasets import NAGProfile, count_tokens
 
     target = featurizer.apply(targets)
     pool = count_tokens(featurizer.apply(pool), featurizer.tokenizer, column="text")
     background = NAGProfile.from_dataset(pool, column="nag_att_o", description="demo pool (background)")
     profile = NAGProfile.from_dataset(target, column="nag_att_o", description="demo GSM8K targets")
-    return profile.contrast(background), pool
+    return profile.contrast(background), pool  # signal="hybrid": both sides carry nag_embedding
 
 
 def run_pipeline(run: Path, profile: Any, featurizer: Any, fraction: float, tasks: int) -> None:
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     write_shards(pool_rows, run / "input", args.tasks)
 
     # Configuration only: each datatrove task loads its own model, once, on its first batch (one torch thread).
-    featurizer = NAGFeaturizer(neuron_types=("att_o",), max_length=args.max_length, torch_threads=1)
+    featurizer = NAGFeaturizer(neuron_types=("att_o",), max_length=args.max_length, torch_threads=1,
+                               embedding="last")
     profile, pool = build_profile(targets, pool_rows, featurizer)
     run_pipeline(run, profile, featurizer, args.fraction, args.tasks)
 

@@ -28,6 +28,8 @@ _EXPORTS = {
     "Profile": "scoring.profile_base",
     "NAGProfile": "scoring.target_profile",
     "ContrastiveProfile": "scoring.contrastive",
+    "FusedProfile": "scoring.fusion",
+    "EmbeddingSpec": "signatures.embedding_spec",
     "ProfileError": "scoring.profile_files",
     "combine_with_quality": "selection.quality",
     "count_tokens": "selection.tokens",
@@ -42,10 +44,10 @@ _EXPORTS = {
     "profile_card": "hub.profiles",
     "push_profile": "hub.profiles",
 }
-__all__ = ["ContrastiveProfile", "FeaturizeReport", "HubPublishError", "NAGError", "NAGFeaturizer", "NAGProfile",
-           "Profile", "ProfileError", "SignatureSpec", "SpecError", "SpecMismatchError", "attach_spec",
-           "combine_with_quality", "count_tokens", "export_for_hub", "get_recipe", "get_spec", "load_model",
-           "profile_card", "push_profile", "push_to_hub", "regenerate_card", "score_pool", "select_multi_target",
-           "select_top_fraction"]
+__all__ = ["ContrastiveProfile", "EmbeddingSpec", "FeaturizeReport", "FusedProfile", "HubPublishError", "NAGError",
+           "NAGFeaturizer", "NAGProfile", "Profile", "ProfileError", "SignatureSpec", "SpecError", "SpecMismatchError",
+           "attach_spec", "combine_with_quality", "count_tokens", "export_for_hub", "get_recipe", "get_spec",
+           "load_model", "profile_card", "push_profile", "push_to_hub", "regenerate_card", "score_pool",
+           "select_multi_target", "select_top_fraction"]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -92,3 +92,63 @@ def shared_dir() -> Path:
     if os.environ.get("NAG_DATASETS_REQUIRE_SHARED") == "1":
         pytest.fail(f"shared reference folder {path} is missing and NAG_DATASETS_REQUIRE_SHARED=1")
     pytest.skip(f"shared reference folder {path} is absent")
+
+
+def make_embedding_spec(signature: SignatureSpec | None = None, **changes: Any) -> Any:
+    """A small embedding spec (hidden 8, layer 2) paired with ``signature`` (default :func:`make_spec`)."""
+    from nag_datasets.signatures.embedding_spec import EmbeddingSpec
+
+    sig = signature or make_spec()
+    base: dict[str, Any] = {"model_fingerprint": sig.model_fingerprint, "tokenizer_fingerprint": sig.tokenizer_fingerprint,
+                            "layer": 2, "max_length": sig.max_length, "add_special_tokens": sig.add_special_tokens,
+                            "hidden_size": 8, "layer_name": "last"}
+    base.update(changes)
+    return EmbeddingSpec(**base)
+
+
+def embedding_column_array(emb: np.ndarray, null_rows: Iterable[int] = ()) -> pa.Array:
+    """An Arrow ``fixed_size_list<halffloat>`` embedding column (null rows get null values)."""
+    emb = np.asarray(emb, np.float16)
+    n, H = emb.shape
+    row_null = np.zeros(n, np.bool_)
+    row_null[list(null_rows)] = True
+    values = pa.array(emb.ravel(), type=pa.float16())
+    return pa.FixedSizeListArray.from_arrays(values, H, mask=pa.array(row_null) if row_null.any() else None)
+
+
+def make_fused_dataset(sigs: np.ndarray, emb: np.ndarray, spec: SignatureSpec, emb_spec: Any,
+                       extra_columns: dict[str, Any] | None = None, null_rows: Iterable[int] = (), *,
+                       spec_column: bool = True, path: str | os.PathLike[str] | None = None) -> Any:
+    """A `datasets.Dataset` with a signature column, ``nag_embedding`` (both typed) and, with ``spec_column``, the
+    ``nag_spec`` strings the featurizer writes (both specs registered on this machine, as the featurizer does)."""
+    from datasets import Dataset, Features, load_from_disk
+    from datasets.table import InMemoryTable
+
+    from nag_datasets.signatures.embedding_column import EMBEDDING_COLUMN, embedding_feature
+    from nag_datasets.signatures.registry import register_spec
+    from nag_datasets.signatures.spec_column import SPEC_COLUMN, spec_value
+
+    column = column_name(spec.neuron_type)
+    null_rows = list(null_rows)
+    arrays = {column: signature_array(sigs, spec, null_rows), EMBEDDING_COLUMN: embedding_column_array(emb, null_rows)}
+    features = {column: signature_feature(spec), EMBEDDING_COLUMN: embedding_feature(emb_spec)}
+    if spec_column:
+        register_spec(spec)
+        register_spec(emb_spec)
+        arrays[SPEC_COLUMN] = pa.array([spec_value({column: spec, EMBEDDING_COLUMN: emb_spec})] * len(sigs))
+    for name, values in (extra_columns or {}).items():
+        arrays[name] = pa.array(values)
+    table = pa.table(arrays)
+    inferred = Features.from_arrow_schema(table.schema)
+    feats = Features({name: features.get(name, inferred[name]) for name in arrays})
+    ds = Dataset(InMemoryTable(table.cast(feats.arrow_schema)))
+    if path is None:
+        return ds
+    ds.save_to_disk(str(path))
+    return load_from_disk(str(path))
+
+
+def random_embeddings(n: int, hidden: int = 8, *, shift: float = 0.0, seed: int = 0) -> np.ndarray:
+    """``n`` float16 embeddings, normal around ``shift`` (targets get a shift, so they are separable)."""
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, hidden)) + shift).astype(np.float16)

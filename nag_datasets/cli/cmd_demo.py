@@ -26,28 +26,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     print("NAG demo: target = GSM8K word problems; pool = held-out GSM8K, HumanEval and MMLU.")
     print("(The sources differ in format, so this shows the mechanics, not evidence of selection quality.)\n")
-    # fwd_up (the paper's type) and att_o (the contrastive profile's) come from the same forward pass (+~5%).
-    featurizer = NAGFeaturizer(neuron_types=("fwd_up", "att_o"), top_k=args.top_k)
+    # One forward pass, three columns: fwd_up (the paper's type), fwd_down (the hybrid's NAG component) and the
+    # embedding (the mean over tokens of the last layer's output after the final norm).
+    featurizer = NAGFeaturizer(neuron_types=("fwd_up", "fwd_down"), top_k=args.top_k, embedding="last")
     target = featurizer.apply(load_demo("target"))
     pool, report = featurizer.apply(load_demo("pool"), return_report=True)
     pool = count_tokens(pool, featurizer.tokenizer, column="text", out_column="num_tokens")
-    # The lead: a contrastive profile, the targets' att_o neurons weighted against the pool's own (the pool is its
-    # own background). The paper's frequency profile (fwd_up) follows for comparison.
-    background = NAGProfile.from_dataset(pool, column="nag_att_o", sample=args.background_sample,
+    # The lead: the shipped default, the hybrid of the contrastive profile (the targets' fwd_down neurons weighted
+    # against the pool's own; the pool is its own background) and the learned embedding model. The contrastive NAG
+    # signal alone and the paper's frequency profile (fwd_up) follow for comparison.
+    background = NAGProfile.from_dataset(pool, column="nag_fwd_down", sample=args.background_sample,
                                          description="demo: the pool itself")
-    contrastive = NAGProfile.from_dataset(target, column="nag_att_o",
-                                          description="demo: GSM8K target split").contrast(background)
-    paper = NAGProfile.from_dataset(target, column="nag_fwd_up", description="demo: GSM8K target split")
-    profile = contrastive if args.profile == "contrastive" else paper
+    target_profile = NAGProfile.from_dataset(target, column="nag_fwd_down", description="demo: GSM8K target split")
+    profiles = {"hybrid": target_profile.contrast(background),  # both sides keep embeddings: the hybrid
+                "contrastive": target_profile.contrast(background, signal="nag"),
+                "paper": NAGProfile.from_dataset(target, column="nag_fwd_up", description="demo: GSM8K target split")}
+    profile = profiles[args.profile]
     spec = profile.spec
-    print(f"model {spec.model_name} ({spec.model_fingerprint[:24]}...), neuron types fwd_up + att_o, "
-          f"K={spec.top_k}, {len(spec.layers)} layers, max_length={spec.max_length}")
+    print(f"model {spec.model_name} ({spec.model_fingerprint[:24]}...), neuron types fwd_up + fwd_down, "
+          f"K={spec.top_k}, {len(spec.layers)} layers, max_length={spec.max_length}, embedding: last layer")
     print(f"target: {profile.num_targets} documents; pool: {report.rows} documents, "
           f"{report.featurized_rows} featurized, {report.null_rows} null")
     print(f"profile: {args.profile} ({profile!r})\n")
-    for name, prof in (("contrastive score (att_o, shrinkage; pool as background)", contrastive),
-                       ("paper similarity (fwd_up, target frequencies)", paper)):
-        scores = prof.score(pool)
+    w = profiles["hybrid"].nag_weight
+    for name, key in ((f"hybrid score ({w:g} z(fwd_down NAG) + {1 - w:g} z(embedding model); pool as background)",
+                       "hybrid"),
+                      ("contrastive score (fwd_down, shrinkage; pool as background)", "contrastive"),
+                      ("paper similarity (fwd_up, target frequencies)", "paper")):
+        scores = profiles[key].score(pool)
         by_source: dict[str, list[float]] = {}
         for s, src in zip(scores.tolist(), pool["source"]):
             by_source.setdefault(src, []).append(s)
@@ -85,8 +91,9 @@ def register_cli(subparsers: Any) -> None:
     d.add_argument("--fractions", type=float, nargs="+", default=[0.2, 0.05])
     d.add_argument("--top-k", type=int, default=20)
     d.add_argument("--output", default=None)
-    d.add_argument("--profile", choices=("contrastive", "paper"), default="contrastive",
-                   help="rank with the contrastive profile (default) or the paper's frequency profile")
+    d.add_argument("--profile", choices=("hybrid", "contrastive", "paper"), default="hybrid",
+                   help="rank with the hybrid (default: contrastive NAG and the learned embedding model), the "
+                        "contrastive NAG profile alone or the paper's frequency profile")
     d.add_argument("--background-sample", type=int, default=10_000,
                    help="rows of the pool sampled as the contrastive background (all when fewer)")
     d.set_defaults(func=cmd_demo)

@@ -30,7 +30,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
     featurizer = NAGFeaturizer(args.model, neuron_types=_csv(args.neuron_types), top_k=args.top_k,
                                max_length=args.max_length, layers=_layers(args.layers), text_column=args.text_column,
                                batch_size=args.batch_size, dtype=args.dtype, device=args.device,
-                               on_invalid=args.on_invalid, num_workers=args.num_proc)
+                               on_invalid=args.on_invalid, num_workers=args.num_proc, embedding=args.embedding)
     ds = None if args.streaming else load_any(args.input)
     if args.streaming:
         from ..featurize.streaming import featurize_streaming
@@ -65,6 +65,9 @@ def register_cli(subparsers: Any) -> None:
     f.add_argument("--layers", default="all",
                    help="'all', 'last', 'lastN' (the final N layers; 'last10' for contrastive selection) or "
                         "comma-separated indices")
+    f.add_argument("--embedding", default=None, metavar="last|mid|N",
+                   help="also add nag_embedding: the mean over tokens of this decoder layer's output after the final "
+                        "norm (float16), from the same forward pass; profiles need it for the hybrid signal")
     f.add_argument("--text-column", default="text")
     f.add_argument("--batch-size", type=int, default=16)
     f.add_argument("--dtype", default=None)

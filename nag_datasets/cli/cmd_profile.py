@@ -1,8 +1,11 @@
 """``nag-datasets profile TARGET_FEATURIZED PROFILE_DIR [--background POOL]``: build and save a target profile.
 
-With ``--background`` the profile is contrastive: the target's neuron counts weighted against those of a uniform
-sample of the pool (``--background-sample`` rows, the whole pool when smaller), by ``--weighting`` (default
-shrinkage, m=50, alpha=0.5). Without it, the paper's frequency profile.
+With ``--background`` the profile is contrastive: the target against a uniform sample of the pool
+(``--background-sample`` rows, the whole pool when smaller), scoring with ``--signal``: ``nag`` (neuron counts weighted
+by ``--weighting``, default shrinkage, m=50, alpha=0.5), ``embedding`` (a model on the ``nag_embedding`` column) or
+``hybrid`` (both, z-scored: ``--nag-weight`` 0.2 on NAG). Without ``--signal`` the shipped default: hybrid when target
+and pool carry ``nag_embedding`` (``featurize --embedding last``), else nag with a warning. Without ``--background``,
+the paper's frequency profile.
 """
 
 from __future__ import annotations
@@ -25,10 +28,17 @@ def _check_args(args: argparse.Namespace) -> None:
     if exists(args.output) and not args.overwrite:
         raise OutputExistsError(f"{args.output} exists; pass --overwrite to replace the profile saved there")
     if args.background is None:
-        given = [f"--{k}" for k in ("weighting", *_PARAMS) if getattr(args, k) is not None]
+        given = [f"--{k.replace('_', '-')}" for k in ("weighting", *_PARAMS, "signal", "nag_weight", "embedding_model")
+                 if getattr(args, k) is not None]
         if given:
-            raise ProfileError(f"{', '.join(given)} need --background POOL: the paper's profile takes no weighting")
+            raise ProfileError(f"{', '.join(given)} need --background POOL: the paper's profile takes no weighting "
+                               "and no signal")
         return
+    if args.nag_weight is not None and not 0.0 <= args.nag_weight <= 1.0:
+        raise ProfileError(f"--nag-weight must lie in [0, 1], got {args.nag_weight}")
+    if args.weighting == "frequency" and args.signal not in (None, "nag"):
+        raise ProfileError(f"--weighting frequency is the paper's profile: --signal {args.signal} needs a contrastive "
+                           "weighting")
     if not exists(args.background):
         raise InputNotFoundError(f"no background dataset at {args.background}")
     if args.background_sample < 1:
@@ -55,10 +65,16 @@ def cmd_profile(args: argparse.Namespace) -> int:
         background = NAGProfile.from_dataset(background_ds, column=args.column, sample=args.background_sample,
                                              seed=args.background_seed,
                                              description=f"background: sample of {args.background}")
-        profile = profile.contrast(background, weighting if weighting is not None else "frequency")
+        extra: dict[str, Any] = {}
+        if weighting is not None:
+            extra = {"signal": args.signal, "embedding_model": args.embedding_model or "learned"}
+            if args.nag_weight is not None:
+                extra["nag_weight"] = args.nag_weight
+        profile = profile.contrast(background, weighting if weighting is not None else "frequency", **extra)
         summary["background"] = {"documents": background.num_targets, "sample": background.sample_info,
                                  "fingerprint": background.fingerprint()}
         summary["weighting"] = None if weighting is None else weighting.to_dict()
+        summary["signal"] = getattr(profile, "signal", "nag")
     summary["kind"] = profile.score_kind
     summary["fingerprint"] = profile.fingerprint()
     profile.save(args.output)
@@ -68,6 +84,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 def register_cli(subparsers: Any) -> None:
     """Add this command to the ``nag-datasets`` parser's ``subparsers``."""
+    from ..scoring.embedding_model import EMBEDDING_MODELS
+    from ..scoring.fusion import SIGNALS
     from ..scoring.target_profile import DEFAULT_BACKGROUND_SAMPLE
     from ..scoring.weighting import WEIGHTINGS
 
@@ -88,4 +106,12 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--alpha", type=float, default=None, help="smoothing pseudo-count (log_odds, shrinkage)")
     p.add_argument("--m", type=float, default=None, help="shrinkage strength in pseudo-documents (shrinkage)")
     p.add_argument("--eps", type=float, default=None, help="floor added to both frequencies (lift)")
+    p.add_argument("--signal", choices=SIGNALS, default=None,
+                   help="what ranks: nag, embedding or hybrid (default: hybrid when target and background carry "
+                        "nag_embedding, from featurize --embedding last; else nag, with a warning)")
+    p.add_argument("--nag-weight", type=float, default=None,
+                   help="the hybrid's weight on z(NAG) (default 0.2; the embedding model gets the rest)")
+    p.add_argument("--embedding-model", choices=EMBEDDING_MODELS, default=None,
+                   help="the embedding signal's model: learned (default, a cross-validated logistic regression of "
+                        "target vs background rows) or centred (the centred contrastive embedding)")
     p.set_defaults(func=cmd_profile)

@@ -135,6 +135,7 @@ def _column_source(ds: Any, score_column: str, profile: Any) -> dict[str, Any]:
         summary = profile.summary()
         source.update({"profile_fingerprint": profile.fingerprint(), "description": profile.description,
                        "score_kind": summary.get("score_kind"), "weighting": summary.get("weighting"),
+                       "signal": summary.get("signal"),
                        "neuron_type": profile.spec.neuron_type, "spec_fingerprint": profile.spec.fingerprint(),
                        "model_name": profile.spec.model_name})
     return source

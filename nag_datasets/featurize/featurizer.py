@@ -20,6 +20,8 @@ import numpy as np
 
 from ..errors import InvalidArgumentError, MissingColumnError, NAGError, WrongTypeError
 from ..signatures.columns import column_name, signature_feature
+from ..signatures.embedding_column import EMBEDDING_COLUMN, embedding_feature
+from ..signatures.embedding_spec import EmbeddingSpec
 from ..signatures.registry import register_spec
 from ..signatures.spec import NEURON_TYPES, SignatureSpec
 from ..signatures.spec_column import SPEC_COLUMN, spec_value
@@ -60,6 +62,10 @@ class NAGFeaturizer:
         neuron_types: any of ``fwd_up`` (default), ``fwd_down``, ``att_q``, ``att_k``, ``att_v``, ``att_o``.
         top_k: neurons kept per layer. max_length: tokens kept per document (the first ones).
         layers: layer indices, ``"last"`` or None for all. The forward pass stops after the last one.
+        embedding: None (default), ``"last"``, ``"mid"`` or a layer index: also add ``nag_embedding``, the masked
+            mean over valid tokens of that decoder layer's output after the model's final norm (float16
+            ``(hidden,)``, from the same forward pass; it then stops after the later of that layer and the
+            signatures' last). Profiles use it for the embedding and hybrid signals.
         batch_size: documents per forward pass (rows are sorted by length inside each map batch).
         dtype, device: default fp32 on CPU, bf16 on CUDA; ``device=None`` picks ``cuda:(rank % n)`` per
             worker when GPUs exist, else CPU.
@@ -87,7 +93,10 @@ class NAGFeaturizer:
         torch_threads: int | None = None,
         trust_remote_code: bool = False,
         revision: str | None = None,
+        embedding: str | int | None = None,
     ) -> None:
+        from .pooling import check_embedding_choice
+
         if isinstance(neuron_types, str):
             neuron_types = (neuron_types,)  # one type, not its characters
         unknown = [t for t in neuron_types if t not in NEURON_TYPES]
@@ -126,6 +135,7 @@ class NAGFeaturizer:
         self.torch_threads = torch_threads
         self.trust_remote_code = trust_remote_code
         self.revision = revision
+        self.embedding = check_embedding_choice(embedding)
         self._loaded: dict[str, Any] | None = None
         self._source_key: str | None = None
 
@@ -211,15 +221,22 @@ class NAGFeaturizer:
                                           trust_remote_code=self.trust_remote_code, revision=self.revision)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        pooler = None
+        if self.embedding is not None:
+            from .pooling import LayerPooler
+
+            pooler = LayerPooler(model, self.embedding)  # type: ignore[arg-type]
         recorder = ImpactRecorder(model, self.neuron_types, None if self.layers is None else
-                                  _layer_list(self.layers, model))
+                                  _layer_list(self.layers, model), stop_after=None if pooler is None else pooler.layer)
         for t in self.neuron_types:
             n = recorder.neurons_per_layer(t)
             if self.top_k > n:
                 recorder.close()
+                if pooler is not None:
+                    pooler.close()
                 raise InvalidArgumentError(f"top_k={self.top_k} is larger than the {n} {t} neurons per layer of "
                                            "this model")
-        self._loaded = {"model": model, "tokenizer": tokenizer, "recorder": recorder,
+        self._loaded = {"model": model, "tokenizer": tokenizer, "recorder": recorder, "pooler": pooler,
                         "device": next(model.parameters()).device}
         return self._loaded
 
@@ -245,6 +262,33 @@ class NAGFeaturizer:
         register_spec(spec)  # so a refusal of a plain-map column can name the differing fields
         return spec
 
+    def embedding_spec(self) -> EmbeddingSpec:
+        """The spec of the ``nag_embedding`` column (loads the model in this process if needed); refused when the
+        featurizer was made without ``embedding=``."""
+        from .models import attention_implementation, model_name, tokenizer_fingerprint
+
+        if self.embedding is None:
+            raise InvalidArgumentError("this featurizer computes no embedding: pass NAGFeaturizer(..., "
+                                       "embedding='last')")
+        st = self._ensure_loaded()
+        model = st["model"]
+        spec = EmbeddingSpec(
+            model_fingerprint=self.source_key(), tokenizer_fingerprint=tokenizer_fingerprint(st["tokenizer"]),
+            layer=st["pooler"].layer, max_length=self.max_length, add_special_tokens=self.add_special_tokens,
+            hidden_size=_hidden_size(model), layer_name=str(self.embedding), model_name=model_name(model),
+            model_dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
+            attn_implementation=attention_implementation(model), library_version=_library_version(),
+        )
+        register_spec(spec)
+        return spec
+
+    def column_specs(self) -> dict[str, Any]:
+        """``{column: spec}`` of every column this featurizer writes that carries a spec (signatures, embedding)."""
+        specs: dict[str, Any] = {column_name(t): self.spec(t) for t in self.neuron_types}
+        if self.embedding is not None:
+            specs[EMBEDDING_COLUMN] = self.embedding_spec()
+        return specs
+
     def output_features(self, input_features: Any = None) -> Any:
         """``input_features`` plus the typed output columns (signature specs embedded)."""
         from datasets import Features, Value
@@ -252,6 +296,8 @@ class NAGFeaturizer:
         feats = Features(dict(input_features or {}))
         for t in self.neuron_types:
             feats[column_name(t)] = signature_feature(self.spec(t))
+        if self.embedding is not None:
+            feats[EMBEDDING_COLUMN] = embedding_feature(self.embedding_spec())
         feats["nag_tokens"] = Value("int32")
         feats["nag_status"] = Value("string")
         feats[SPEC_COLUMN] = Value("string")
@@ -334,18 +380,20 @@ class NAGFeaturizer:
                 if truncated:
                     status[i] = "truncated"
         out: dict[str, list[Any]] = {column_name(t): [None] * n for t in self.neuron_types}
+        if self.embedding is not None:
+            out[EMBEDDING_COLUMN] = [None] * n
         live = [i for i in range(n) if ids[i] is not None]
         pad = st["tokenizer"].pad_token_id
         for chunk, input_ids, mask in length_sorted_batches([ids[i] for i in live], self.batch_size, pad):  # type: ignore[misc]
             sigs = self._signatures(input_ids, mask, st)
-            for t, arr in sigs.items():
-                col = out[column_name(t)]
+            for name, arr in sigs.items():
+                col = out[name]
                 for j, c in enumerate(chunk):
                     col[live[c]] = arr[j]
         out["nag_tokens"] = [len(x) if x is not None else 0 for x in ids]
         out["nag_status"] = status
         if "spec_value" not in st:
-            st["spec_value"] = spec_value({column_name(t): self.spec(t) for t in self.neuron_types})
+            st["spec_value"] = spec_value(self.column_specs())
         out[SPEC_COLUMN] = [st["spec_value"]] * n
         return out
 
@@ -356,13 +404,26 @@ class NAGFeaturizer:
         return [first_token_ids(t, tokenizer, self.max_length, self.add_special_tokens) for t in texts]
 
     def _signatures(self, input_ids: Any, mask: Any, st: dict[str, Any]) -> dict[str, np.ndarray]:
+        """``{column: array}`` of one forward pass: each signature column, and the embedding when asked."""
+        import contextlib
+
         dev = st["device"]
-        sigs = st["recorder"].signatures(input_ids.to(dev), mask.to(dev), self.top_k)
+        mask = mask.to(dev)
+        pooler = st["pooler"]
+        with pooler.recording(mask) if pooler is not None else contextlib.nullcontext():
+            sigs = st["recorder"].signatures(input_ids.to(dev), mask, self.top_k)
         out = {}
         for t, s in sigs.items():
             dtype = np.uint16 if st["recorder"].neurons_per_layer(t) <= 65536 else np.uint32
-            out[t] = s.cpu().numpy().astype(dtype)
+            out[column_name(t)] = s.cpu().numpy().astype(dtype)
+        if pooler is not None:
+            out[EMBEDDING_COLUMN] = pooler.result().cpu().numpy().astype(np.float16)
         return out
+
+
+def _hidden_size(model: Any) -> int:
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return int(getattr(config, "hidden_size", None) or config.n_embd)
 
 
 def _layer_list(layers: Sequence[int] | str, model: Any) -> list[int]:

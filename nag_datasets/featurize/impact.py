@@ -53,11 +53,12 @@ def base_model(model: nn.Module) -> nn.Module:
 class ImpactRecorder:
     """Hooks a model's neuron sites and returns per-document impacts or signatures for token batches.
 
-    Thread-unsafe by design (one forward at a time); hooks stay registered until :meth:`close`.
+    Thread-unsafe by design (one forward at a time); hooks stay registered until :meth:`close`. ``stop_after`` moves
+    the early stop to a later decoder layer (one whose output another hook reads, e.g. an embedding's).
     """
 
     def __init__(self, model: nn.Module, neuron_types: Sequence[str] = ("fwd_up",),
-                 layers: Sequence[int] | None = None) -> None:
+                 layers: Sequence[int] | None = None, *, stop_after: int | None = None) -> None:
         self.model = model
         self.neuron_types = tuple(neuron_types)
         self.sites: list[NeuronSite] = resolve_sites(model, self.neuron_types, layers)
@@ -67,8 +68,9 @@ class ImpactRecorder:
         self._results: dict[int, torch.Tensor] = {}
         self._handles = [s.module.register_forward_hook(self._make_hook(i)) for i, s in enumerate(self.sites)]
         _, layer_list = decoder_layers(model)
-        last = layer_list[max(self.layers)]
-        self._handles.append(last.register_forward_hook(self._stop))
+        # The forward pass ends after the last layer anyone needs: the signatures', or a later one (an embedding's).
+        self.stop_layer = max(max(self.layers), -1 if stop_after is None else int(stop_after))
+        self._handles.append(layer_list[self.stop_layer].register_forward_hook(self._stop))
 
     def neurons_per_layer(self, neuron_type: str) -> int:
         counts = {s.num_neurons for s in self.sites if s.neuron_type == neuron_type}

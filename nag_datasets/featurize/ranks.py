@@ -71,10 +71,10 @@ def featurizer_specs(featurizer: Any) -> dict[str, dict[str, Any]]:
     """The specs of the featurizer's columns without the library version: what a piece written earlier must share
     with this run to be reused (an upgrade of the library alone does not redo finished work)."""
     specs = {}
-    for t in featurizer.neuron_types:
-        d = featurizer.spec(t).to_dict()
+    for column, spec in featurizer.column_specs().items():
+        d = spec.to_dict()
         d.pop("library_version", None)
-        specs[f"nag_{t}"] = d
+        specs[column] = d
     return specs
 
 

@@ -37,15 +37,22 @@ _FUSED_MLP = ["mlp.gate_up_proj"]
 _FUSED_QKV = ["attn.c_attn", "attention.query_key_value", "self_attention.query_key_value", "self_attn.qkv_proj"]
 _LAYER_LISTS = ["model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers",
                 "model.language_model.layers", "transformer.blocks", "layers"]
+# The norm applied to the last decoder layer's output (paths from the model's root, or from its base model).
+_FINAL_NORMS = ["model.norm", "model.final_layernorm", "model.decoder.final_layer_norm", "transformer.ln_f",
+                "gpt_neox.final_layer_norm", "model.language_model.norm", "norm", "final_layernorm", "ln_f",
+                "final_layer_norm", "decoder.final_layer_norm", "language_model.norm"]
 
 
-def register_architecture(*, layers: str | None = None, **paths: str | Sequence[str]) -> None:
-    """Teach the resolver a new architecture: where its decoder layers are, and per neuron type where the module
-    sits inside one layer (paths relative to the layer, tried after the built-in ones). Separate projections only;
-    fused ones need their column layout in ``_fused_columns``.
+def register_architecture(*, layers: str | None = None, final_norm: str | None = None,
+                          **paths: str | Sequence[str]) -> None:
+    """Teach the resolver a new architecture: where its decoder layers are, where its final norm is (for the
+    embedding column), and per neuron type where the module sits inside one layer (paths relative to the layer,
+    tried after the built-in ones). Separate projections only; fused ones need their column layout in
+    ``_fused_columns``.
 
-    >>> register_architecture(layers="backbone.blocks", fwd_up="ffn.w_in", fwd_down=["ffn.w_out"])
-    >>> "backbone.blocks" in _LAYER_LISTS and "ffn.w_in" in _SEPARATE["fwd_up"]
+    >>> register_architecture(layers="backbone.blocks", fwd_up="ffn.w_in", fwd_down=["ffn.w_out"],
+    ...                       final_norm="backbone.norm_f")
+    >>> "backbone.blocks" in _LAYER_LISTS and "ffn.w_in" in _SEPARATE["fwd_up"] and "backbone.norm_f" in _FINAL_NORMS
     True
     """
     unknown = sorted(set(paths) - set(NEURON_TYPES))
@@ -53,6 +60,8 @@ def register_architecture(*, layers: str | None = None, **paths: str | Sequence[
         raise InvalidArgumentError(f"unknown neuron type(s) {unknown}; known: {', '.join(NEURON_TYPES)}")
     if layers is not None and layers not in _LAYER_LISTS:
         _LAYER_LISTS.append(layers)
+    if final_norm is not None and final_norm not in _FINAL_NORMS:
+        _FINAL_NORMS.append(final_norm)
     for neuron_type, value in paths.items():
         for path in [value] if isinstance(value, str) else list(value):
             if path not in _SEPARATE[neuron_type]:
@@ -106,6 +115,18 @@ def decoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
     raise UnsupportedArchitectureError(
         f"cannot find the decoder layers of {type(model).__name__}; searched {', '.join(_LAYER_LISTS)} "
         "and any ModuleList of config.num_hidden_layers modules"
+    )
+
+
+def final_norm(model: nn.Module) -> nn.Module:
+    """The norm the model applies after its last decoder layer (``model.norm`` for Llama-like models)."""
+    for path in _FINAL_NORMS:
+        node = _get(model, path)
+        if node is not None:
+            return node
+    raise UnsupportedArchitectureError(
+        f"cannot find the final norm of {type(model).__name__}; searched {', '.join(_FINAL_NORMS)}: pass its path "
+        "with nag_datasets.featurize.sites.register_architecture(final_norm=...)"
     )
 
 

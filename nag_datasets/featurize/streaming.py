@@ -366,5 +366,11 @@ def _finish(out: _Out, ranks: list[dict[str, Any]], key: dict[str, Any], shard_r
 
 
 def _write_sidecar(out: _Out, features: Any) -> None:
-    specs = {name: spec_from_feature(f).to_dict() for name, f in features.items() if spec_from_feature(f) is not None}
+    from ..signatures.embedding_column import embedding_spec_from_feature
+
+    specs = {}
+    for name, f in features.items():
+        spec = spec_from_feature(f) or embedding_spec_from_feature(f)
+        if spec is not None:
+            specs[name] = spec.to_dict()
     out.write_json(SIDECAR, specs)

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputNotFoundError, MissingColumnError
+from ..scoring.fusion import DEFAULT_NAG_WEIGHT
 from ..selection.recipe import SelectionRecipe
 from ..signatures.spec import SignatureSpec
 from ..storage.atomic import atomic_write_bytes, atomic_write_text
@@ -105,6 +106,19 @@ def _contrastive(recipe: SelectionRecipe) -> bool:
     return any(p.get("score_kind") == "contrastive" for p in recipe.profiles)
 
 
+def signal_text(profile: dict[str, Any]) -> str:
+    """Which signal a contrastive profile's summary ranked with, in words (``nag`` for summaries that name none)."""
+    signal = profile.get("signal") or "nag"
+    emb = profile.get("embedding") or {}
+    model = f"{emb.get('model', 'learned')} embedding model, layer {emb.get('layer')}"
+    if signal == "hybrid":
+        w = float(profile.get("nag_weight", DEFAULT_NAG_WEIGHT))
+        return f"hybrid: {w:g} z(NAG) + {1 - w:g} z({model})"
+    if signal == "embedding":
+        return f"embedding: {model}"
+    return "nag: contrastive NAG"
+
+
 def _contrasts(recipe: SelectionRecipe) -> list[dict[str, str]]:
     """One row per contrastive target profile: its weighting and its background (what, how many, fingerprint)."""
     rows = []
@@ -117,7 +131,8 @@ def _contrasts(recipe: SelectionRecipe) -> list[dict[str, str]]:
         sample = bg.get("sample") or {}
         drawn = (f"uniform sample of {_int(sample.get('sampled'))} of {_int(sample.get('rows_with_signature'))} rows "
                  f"with a signature, seed {sample.get('seed')}" if sample else "all rows given")
-        rows.append({"index": str(i), "weighting": f"{name}({', '.join(f'{k}={v}' for k, v in w.items())})",
+        rows.append({"index": str(i), "signal": signal_text(p),
+                     "weighting": f"{name}({', '.join(f'{k}={v}' for k, v in w.items())})",
                      "documents": _int(bg.get("num_documents")), "drawn": drawn,
                      "description": _cell(bg.get("description") or ""), "fingerprint": _cell(bg.get("fingerprint"))})
     return rows
@@ -203,6 +218,7 @@ def _scored_context(scored: dict[str, Any] | None) -> dict[str, Any]:
         return {"scored": None}
     profile = scored.get("profile") or {}
     return {"scored": {"column": scored["column"], "kind": scored.get("score_kind") or "similarity",
+                       "signal": signal_text(profile) if scored.get("score_kind") == "contrastive" else None,
                        "fingerprint": profile.get("fingerprint"),
                        "description": _cell(profile.get("description") or "(no description)")},
             "spec_rows": _spec_rows(scored["spec"]) if scored.get("spec") else [],

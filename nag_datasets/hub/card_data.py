@@ -77,10 +77,15 @@ class ScoredCardData(_Fields):
                    profile_fingerprint=(scored.get("profile") or {}).get("fingerprint"), config_name=config_name)
 
 
+#: What a profile card's YAML takes from the profile's summary when it is there.
+_SUMMARY_KEYS = ("score_kind", "weighting", "background", "signal", "nag_weight", "embedding")
+
+
 @dataclasses.dataclass
 class ProfileCardData(_Fields):
-    """The ``nag_profile`` YAML block of a profile's card. ``score_kind``, ``weighting`` and ``background`` come from
-    the profile's summary and are left out of the YAML when the summary lacks them."""
+    """The ``nag_profile`` YAML block of a profile's card. ``score_kind``, ``weighting``, ``background``, ``signal``,
+    ``nag_weight`` and ``embedding`` come from the profile's summary and are left out of the YAML when the summary
+    lacks them."""
 
     fingerprint: str
     spec_fingerprint: str
@@ -92,6 +97,9 @@ class ProfileCardData(_Fields):
     score_kind: str | None = None
     weighting: dict[str, Any] | None = None
     background: dict[str, Any] | None = None
+    signal: str | None = None
+    nag_weight: float | None = None
+    embedding: dict[str, Any] | None = None
 
     @classmethod
     def from_profile(cls, profile: Any) -> ProfileCardData:
@@ -100,11 +108,11 @@ class ProfileCardData(_Fields):
         return cls(fingerprint=profile.fingerprint(), spec_fingerprint=spec.fingerprint(),
                    num_targets=profile.num_targets, neuron_type=spec.neuron_type, top_k=spec.top_k,
                    model_name=spec.model_name or None, model_fingerprint=spec.model_fingerprint,
-                   **{k: summary[k] for k in ("score_kind", "weighting", "background") if k in summary})
+                   **{k: summary[k] for k in _SUMMARY_KEYS if k in summary})
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
-        for key in ("score_kind", "weighting", "background"):
+        for key in _SUMMARY_KEYS:
             if out[key] is None:
                 del out[key]
         return out

@@ -67,6 +67,8 @@ def profile_card(
         nag_profile=ProfileCardData.from_profile(profile).to_dict(),
     )
     top_layer, top = _top_neurons(profile)
+    if getattr(profile, "signal", None) == "embedding":
+        top = []  # the embedding signal does not score with the neuron weights
     context = ProfileCardContext(
         title=pretty_name or "NAG target profile",
         description=_cell(profile.description),

@@ -12,6 +12,15 @@ def _py_args(args: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in args.items())
 
 
+def _embedding_choice(recipe: SelectionRecipe) -> str | int | None:
+    """The featurizer's ``embedding=`` a recipe's profiles need (None when none scores with embeddings)."""
+    for p in recipe.profiles:
+        emb = p.get("embedding") if isinstance(p, dict) else None
+        if emb:
+            return emb.get("layer_name") or emb.get("layer")
+    return None
+
+
 def _reproduce(recipe: SelectionRecipe, token_column: str, license: str) -> tuple[str, str]:
     """Library code and CLI commands that redo the selection from the same pool (CLI only where it can)."""
     from ..featurize.models import BUNDLED_NAME
@@ -36,6 +45,7 @@ def _reproduce(recipe: SelectionRecipe, token_column: str, license: str) -> tupl
         and spec.get("model_name") == BUNDLED_NAME
         and str(spec.get("model_fingerprint", "")).startswith("gguf-sha256:")
     )
+    embedding = _embedding_choice(recipe)
     if spec:
         feat = {
             "neuron_types": [spec["neuron_type"]],
@@ -46,6 +56,8 @@ def _reproduce(recipe: SelectionRecipe, token_column: str, license: str) -> tupl
         }
         if spec.get("dtype"):
             feat["dtype"] = spec["dtype"]
+        if embedding is not None:
+            feat["embedding"] = embedding
         if bundled:  # the bundled model is the default: no name to give
             lines.append(f"featurizer = NAGFeaturizer({_py_args(feat)})  # bundled {BUNDLED_NAME}")
         elif spec.get("model_name"):
@@ -100,6 +112,8 @@ def _reproduce(recipe: SelectionRecipe, token_column: str, license: str) -> tupl
     )
     if spec.get("dtype"):
         featurize += f" --dtype {spec['dtype']}"
+    if embedding is not None:
+        featurize += f" --embedding {embedding}"
     select = f"--fraction {recipe.fraction!r} --token-column {token_column} --method {recipe.method}"
     if recipe.method == "sampled":
         select += f" --seed {method.get('seed')}"
@@ -109,6 +123,13 @@ def _reproduce(recipe: SelectionRecipe, token_column: str, license: str) -> tupl
         w = dict(contrast.get("weighting") or {})
         flags = f"--weighting {w.pop('name', 'shrinkage')}" + "".join(f" --{k} {v!r}" for k, v in w.items())
         sample = (contrast.get("background") or {}).get("sample") or {}
+        signal = contrast.get("signal") or "nag"
+        flags += f" --signal {signal}"
+        if signal == "hybrid" and contrast.get("nag_weight") is not None:
+            flags += f" --nag-weight {contrast['nag_weight']!r}"
+        model = (contrast.get("embedding") or {}).get("model")
+        if signal != "nag" and model and model != "learned":
+            flags += f" --embedding-model {model}"
         if sample:
             flags += f" --background-sample {sample.get('size')} --background-seed {sample.get('seed')}"
         profile_line = (

@@ -59,7 +59,9 @@ class ProfileTextScorer:
 
     Holds configuration only (the featurizer loads its model lazily, once per process). Token counts are full
     documents in the featurizer's tokenizer (:class:`nag_datasets.selection.tokens.TokenCounter`), as
-    ``count_tokens(ds, featurizer.tokenizer)`` counts them. Each call featurizes its texts as one ``map`` batch
+    ``count_tokens(ds, featurizer.tokenizer)`` counts them. A profile with the embedding signal (embedding or hybrid)
+    needs a featurizer that computes the same embedding (``NAGFeaturizer(..., embedding="last")``): refused otherwise,
+    and every batch's ``nag_spec`` is checked against both specs. Each call featurizes its texts as one ``map`` batch
     would (the featurizer's own :func:`~nag_datasets.featurize.batching.length_sorted_batches`: rows sorted by
     length, forward passes of ``featurizer.batch_size``).
 
@@ -93,6 +95,12 @@ class ProfileTextScorer:
                     f"the featurizer's {field}={getattr(featurizer, field)!r} differs from the profile "
                     f"spec's {field}={getattr(spec, field)!r}"
                 )
+        if profile.embedding_spec is not None and featurizer.embedding is None:
+            from ..signatures.embedding_column import EMBEDDING_FIX
+
+            raise SpecError(f"the profile scores with the {profile.signal} signal, which needs the nag_embedding column "
+                            f"(layer {profile.embedding_spec.layer}), and this featurizer computes none: "
+                            f"{EMBEDDING_FIX}")
         self.profile = profile
         self.featurizer = featurizer
         self.rank = rank

@@ -4,7 +4,10 @@
 ``sampling`` (seeded bottom-k keys), ``weighting`` (the contrastive weightings, a small method family),
 ``profile_files`` (a saved profile's two files), ``map_callables`` (``map``/``filter`` callables),
 ``profile_base`` (:class:`Profile`: what every kind shares), ``contrastive`` (:class:`ContrastiveProfile`),
-``target_profile`` (:class:`NAGProfile`: the paper's profile; ``contrast``; loading of every kind).
+``embedding_stats`` (the rows a profile keeps with their embeddings), ``embedding_model`` (the embedding signal: a
+linear score on centred embeddings, learned or centred), ``fusion`` (:class:`FusedProfile`: the embedding and hybrid
+signals), ``fused_scorer`` (its ``map``/``filter`` callable), ``target_profile`` (:class:`NAGProfile`: the paper's
+profile; ``contrast``; loading of every kind).
 
 >>> from nag_datasets.scoring import NAGProfile, Profile
 >>> issubclass(NAGProfile, Profile)
@@ -19,6 +22,7 @@ _EXPORTS = {
     "Profile": "profile_base",
     "NAGProfile": "target_profile",
     "ContrastiveProfile": "contrastive",
+    "FusedProfile": "fusion",
     "ProfileError": "profile_files",
     "Weighting": "weighting",
     "WeightingError": "weighting",
@@ -30,6 +34,7 @@ _EXPORTS = {
 __all__ = [
     "WEIGHTINGS",
     "ContrastiveProfile",
+    "FusedProfile",
     "NAGProfile",
     "Profile",
     "ProfileError",

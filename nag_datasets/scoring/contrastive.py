@@ -73,7 +73,8 @@ class ContrastiveProfile(Profile):
         target.spec.check_compatible(background.spec, what="background profile", against="target profile")
         super().__init__(target.counts, target.num_targets, target.spec, target.description,
                          skipped_null=target.skipped_null, sample_info=target.sample_info)
-        self.background = background
+        # The background's counts are what the weights use; rows it keeps for the embedding signal are not part of it.
+        self.background = background.without_embeddings()
         self.weighting = get_weighting(weighting, **params)
         table = self.weighting.table(self.counts, self.num_targets, background.counts, background.num_targets)
         table = np.asarray(table, dtype=np.float64)
@@ -111,6 +112,7 @@ class ContrastiveProfile(Profile):
 
     def summary(self) -> dict[str, Any]:
         out = super().summary()
+        out["signal"] = "nag"
         out["weighting"] = self.weighting.to_dict()
         out["background"] = {"fingerprint": self.background.fingerprint(),
                              "num_documents": self.background.num_targets,

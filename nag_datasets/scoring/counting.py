@@ -85,26 +85,37 @@ class CountAccumulator:
 
 
 class Reservoir:
-    """A seeded uniform sample of ``size`` rows with a signature, over one pass of any batching (bottom-k keys)."""
+    """A seeded uniform sample of ``size`` rows with a signature, over one pass of any batching (bottom-k keys).
 
-    def __init__(self, size: int, seed: int, spec: SignatureSpec) -> None:
+    With ``hidden_size`` it also keeps the sampled rows' embeddings (passed to :meth:`add` with their signatures).
+    """
+
+    def __init__(self, size: int, seed: int, spec: SignatureSpec, *, hidden_size: int | None = None) -> None:
         self.size, self.seed, self.spec = size, seed, spec
         self.keys = np.empty(0, np.uint64)
         self.positions = np.empty(0, np.int64)
         self.sigs = np.empty((0, spec.num_layers, spec.top_k), np.dtype(spec.index_dtype))
+        self.embeddings = None if hidden_size is None else np.empty((0, int(hidden_size)), np.float16)
         self.rows = 0
         self.null_rows = 0
 
-    def add(self, positions: np.ndarray, sigs: np.ndarray, valid: np.ndarray | None) -> None:
+    def add(self, positions: np.ndarray, sigs: np.ndarray, valid: np.ndarray | None,
+            embeddings: np.ndarray | None = None) -> None:
+        if (embeddings is None) != (self.embeddings is None):
+            raise ProfileError("a reservoir keeps embeddings when made with hidden_size, and only then")
         if valid is not None:
             self.null_rows += int((~valid).sum())
             positions, sigs = positions[valid], sigs[valid]
+            if embeddings is not None:
+                embeddings = embeddings[valid]
         self.rows += len(positions)
         keys = np.concatenate([self.keys, sample_keys(positions, self.seed)])
         pos = np.concatenate([self.positions, positions])
         keep = smallest_keys(keys, pos, self.size)
         self.keys, self.positions = keys[keep], pos[keep]
         self.sigs = np.concatenate([self.sigs, np.asarray(sigs)])[keep]
+        if embeddings is not None and self.embeddings is not None:
+            self.embeddings = np.concatenate([self.embeddings, np.asarray(embeddings, np.float16)])[keep]
 
     def accumulator(self) -> CountAccumulator:
         """The sample's counts (``skipped_null``: the null rows of the whole pass)."""

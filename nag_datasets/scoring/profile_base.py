@@ -24,7 +24,7 @@ import abc
 import hashlib
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -35,7 +35,10 @@ from ..signatures.spec import SignatureSpec
 from ..signatures.spec_column import check_dataset_column, refuse_split_dict
 from .kernel import KernelTable, counts_dtype, score_blocks
 from .map_callables import SCORE_COLUMN, ScoreReport, SimilarityFilter, SimilarityScorer
-from .profile_files import PROFILE_FORMAT_VERSION, ProfileError, write_profile_files
+from .profile_files import EMBEDDING_FORMAT_VERSION, PROFILE_FORMAT_VERSION, ProfileError, write_profile_files
+
+if TYPE_CHECKING:
+    from .embedding_stats import EmbeddingStats
 
 __all__ = ["Profile", "score_dataset_column"]
 
@@ -74,6 +77,8 @@ class Profile(abc.ABC):
     score_column: ClassVar[str] = SCORE_COLUMN
     #: The ``format_version`` of the saved ``profile.json``.
     _format_version: ClassVar[int] = PROFILE_FORMAT_VERSION
+    #: The embedding column a profile with the embedding signal reads (None: it reads signatures only).
+    embedding_spec: ClassVar[Any] = None
 
     def __init__(
         self,
@@ -84,6 +89,7 @@ class Profile(abc.ABC):
         *,
         skipped_null: int = 0,
         sample_info: dict[str, Any] | None = None,
+        embedding_stats: EmbeddingStats | None = None,
     ) -> None:
         counts = np.asarray(counts)
         num_targets = int(num_targets)
@@ -110,6 +116,16 @@ class Profile(abc.ABC):
         self.description = str(description)
         self.skipped_null = int(skipped_null)
         self.sample_info = None if sample_info is None else dict(sample_info)
+        if embedding_stats is not None:
+            embedding_stats.spec.check_pairs_with(spec, what="the profile's embeddings",
+                                                  against="its signature spec")
+            if embedding_stats.signatures.shape[1:] != (spec.num_layers, spec.top_k):
+                raise ProfileError(f"the profile's rows have signatures of shape "
+                                   f"{embedding_stats.signatures.shape[1:]}, the spec says "
+                                   f"({spec.num_layers}, {spec.top_k})")
+        #: The rows behind the counts with their embeddings (None when the data had no embedding column); the
+        #: embedding and hybrid signals of :meth:`contrast` are fitted from them.
+        self.embedding_stats = embedding_stats
 
     # -- what a kind defines -----------------------------------------------------------------------------------
 
@@ -123,12 +139,22 @@ class Profile(abc.ABC):
         """``(table, divisor)`` for :func:`nag_datasets.scoring.kernel.score_blocks`."""
 
     def fingerprint(self) -> str:
-        """Short hash of counts, spec (compared fields) and number of targets; the description is not part of it."""
+        """Short hash of counts, spec (compared fields), number of targets and, when the profile keeps them, its rows'
+        embeddings and signatures; the description is not part of it."""
         h = hashlib.sha256(b"nag_datasets.profile/1\0")
         h.update(self.spec.fingerprint().encode())
         h.update(f"\0{self.num_targets}\0{self.counts.shape}\0".encode())
         h.update(self.counts.astype("<u4").tobytes())
+        if self.embedding_stats is not None:
+            h.update(b"\0embeddings\0" + self.embedding_stats.digest().encode())
         return h.hexdigest()[:16]
+
+    def without_embeddings(self) -> Profile:
+        """This profile without its rows' embeddings (counts, spec and provenance kept); itself when it has none."""
+        if self.embedding_stats is None:
+            return self
+        return type(self)(self.counts, self.num_targets, self.spec, self.description,
+                          skipped_null=self.skipped_null, sample_info=self.sample_info)
 
     def summary(self) -> dict[str, Any]:
         """What a selection records about the profile (report, recipe, card)."""
@@ -136,6 +162,10 @@ class Profile(abc.ABC):
                                "num_targets": self.num_targets, "score_kind": self.score_kind}
         if self.sample_info is not None:
             out["sample"] = dict(self.sample_info)
+        if self.embedding_stats is not None:
+            out["embeddings"] = {"rows": self.embedding_stats.num_rows,
+                                 "spec_fingerprint": self.embedding_stats.spec.fingerprint(),
+                                 "layer": self.embedding_stats.spec.layer}
         return out
 
     def _repr_fields(self) -> list[str]:
@@ -154,6 +184,7 @@ class Profile(abc.ABC):
             and self.num_targets == other.num_targets
             and self.description == other.description
             and np.array_equal(self.counts, other.counts)
+            and self.embedding_stats == other.embedding_stats
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -241,6 +272,23 @@ class Profile(abc.ABC):
         return SimilarityScorer(self, column, out_column or self.score_column, check_spec=check_spec,
                                 spec_checked=dataset is not None)
 
+    def arrow_columns(self, column: str | None = None) -> list[str]:
+        """The columns :meth:`score_arrow` reads (the signature column; a fused profile adds the embedding)."""
+        return [column or self.default_column]
+
+    def column_specs(self, column: str | None = None) -> dict[str, Any]:
+        """``{column: spec}`` of the columns the profile reads, for checks of files outside `datasets` (Ray)."""
+        return {column or self.default_column: self.spec}
+
+    def score_arrow(self, table: Any, column: str | None = None) -> np.ndarray:
+        """Scores (float32, NaN for null rows) of a ``pyarrow.Table`` holding :meth:`arrow_columns`, whose specs the
+        caller has checked (the Ray selection's workers score parquet row groups with it)."""
+        blocks = list(signature_blocks(table.column(column or self.default_column), self.spec))
+        if not blocks:
+            return np.zeros(0, np.float32)
+        table_, norm = self.scoring_table()
+        return score_blocks(blocks, table_, norm, num_threads=1)
+
     def scorer_for(self, ds: Any, column: str | None = None, *, out_column: str | None = None) -> SimilarityScorer:
         """:meth:`scorer` after checking that ``ds[column]`` was computed with the profile's spec."""
         return self.scorer(column, out_column=out_column, dataset=ds)
@@ -256,8 +304,13 @@ class Profile(abc.ABC):
     # -- persistence -------------------------------------------------------------------------------------------
 
     def _tensors(self) -> dict[str, np.ndarray]:
-        """The arrays :meth:`save` writes (a contrastive profile adds the background's counts)."""
-        return {"counts": np.ascontiguousarray(self.counts)}
+        """The arrays :meth:`save` writes (a contrastive profile adds the background's counts; a profile that keeps
+        its rows, their embeddings and signatures)."""
+        out = {"counts": np.ascontiguousarray(self.counts)}
+        if self.embedding_stats is not None:
+            out["row_embeddings"] = self.embedding_stats.embeddings
+            out["row_signatures"] = self.embedding_stats.signatures
+        return out
 
     def _meta(self) -> dict[str, Any]:
         """The JSON fields :meth:`save` writes besides format, hash and fingerprint."""
@@ -265,7 +318,13 @@ class Profile(abc.ABC):
                                 "description": self.description, "skipped_null": self.skipped_null}
         if self.sample_info is not None:
             meta["sample"] = dict(self.sample_info)
+        if self.embedding_stats is not None:
+            meta["embedding"] = {"spec": self.embedding_stats.spec.to_dict(), "column": self.embedding_stats.column}
         return meta
+
+    def _file_version(self) -> int:
+        """The ``format_version`` this profile is saved with: its kind's, or 3 when it keeps its rows' embeddings."""
+        return EMBEDDING_FORMAT_VERSION if self.embedding_stats is not None else self._format_version
 
     def save(self, folder: str | Path) -> Path | str:
         """Write ``profile.safetensors`` (counts) and ``profile.json`` (spec, hash) into ``folder``, atomically.
@@ -284,4 +343,4 @@ class Profile(abc.ABC):
         True
         """
         return write_profile_files(folder, self._tensors(), {**self._meta(), "fingerprint": self.fingerprint()},
-                                   version=self._format_version)
+                                   version=self._file_version())

@@ -32,6 +32,7 @@ from ..storage.atomic import check_complete, read_versioned_json, remote_dir, re
 __all__ = [
     "CONTRASTIVE_FORMAT_VERSION",
     "COUNTS_FILE",
+    "EMBEDDING_FORMAT_VERSION",
     "HUB_CARD_FILE",
     "META_FILE",
     "PROFILE_FORMAT",
@@ -49,6 +50,9 @@ PROFILE_FORMAT_VERSION = 1
 #: Contrastive profiles are written as format version 2 (two count tables and a weighting), so that a library that
 #: only knows version 1 refuses them by version instead of misreading them.
 CONTRASTIVE_FORMAT_VERSION = 2
+#: Profiles that keep their rows' embeddings, and fused (embedding or hybrid signal) profiles, are written as format
+#: version 3 (more tensors: row embeddings and signatures; the embedding model's vectors), for the same reason.
+EMBEDDING_FORMAT_VERSION = 3
 COUNTS_FILE = "profile.safetensors"
 META_FILE = "profile.json"
 
@@ -113,7 +117,7 @@ def read_profile_files(folder: str | Path) -> tuple[dict[str, Any], dict[str, np
     for p in (meta_path, counts_path):
         if not (location.isfile(p) if isinstance(p, str) else p.is_file()):
             raise ProfileError(f"not a saved profile: {p} is missing")
-    meta = read_versioned_json(meta_path, fmt=PROFILE_FORMAT, version=(1, CONTRASTIVE_FORMAT_VERSION),
+    meta = read_versioned_json(meta_path, fmt=PROFILE_FORMAT, version=(1, CONTRASTIVE_FORMAT_VERSION, EMBEDDING_FORMAT_VERSION),
                                error=ProfileError, what="profile description")
     missing = [k for k in ("spec", "num_targets", "counts_sha256") if k not in meta]
     if missing:

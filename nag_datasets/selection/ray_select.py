@@ -74,24 +74,28 @@ def _sidecars(path: str) -> list[str]:
 
 
 def _file_spec(path: str, column: str) -> Any:
+    """The spec (signature or embedding) of ``column`` in a parquet file: its typed feature's, else its sidecar's."""
     import pyarrow.parquet as pq
     from datasets import Features
 
     from ..signatures.columns import spec_from_feature
-    from ..signatures.spec import SignatureSpec, SpecError
+    from ..signatures.embedding_column import EMBEDDING_FIX, embedding_spec_from_feature
+    from ..signatures.embedding_spec import spec_from_dict
+    from ..signatures.spec import SpecError
 
     with _open(path) as f:
         feats = Features.from_arrow_schema(pq.read_schema(f))
     if column not in feats:
-        raise MissingColumnError(f"column {column!r} not in {path}; columns: {list(feats)}")
-    spec = spec_from_feature(feats[column])
+        hint = f": {EMBEDDING_FIX}" if column == "nag_embedding" else ""
+        raise MissingColumnError(f"column {column!r} not in {path}; columns: {list(feats)}{hint}")
+    spec = spec_from_feature(feats[column]) or embedding_spec_from_feature(feats[column])
     if spec is None:
         for sidecar in _sidecars(path):
             if location.isfile(sidecar):
                 d = json.loads(location.read_text(sidecar)).get(column)
                 if d:
-                    return SignatureSpec.from_dict(d)
-        raise SpecError(f"{path}: column {column!r} carries no signature spec and no sidecar names one")
+                    return spec_from_dict(d)
+        raise SpecError(f"{path}: column {column!r} carries no spec and no sidecar names one")
     return spec
 
 
@@ -105,7 +109,13 @@ def _check_file_spec(path: str, column: str, expected: Any) -> None:
     from ..signatures.spec_column import SPEC_COLUMN, check_spec_values
 
     with _open(path) as f:
-        has_values = SPEC_COLUMN in pq.read_schema(f).names
+        names = pq.read_schema(f).names
+    if column not in names:
+        from ..signatures.embedding_column import EMBEDDING_FIX
+
+        hint = f": {EMBEDDING_FIX}" if column == "nag_embedding" else ""
+        raise MissingColumnError(f"column {column!r} not in {path}; columns: {names}{hint}")
+    has_values = SPEC_COLUMN in names
     if has_values:
         with _open(path) as f:
             values = pc.unique(pq.read_table(f, columns=[SPEC_COLUMN]).column(0)).to_pylist()
@@ -119,15 +129,11 @@ def _check_file_spec(path: str, column: str, expected: Any) -> None:
     expected.check_compatible(typed, what=f"{path.rsplit('/', 1)[-1]}:{column}", against="profile")
 
 
-def _scores(table: Any, counts: np.ndarray, num_targets: int | None, spec_json: str, column: str,
-            token_column: str) -> tuple[np.ndarray, np.ndarray]:
-    """Kernel scores (float32, NaN = null signature) and token counts of a parquet table's rows."""
-    from ..scoring.kernel import score_blocks
-    from ..signatures.arrow import signature_blocks
-    from ..signatures.spec import SignatureSpec
-
-    blocks = list(signature_blocks(table.column(column), SignatureSpec.from_json(spec_json)))
-    scores = score_blocks(blocks, counts, num_targets, num_threads=1) if blocks else np.zeros(0, np.float32)
+def _scores(table: Any, profile: Any, column: str, token_column: str) -> tuple[np.ndarray, np.ndarray]:
+    """The profile's scores (float32, NaN = null signature or embedding) and token counts of a parquet table's rows
+    (:meth:`Profile.score_arrow <nag_datasets.scoring.profile_base.Profile.score_arrow>`: the kernel, and for a fused
+    profile the embedding model too)."""
+    scores = profile.score_arrow(table, column)
     tokens = table.column(token_column)
     if tokens.null_count:
         raise InvalidArgumentError(f"token column {token_column!r} has {tokens.null_count} missing values")
@@ -141,7 +147,8 @@ def _score_items(batch: dict[str, np.ndarray], **kw: Any) -> dict[str, np.ndarra
     pos, score, tokens = [], [], []
     for path, group, offset in zip(batch["file"], batch["row_group"], batch["offset"]):
         with _open(str(path)) as f:
-            table = pq.ParquetFile(f).read_row_group(int(group), columns=[kw["column"], kw["token_column"]])
+            table = pq.ParquetFile(f).read_row_group(
+                int(group), columns=[*kw["profile"].arrow_columns(kw["column"]), kw["token_column"]])
         s, t = _scores(table, **kw)
         pos.append(np.arange(int(offset), int(offset) + len(s), dtype=np.int64))
         score.append(s)
@@ -217,9 +224,10 @@ def select_top_fraction_ray(
     if not 0.0 <= fraction <= 1.0:
         raise InvalidArgumentError(f"fraction must be within [0, 1], got {fraction}")
     files = _files(source)
-    column = column or profile.default_column
+    column = profile.arrow_columns(column)[0] if column is None else column
     for f in files:
-        _check_file_spec(f, column, profile.spec)
+        for col, spec in profile.column_specs(column).items():
+            _check_file_spec(f, col, spec)
     items, file_items, offset = [], [], 0
     for i, f in enumerate(files):
         with _open(f) as handle:
@@ -236,9 +244,7 @@ def select_top_fraction_ray(
     ctx = ray.data.DataContext.get_current()
     previous_order = ctx.execution_options.preserve_order
     ctx.execution_options.preserve_order = True
-    table, norm = profile.scoring_table()
-    kw = {"counts": table, "num_targets": norm, "spec_json": profile.spec.to_json(),
-          "column": column, "token_column": token_column}
+    kw = {"profile": profile, "column": column, "token_column": token_column}
     try:
         guard = (remote_dir(out, marker="selection.json", overwrite=overwrite, ours=ours, what="Ray selection")
                  if remote else lock_dir(out))
@@ -281,7 +287,8 @@ def select_top_fraction_ray(
             if (rows_written, tokens_written) != (kept, kept_tokens):
                 raise RaySelectionError(f"wrote {rows_written} rows / {tokens_written} tokens, the cut kept {kept} / "
                                         f"{kept_tokens}")
-            write(location.join(tmp, "nag_spec.json"), json.dumps({column: profile.spec.to_dict()}, indent=1))
+            specs = {c: sp.to_dict() for c, sp in profile.column_specs(column).items()}
+            write(location.join(tmp, "nag_spec.json"), json.dumps(specs, indent=1))
             report = RaySelectionReport(
                 method="exact", fraction=float(fraction), documents_selected=kept,
                 tokens_selected=kept_tokens, pool_documents=pool_docs, pool_tokens=pool_tokens,

@@ -1,8 +1,9 @@
 """Signatures: the one object that crosses every boundary (the spec) and the columns that carry it.
 
 ``spec`` (:class:`SignatureSpec`, compared field by field), ``columns`` (the typed signature column whose feature
-holds the spec), ``spec_column`` (the per-row ``nag_spec`` column a plain ``map`` keeps, and the checks of a
-column's spec), ``registry`` (specs seen on this machine, by fingerprint), ``arrow`` (zero-copy Arrow access:
+holds the spec), ``embedding_spec`` and ``embedding_column`` (the same for the ``nag_embedding`` column),
+``spec_column`` (the per-row ``nag_spec`` column a plain ``map`` keeps, and the checks of a column's spec),
+``registry`` (specs seen on this machine, by fingerprint), ``arrow`` (zero-copy Arrow access:
 signature blocks in row order, numeric and added columns), ``formats`` (datasets on disk, local or remote, that keep
 their specs).
 
@@ -17,6 +18,8 @@ from ..lazy import lazy_exports
 
 _EXPORTS = {
     "SignatureSpec": "spec",
+    "EmbeddingSpec": "embedding_spec",
+    "EMBEDDING_COLUMN": "embedding_column",
     "SpecError": "spec",
     "SpecMismatchError": "spec",
     "NEURON_TYPES": "spec",
@@ -31,8 +34,8 @@ _EXPORTS = {
     "load_any": "formats",
     "save_any": "formats",
 }
-__all__ = ["NEURON_TYPES", "SPEC_COLUMN", "SignatureSpec", "SpecError", "SpecMismatchError", "attach_spec",
-           "column_name", "get_spec", "load_any", "numeric_column", "save_any", "signature_blocks", "signature_columns",
-           "signature_feature"]
+__all__ = ["EMBEDDING_COLUMN", "NEURON_TYPES", "SPEC_COLUMN", "EmbeddingSpec", "SignatureSpec", "SpecError",
+           "SpecMismatchError", "attach_spec", "column_name", "get_spec", "load_any", "numeric_column", "save_any",
+           "signature_blocks", "signature_columns", "signature_feature"]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

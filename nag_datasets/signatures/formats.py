@@ -30,7 +30,8 @@ from ..storage import atomic as _atomic
 from ..storage import location
 from ..storage.atomic import atomic_write_text, check_complete, check_replaceable, lock_dir, remote_dir, replacing_dir
 from .columns import attach_spec, signature_columns
-from .spec import SignatureSpec
+from .embedding_column import attach_embedding_spec, embedding_columns
+from .embedding_spec import EmbeddingSpec, spec_from_dict
 
 
 class OutputIsFolderError(NAGError, IsADirectoryError):
@@ -175,12 +176,20 @@ def _reattach(ds: Any, sidecar: Path | str) -> Any:
         return ds
     import json
 
-    have = signature_columns(ds)
+    have = {**signature_columns(ds), **embedding_columns(ds)}
     text = location.read_text(sidecar) if remote else Path(sidecar).read_text()
     for column, d in json.loads(text).items():
         if column in ds.column_names and column not in have:
-            ds = attach_spec(ds, SignatureSpec.from_dict(d), column)
+            spec = spec_from_dict(d)
+            ds = attach_embedding_spec(ds, spec, column) if isinstance(spec, EmbeddingSpec) else attach_spec(
+                ds, spec, column)
     return ds
+
+
+def column_specs(ds: Any) -> dict[str, dict[str, Any]]:
+    """``{column: spec dict}`` of every signature and embedding column of ``ds`` (what a sidecar records)."""
+    return {**{c: s.to_dict() for c, s in signature_columns(ds).items()},
+            **{c: s.to_dict() for c, s in embedding_columns(ds).items()}}
 
 
 def check_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
@@ -248,7 +257,7 @@ def save_any(ds: Any, path: str | os.PathLike[str], *, overwrite: bool = False) 
             specs = {}
             if suffix == ".parquet":
                 ds.to_parquet(str(tmp / p.name))
-                specs = {c: s.to_dict() for c, s in signature_columns(ds).items()}
+                specs = column_specs(ds)
                 if specs:
                     (tmp / sidecar.name).write_text(json.dumps(specs, indent=1))
             else:
@@ -281,7 +290,7 @@ def _save_remote(ds: Any, url: str, *, overwrite: bool) -> None:
     if suffix == ".parquet":
         location.remove(sidecar)  # first: a stale sidecar must never describe the new file
         ds.to_parquet(url)
-        specs = {c: s.to_dict() for c, s in signature_columns(ds).items()}
+        specs = column_specs(ds)
         if specs:
             location.write_text(sidecar, json.dumps(specs, indent=1))
     else:

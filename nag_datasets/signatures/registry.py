@@ -1,4 +1,4 @@
-"""The local spec registry: every spec a featurizer produces, by fingerprint, so a refusal can name what differs.
+"""The local spec registry: every spec a featurizer produces (signature and embedding specs), by fingerprint, so a refusal can name what differs.
 
 A per-row ``nag_spec`` value names a spec by its fingerprint only (:mod:`.spec_column`). The featurizer writes each
 spec it makes to ``<cache root>/specs/<fingerprint>.json`` (the cache root is ``$NAG_DATASETS_CACHE``, default
@@ -20,10 +20,12 @@ True
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 
 from ..storage.atomic import atomic_write_text
 from ..storage.cache import cache_root
+from .embedding_spec import EmbeddingSpec, spec_from_dict
 from .spec import SignatureSpec, SpecError
 
 __all__ = ["known_spec", "register_spec", "spec_path"]
@@ -34,18 +36,19 @@ def spec_path(fingerprint: str) -> Path:
     return cache_root() / "specs" / f"{Path(fingerprint).name}.json"
 
 
-def register_spec(spec: SignatureSpec) -> None:
-    """Write ``spec`` to the local registry (atomic; an unwritable cache only loses the named-field detail)."""
+def register_spec(spec: SignatureSpec | EmbeddingSpec) -> None:
+    """Write ``spec`` (a signature or an embedding spec) to the local registry (atomic; an unwritable cache only
+    loses the named-field detail)."""
     path = spec_path(spec.fingerprint())
     with contextlib.suppress(OSError):
         if not path.is_file():
             atomic_write_text(path, spec.to_json() + "\n")
 
 
-def known_spec(fingerprint: str) -> SignatureSpec | None:
-    """The spec registered under ``fingerprint`` on this machine, or None."""
+def known_spec(fingerprint: str) -> SignatureSpec | EmbeddingSpec | None:
+    """The spec (signature or embedding) registered under ``fingerprint`` on this machine, or None."""
     try:
-        spec = SignatureSpec.from_json(spec_path(fingerprint).read_text())
-    except (OSError, SpecError):
+        spec = spec_from_dict(json.loads(spec_path(fingerprint).read_text()))
+    except (OSError, ValueError, SpecError):
         return None
     return spec if spec.fingerprint() == fingerprint else None

@@ -79,6 +79,9 @@ def check_spec_values(values: Iterable[Any], column: str, expected: SignatureSpe
     for fingerprint in sorted(_fingerprints(values, column) - {want}):
         other = known_spec(fingerprint)
         what = f"column {column!r}"
+        if other is not None and type(other) is not type(expected):
+            raise SpecMismatchError(f"cannot compare {what} with {against}: its {SPEC_COLUMN} names a spec of another "
+                                    f"kind ({type(other).__name__}, not {type(expected).__name__}); was it renamed?")
         if other is not None:
             expected.check_compatible(other, what=what, against=against)
         raise SpecMismatchError(

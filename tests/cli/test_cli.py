@@ -53,8 +53,10 @@ def test_demo_command_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     assert "r_f=0.20" in out and "mean paper similarity (fwd_up, target frequencies) by source:" in out
-    lead = out.split("mean contrastive score (att_o, shrinkage; pool as background) by source:\n")[1]
-    assert lead.split()[0] == "gsm8k"  # the target's own held-out documents score highest on the contrastive lead
+    assert "profile: hybrid (FusedProfile(signal='hybrid', nag_weight=0.2" in out
+    lead = out.split("mean hybrid score (0.2 z(fwd_down NAG) + 0.8 z(embedding model); pool as background) by "
+                     "source:\n")[1]
+    assert lead.split()[0] == "gsm8k"  # the target's own held-out documents score highest on the hybrid lead
     selected = load_any(tmp_path / "sel")
     assert len(selected) > 0 and set(selected["source"]) <= {"gsm8k", "humaneval", "mmlu"}
 

@@ -484,7 +484,7 @@ def test_contrastive_selection_card_and_profile_card(spec, tmp_path):
     assert "uniform sample of 150 of 240 rows with a signature, seed 2" in body
     cli = body.split("```bash\n")[1].split("```")[0]
     assert ("nag-datasets profile target_nag PROFILE_DIR --background pool_nag --weighting shrinkage --alpha 0.5 "
-            "--m 50.0 --background-sample 150 --background-seed 2") in cli
+            "--m 50.0 --signal nag --background-sample 150 --background-seed 2") in cli
 
     folder = tmp_path / "profile"
     card = DatasetCard.load(profile_card(profile, folder, license="mit"))

@@ -197,7 +197,7 @@ RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "pret
 
 def test_committed_full_results_are_complete_and_match_their_summary():
     """The committed full run: made with the current full config, every unit present, equal training tokens,
-    summary.json recomputable from the units, and the README quoting its numbers."""
+    summary.json recomputable from the units, and the results guide (docs/results.md) quoting its numbers."""
     cfg = pretrain.CONFIGS["full"]
     manifest = json.loads((RESULTS / "manifest.json").read_text())
     assert manifest["key"] == cfg.key(), "the full config changed since the committed run: re-run it"
@@ -207,9 +207,9 @@ def test_committed_full_results_are_complete_and_match_their_summary():
     assert all(u["pool_tokens"] >= 3 * cfg.budget_tokens for u in units)  # the pool is several times the budget
     summary = pretrain.summarize(units)
     assert json.loads((RESULTS / "summary.json").read_text()) == json.loads(json.dumps(summary))
-    readme = (RESULTS.parents[3] / "README.md").read_text()
+    guide = (RESULTS.parents[3] / "docs" / "results.md").read_text()
     for arm, row in summary.items():
-        assert f"{row['target_loss']['mean']:.3f}" in readme, f"README does not quote {arm}'s target loss"
+        assert f"{row['target_loss']['mean']:.3f}" in guide, f"docs/results.md does not quote {arm}'s target loss"
 
 
 @pytest.mark.fast

@@ -119,7 +119,7 @@ def weight_keys(profile: NAGProfile, per_layer: int) -> NeuronKeys:
     ...                      layers=(0,), max_length=8, add_special_tokens=False, neurons_per_layer=4)
     >>> target = NAGProfile.from_signatures(np.array([[[0, 1]], [[0, 2]], [[0, 2]]]), spec)
     >>> background = NAGProfile.from_signatures(np.array([[[0, 3]], [[0, 3]], [[0, 1]]]), spec)
-    >>> nag_keys(target, 1), weight_keys(target.contrast(background, "log_odds"), 1)
+    >>> nag_keys(target, 1), weight_keys(target.contrast(background, "log_odds", signal="nag"), 1)
     ({0: array([0])}, {0: array([2])})
     """
     _check_per_layer(per_layer, profile.spec.neurons_per_layer)

@@ -146,7 +146,7 @@ def contrastive_profile(target_sigs: np.ndarray, background_sigs: np.ndarray, sp
     from nag_datasets.scoring.target_profile import NAGProfile
 
     target = NAGProfile.from_signatures(target_sigs, spec)
-    return target.contrast(NAGProfile.from_signatures(background_sigs, spec), weighting, **params)
+    return target.contrast(NAGProfile.from_signatures(background_sigs, spec), weighting, signal="nag", **params)
 
 
 def contrastive_nag_scores(pool_sigs: np.ndarray, target_sigs: np.ndarray, background_sigs: np.ndarray,

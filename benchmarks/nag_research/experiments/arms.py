@@ -149,7 +149,7 @@ def arm_scores(arm: str, ctx: ArmContext, seed: int) -> np.ndarray:
         tgt, _ = ctx.signatures("targets", CONTRAST["neuron_type"])
         target = NAGProfile.from_signatures(tgt, spec)
         background = NAGProfile.from_signatures(pool, spec)
-        profile = target.contrast(background, CONTRAST["weighting"], **CONTRAST["params"])
+        profile = target.contrast(background, CONTRAST["weighting"], signal="nag", **CONTRAST["params"])
         return np.asarray(profile.score(pool, num_threads=1), dtype=np.float64)
     if arm == "nag_contrast_last10":
         per_type = []
