@@ -32,7 +32,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)\s*$")
-DIRECTIVE = re.compile(r"<!--\s*test:(.*?)-->", re.S)
+DIRECTIVE = re.compile(r"<!--\s*test:(.*?)-->", re.DOTALL)
 LANGUAGES = ("python", "bash")
 
 
@@ -120,9 +120,9 @@ def test_readme_starts_with_the_two_commands() -> None:
     commands = [line.split("#")[0].strip() for line in first.code.splitlines() if line.split("#")[0].strip()]
     assert commands == ["make demo", "make test"]
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^demo: setup\n\t\$\(BIN\)/nag-datasets demo\b", makefile, re.M)
-    assert re.search(r"^test: setup\n\t.*pytest", makefile, re.M)
-    assert re.search(r"^make test$", (ROOT / ".ci" / "run").read_text(), re.M)
+    assert re.search(r"^demo: setup\n\t\$\(BIN\)/nag-datasets demo\b", makefile, re.MULTILINE)
+    assert re.search(r"^test: setup\n\t.*pytest", makefile, re.MULTILINE)
+    assert re.search(r"^make test$", (ROOT / ".ci" / "run").read_text(), re.MULTILINE)
     assert "def test_demo_command_runs(" in (ROOT / "tests" / "cli" / "test_cli.py").read_text()
 
 
@@ -186,7 +186,7 @@ def test_code_blocks_run(page: Path, workspace: Path, tmp_path: Path, monkeypatc
         if block.language == "python":
             try:
                 exec(compile(code, block.where(), "exec"), namespace)  # noqa: S102 (our own documentation)
-            except Exception as e:  # noqa: BLE001 (re-raised with the block's place)
+            except Exception as e:
                 raise AssertionError(f"{block.where()}: the python block failed: {type(e).__name__}: {e}") from e
         else:
             proc = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=here, env=env, capture_output=True,

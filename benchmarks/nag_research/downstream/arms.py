@@ -17,7 +17,7 @@ document (higher = keep first). Features come from ONE forward pass of the bundl
   background on the centred float16 last-layer embedding, both z-scored with the background rows' own scores; the
   pool is the background (as for ``nag_contrast``). Computed by the research implementation
   (``evaluate.fusion.hybrid_scores``); the library's ``contrast(background, signal="hybrid")`` should replace it
-  once it lands (same scores expected).
+  (now in the library; same scores expected).
 """
 
 from __future__ import annotations

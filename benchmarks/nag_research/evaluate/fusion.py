@@ -15,8 +15,9 @@ any entry point (batched ``map``, streaming, selection):
   (:func:`embedding_block`), or on both.
 - :func:`hybrid_scores` (and :func:`hybrid_components`): the harness's shipped default (:data:`HYBRID_DEFAULT`,
   ``0.2 z(contrastive NAG) + 0.8 z(learned embedding model)``) on plain arrays, for the experiments and notebooks
-  that need it outside the harness. It is the research implementation: once the library's ``contrast(background,
-  signal="hybrid")`` lands, the experiments should call that instead (equal scores are the check).
+  that need it outside the harness. It is the research implementation; the library's ``contrast(background,
+  signal="hybrid")`` (``nag_weight`` 0.2) is the same method for profiles that keep their rows' embeddings, and the
+  experiments should move to it (equal scores are the check).
 
 >>> nag, nag_bg = np.array([3.0, 1.0]), np.array([0.0, 1.0, 2.0])
 >>> emb, emb_bg = np.array([0.1, 0.9]), np.array([0.2, 0.4, 0.6])

@@ -21,7 +21,7 @@
   NAG) + 0.8 z(learned embedding model)``, the NAG component a ``fwd_down`` profile of the last 10 layers (shrinkage
   m=50 alpha=0.5), the embedding component an L2 logistic regression of the targets against the pool on the centred
   float16 embedding; the pool is the background. Research implementation (``evaluate.fusion.hybrid_scores``), to be
-  replaced by the library's ``contrast(background, signal="hybrid")`` when it lands.
+  replaced by the library's ``contrast(background, signal="hybrid")`` (now in the library).
 
 Model features are cached as ``.npy`` under ``<out>/features`` so that a resumed run does not featurize again; NAG
 signatures and embeddings come from one forward pass (`analysis.measure.signatures_and_embeddings`).
