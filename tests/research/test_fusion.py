@@ -218,6 +218,32 @@ def test_fused_harness_scores_are_per_row_from_background_statistics():
     np.testing.assert_allclose(whole, ref, rtol=1e-12)
 
 
+
+def test_research_hybrid_equals_the_harness_default_method():
+    """``fusion.hybrid_scores`` (used by the downstream arm and notebook 08) is the harness's shipped default."""
+    task, feats = _tiny_task(L=4)
+    sigs = feats.signatures["att_o"]
+    spec = feats.specs["att_o"].replace(neuron_type="fwd_down")
+    feats = FeatureSet({"fwd_down": sigs}, feats.embeddings, feats.tokens, {"fwd_down": spec}, 0.0, 0, 0)
+    cfg = {**fusion.HYBRID_DEFAULT, "last_layers": 2, "Cs": (0.1, 1.0)}
+    method = MethodSpec("d", "fusion_zsum_learned",
+                        (("types", ("fwd_down",)), ("weighting", "shrinkage"), ("params", (("m", 50.0), ("alpha", 0.5))),
+                         ("layers", "last2"), ("embedding", "last"), ("w", 0.2), ("Cs", (0.1, 1.0)), ("folds", 3)))
+    pool, targets = task.pool, task.targets("a")
+    emb = feats.embeddings["last"]
+    for background in (pool, pool[1::3]):
+        ref = _score(method, task, feats, pool, targets, background=background)
+        got = fusion.hybrid_scores(sigs[pool], sigs[targets], sigs[background], spec, emb[pool], emb[targets],
+                                   emb[background], cfg)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+    parts = fusion.hybrid_components(sigs[pool], sigs[targets], sigs[pool], spec, emb[pool], emb[targets], emb[pool],
+                                     cfg)
+    np.testing.assert_array_equal(parts["nag"], parts["nag_background"])  # the pool as its own background
+    assert float(parts["C"]) in (0.1, 1.0)
+    is_a = np.array(task.labels)[pool] == "a"
+    full = fusion.hybrid_scores(sigs[pool], sigs[targets], sigs[pool], spec, emb[pool], emb[targets], emb[pool], cfg)
+    assert full[is_a].mean() > full[~is_a].mean()
+
 # -- the selection rule -------------------------------------------------------------------------------------------
 
 

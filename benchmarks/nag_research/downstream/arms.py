@@ -1,6 +1,6 @@
 """The selection arms of the downstream experiment: each turns the shared features into one score per pool
 document (higher = keep first). Features come from ONE forward pass of the bundled model over pool and targets
-(:class:`Features`: signatures of ``fwd_up`` and ``att_o`` at all layers, mean-pooled embeddings).
+(:class:`Features`: signatures of ``fwd_up``, ``att_o`` and ``fwd_down`` at all layers, mean-pooled embeddings).
 
 - ``random``: seeded noise (the unit's seed).
 - ``nag_paper``: the paper's profile: ``fwd_up`` neurons, all layers, frequency weights (``NAGProfile`` similarity).
@@ -11,8 +11,13 @@ document (higher = keep first). Features come from ONE forward pass of the bundl
 - ``dsir``: DSIR log importance weights (``data-selection`` 1.0.3, hashed uni+bigrams, length-summed).
 - ``nag_distilled``: the library's default distilled scorer trained on ``nag_contrast``'s exact scores of a seeded
   20% sample of the pool, then scoring every document from its text.
-- ``hybrid``: a slot for the NAG+embedding fusion being designed elsewhere; it raises until its definition lands
-  (add the function to ``ARMS``).
+- ``hybrid``: the harness's shipped default (issue 23; ``evaluate.fusion.HYBRID_DEFAULT``):
+  ``0.2 z(contrastive NAG) + 0.8 z(learned embedding model)``, the NAG component a ``fwd_down`` profile of the last 10
+  layers (shrinkage m=50 alpha=0.5), the embedding component an L2 logistic regression of the targets against the
+  background on the centred float16 last-layer embedding, both z-scored with the background rows' own scores; the
+  pool is the background (as for ``nag_contrast``). Computed by the research implementation
+  (``evaluate.fusion.hybrid_scores``); the library's ``contrast(background, signal="hybrid")`` should replace it
+  (now in the library; same scores expected).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ DISTILL = {"sample": 0.2, "exact_arm": "nag_contrast", "model": "linear"}
 
 
 class ArmUnavailableError(NAGError, NotImplementedError):
-    """The arm exists as a slot but has no definition yet."""
+    """The arm cannot be computed from the features at hand (a neuron type it needs was not recorded)."""
 
 
 @dataclass
@@ -95,8 +100,14 @@ def _nag_distilled(f: Features, seed: int) -> np.ndarray:
 
 
 def _hybrid(f: Features, seed: int) -> np.ndarray:
-    raise ArmUnavailableError("the hybrid (NAG + embedding) arm has no definition yet: add its scorer to "
-                              "nag_research.downstream.arms.ARMS when it is chosen")
+    from ..evaluate.fusion import HYBRID_DEFAULT, hybrid_scores
+
+    t = HYBRID_DEFAULT["neuron_type"]
+    if t not in f.pool_sigs:
+        raise ArmUnavailableError(f"the hybrid arm needs {t} signatures; featurize with that neuron type "
+                                  f"(downstream.experiment.NEURON_TYPES)")
+    return hybrid_scores(f.pool_sigs[t], f.target_sigs[t], f.pool_sigs[t], f.specs[t], f.pool_emb, f.target_emb,
+                         f.pool_emb)
 
 
 ARMS: dict[str, Callable[[Features, int], np.ndarray]] = {
@@ -104,7 +115,7 @@ ARMS: dict[str, Callable[[Features, int], np.ndarray]] = {
     "embedding_contrast": _embedding_contrast, "dsir": _dsir, "nag_distilled": _nag_distilled, "hybrid": _hybrid,
 }
 #: Arms whose scores do not depend on the seed (computed once per target).
-SEED_FREE = ("nag_paper", "nag_contrast", "embedding_contrast", "dsir")
+SEED_FREE = ("nag_paper", "nag_contrast", "embedding_contrast", "dsir", "hybrid")
 
 
 def arm_scores(arm: str, features: Features, seed: int) -> np.ndarray:

@@ -40,6 +40,9 @@ from .corpus import CorpusConfig
 SPEED = {"scratch_h256_l4_v8k_train": 304, "scratch_h192_l4_v8k_train": 670, "scratch_h192_l4_v8k_forward": 1076,
          "bundled_135m_train": "< 10 (3 AdamW steps of 8 x 128 tokens did not finish in 4 min, loading included)"}
 TARGETS = ("arc_challenge", "hellaswag")
+#: Neuron types recorded in the one forward pass over pool and targets (``fwd_down`` serves the ``hybrid`` arm; it
+#: was added after the first 36 units, whose arms read only ``fwd_up`` and ``att_o``: their cached scores stand).
+NEURON_TYPES = ("fwd_up", "att_o", "fwd_down")
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,8 @@ class DownstreamConfig:
     intermediate: int = 384
     lr: float = 3e-3
     epochs: int = 1
-    arms: tuple[str, ...] = ("random", "nag_paper", "nag_contrast", "embedding_contrast", "dsir", "nag_distilled")
+    arms: tuple[str, ...] = ("random", "nag_paper", "nag_contrast", "embedding_contrast", "dsir", "nag_distilled",
+                             "hybrid")
     targets: tuple[str, ...] = TARGETS
     seeds: tuple[int, ...] = (0, 1)
     eval_tasks: tuple[str, ...] = ("arc_challenge", "arc_easy", "hellaswag")
@@ -141,7 +145,7 @@ def features(work: Path, corpus: corpus_mod.Corpus, target: str, cfg: Downstream
     targets = corpus.target_texts(target)
     cap = cfg.hellaswag_feature_targets if target == "hellaswag" else cfg.extra.get("arc_feature_targets")
     featurized = targets if cap is None else targets[:cap]
-    kw = {"neuron_types": ("fwd_up", "att_o"), "top_k": 20, "max_length": cfg.feature_max_length,
+    kw = {"neuron_types": NEURON_TYPES, "top_k": 20, "max_length": cfg.feature_max_length,
           "cache_dir": work / "features", "torch_threads": 1, "progress": log}
     pool = featurize_texts(pool_texts, **kw)
     tgt = featurize_texts(featurized, **kw)

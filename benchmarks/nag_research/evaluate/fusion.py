@@ -13,6 +13,11 @@ any entry point (batched ``map``, streaming, selection):
   its regularisation chosen by cross-validation on those rows only (scikit-learn ``LogisticRegressionCV``), on
   neuron-indicator features of one signature column (:func:`multi_hot`), on the centred embedding
   (:func:`embedding_block`), or on both.
+- :func:`hybrid_scores` (and :func:`hybrid_components`): the harness's shipped default (:data:`HYBRID_DEFAULT`,
+  ``0.2 z(contrastive NAG) + 0.8 z(learned embedding model)``) on plain arrays, for the experiments and notebooks
+  that need it outside the harness. It is the research implementation; the library's ``contrast(background,
+  signal="hybrid")`` (``nag_weight`` 0.2) is the same method for profiles that keep their rows' embeddings, and the
+  experiments should move to it (equal scores are the check).
 
 >>> nag, nag_bg = np.array([3.0, 1.0]), np.array([0.0, 1.0, 2.0])
 >>> emb, emb_bg = np.array([0.1, 0.9]), np.array([0.2, 0.4, 0.6])
@@ -32,12 +37,15 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "HYBRID_DEFAULT",
     "LearnedScorer",
     "as_float16",
     "background_stats",
     "centred_embedding_scores",
     "embedding_block",
     "fit_learned",
+    "hybrid_components",
+    "hybrid_scores",
     "multi_hot",
     "rank_fraction",
     "rrf_scores",
@@ -186,3 +194,53 @@ def fit_learned(positives: Any, negatives: Any, *, Cs: Sequence[float] = (0.1, 1
     model.fit(X, y)
     return LearnedScorer(coef=np.asarray(model.coef_[0], np.float64), intercept=float(model.intercept_[0]),
                          C=float(np.ravel(model.C_)[0]))
+
+
+# -- the shipped default (hybrid) -----------------------------------------------------------------------------------
+
+#: The harness's shipped default (``benchmarks/results/evaluate/report.md``, "Z-sum w=0.2: fwd_down shrinkage m=50
+#: a=0.5 last10 + learned emb last"): NAG component = contrastive ``fwd_down`` profile of the last 10 layers,
+#: shrinkage m=50 alpha=0.5; embedding component = the learned model on the centred last-layer embedding (C among
+#: ``Cs`` by ``folds``-fold cross-validation); ``w`` = weight on the NAG z-score.
+HYBRID_DEFAULT: dict[str, Any] = {"neuron_type": "fwd_down", "last_layers": 10, "weighting": "shrinkage",
+                                  "params": {"m": 50.0, "alpha": 0.5}, "w": 0.2, "Cs": (0.1, 1.0, 10.0, 100.0),
+                                  "folds": 3}
+
+
+def hybrid_components(pool_sigs: Any, target_sigs: Any, background_sigs: Any, spec: Any, pool_emb: Any,
+                      target_emb: Any, background_emb: Any,
+                      config: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """The two signals of :func:`hybrid_scores` on the pool rows and on the background rows.
+
+    Signatures are ``(n, L, K)`` of ``spec``'s layers (all layers: the last ``config["last_layers"]`` are sliced out);
+    embeddings ``(n, hidden)`` (any float dtype: they are rounded to float16 as the library stores them). Returns
+    ``nag``, ``nag_background`` (contrastive NAG scores), ``learned``, ``learned_background`` (the learned
+    embedding model's log-odds) and ``C`` (the regularisation cross-validation chose).
+    """
+    from .baselines import contrastive_nag_scores, harness_subset
+
+    cfg = {**HYBRID_DEFAULT, **(config or {})}
+    n_layers = len(spec.layers)
+    last = list(range(n_layers - int(cfg["last_layers"]), n_layers))
+    sliced = [harness_subset(np.asarray(x), spec, layers=last) for x in (pool_sigs, target_sigs, background_sigs)]
+    sub_spec = sliced[0][1]
+    pool_s, target_s, bg_s = (x[0] for x in sliced)
+    both = np.concatenate([pool_s, bg_s])
+    nag = contrastive_nag_scores(both, target_s, bg_s, sub_spec, cfg["weighting"], **cfg["params"])
+    model = fit_learned(embedding_block(target_emb, background_emb), embedding_block(background_emb, background_emb),
+                        Cs=tuple(cfg["Cs"]), folds=int(cfg["folds"]))
+    learned = model.score(embedding_block(np.concatenate([np.asarray(pool_emb), np.asarray(background_emb)]),
+                                          background_emb))
+    n = len(pool_s)
+    return {"nag": nag[:n], "nag_background": nag[n:], "learned": learned[:n], "learned_background": learned[n:],
+            "C": np.float64(model.C)}
+
+
+def hybrid_scores(pool_sigs: Any, target_sigs: Any, background_sigs: Any, spec: Any, pool_emb: Any, target_emb: Any,
+                  background_emb: Any, config: dict[str, Any] | None = None) -> np.ndarray:
+    """The shipped default's score of every pool row: ``w * z(nag) + (1 - w) * z(learned)``, each signal z-scored
+    with the mean and std of the background rows' own scores (:func:`zsum_scores`); higher = more target-like.
+    Equal to the harness's ``_score`` of the same method (``tests/research/test_fusion.py``)."""
+    cfg = {**HYBRID_DEFAULT, **(config or {})}
+    c = hybrid_components(pool_sigs, target_sigs, background_sigs, spec, pool_emb, target_emb, background_emb, cfg)
+    return zsum_scores(c["nag"], c["nag_background"], c["learned"], c["learned_background"], float(cfg["w"]))

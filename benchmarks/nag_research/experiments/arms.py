@@ -17,6 +17,11 @@
   scores on a seeded sample of the pool (the unit's seed) train the library's default distilled model (ridge
   regression on hashed word and byte n-grams of the sample's raw text), which then scores every pool document (no
   model features needed beyond the sample's).
+- ``hybrid``: the harness's shipped default (issue 23; ``evaluate.fusion.HYBRID_DEFAULT``): ``0.2 z(contrastive
+  NAG) + 0.8 z(learned embedding model)``, the NAG component a ``fwd_down`` profile of the last 10 layers (shrinkage
+  m=50 alpha=0.5), the embedding component an L2 logistic regression of the targets against the pool on the centred
+  float16 embedding; the pool is the background. Research implementation (``evaluate.fusion.hybrid_scores``), to be
+  replaced by the library's ``contrast(background, signal="hybrid")`` (now in the library).
 
 Model features are cached as ``.npy`` under ``<out>/features`` so that a resumed run does not featurize again; NAG
 signatures and embeddings come from one forward pass (`analysis.measure.signatures_and_embeddings`).
@@ -31,9 +36,9 @@ from typing import Any
 import numpy as np
 
 ARMS = ("random", "nag_all", "nag_last", "embedding", "dsir", "nag_contrast", "embedding_contrast", "nag_distilled",
-        "nag_contrast_last10")
+        "nag_contrast_last10", "hybrid")
 MODEL_ARMS = ("nag_all", "nag_last", "embedding", "nag_contrast", "embedding_contrast", "nag_distilled",
-              "nag_contrast_last10")
+              "nag_contrast_last10", "hybrid")
 
 #: The contrastive NAG arm: the library's default contrastive profile (chosen in the retrieval harness), the
 #: target profile of the selection targets against the pool itself as background.
@@ -79,8 +84,9 @@ class ArmContext:
         tmp.replace(path)
         return arr
 
-    #: Neuron types recorded in the one model pass (att_o costs ~5% more and serves the contrastive arms).
-    NEURON_TYPES = ("fwd_up", "att_o")
+    #: Neuron types recorded in the one model pass (att_o costs ~5% more and serves the contrastive arms; fwd_down
+    #: serves the hybrid arm). A cache missing one of them is completed by one more pass.
+    NEURON_TYPES = ("fwd_up", "att_o", "fwd_down")
 
     def _paths(self, which: str) -> dict[str, Path]:
         ml = self.max_length
@@ -168,4 +174,15 @@ def arm_scores(arm: str, ctx: ArmContext, seed: int) -> np.ndarray:
         return baselines.embedding_scores(ctx.embeddings("pool"), ctx.embeddings("targets"), mode="contrast")
     if arm == "dsir":
         return ctx._cached("dsir", lambda: baselines.dsir_scores(ctx.pool, ctx.targets))
+    if arm == "hybrid":
+        from ..evaluate.fusion import HYBRID_DEFAULT, hybrid_scores
+
+        def compute() -> np.ndarray:
+            t = HYBRID_DEFAULT["neuron_type"]
+            pool, spec = ctx.signatures("pool", t)
+            tgt, _ = ctx.signatures("targets", t)
+            emb_pool, emb_tgt = ctx.embeddings("pool"), ctx.embeddings("targets")
+            return hybrid_scores(pool, tgt, pool, spec, emb_pool, emb_tgt, emb_pool)
+
+        return ctx._cached(f"hybrid_ml{ctx.max_length}", compute)
     raise ValueError(f"unknown arm {arm!r}; choose from {ARMS}")
