@@ -130,7 +130,8 @@ def test_readme_starts_with_the_two_commands() -> None:
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny real data from the shipped demo sample, each text cut to :data:`DOC_CHARS` characters: 4 target documents
     (GSM8K) as ``target.jsonl`` and ``target/``, 10 pool documents of the three sources as ``pool.jsonl`` and
-    ``pool/``, a 32-row ``sample/`` and a text-only ``crawl.jsonl`` / ``crawl/`` (two shards) for the distillation and
+    ``pool/``, a 64-row ``sample/`` (a distilled scorer trains on at least 50 rows) and a 32-row text-only
+    ``crawl.jsonl`` / ``crawl/`` (two shards) for the distillation and
     datatrove pages; ``benchmarks`` and ``examples`` link to the checkout's."""
     from nag_datasets.demo_data import load_demo
 
@@ -142,8 +143,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = cut(load_demo("target").select(range(4)))
     full_pool = load_demo("pool")
     pool = cut(full_pool.select(range(0, len(full_pool), len(full_pool) // 10)).select(range(10)))
-    sample = cut(full_pool.select(range(1, len(full_pool), len(full_pool) // 32)).select(range(32)))
-    crawl = sample.select_columns(["id", "text"])
+    sample = cut(full_pool.select(range(1, len(full_pool), len(full_pool) // 64)).select(range(64)))
+    crawl = sample.select(range(32)).select_columns(["id", "text"])
     for name, ds in (("target", target), ("pool", pool), ("sample", sample)):
         ds.to_json(str(folder / f"{name}.jsonl"))
         ds.save_to_disk(str(folder / name))

@@ -176,3 +176,14 @@ def test_every_module_has_a_layer() -> None:
 def test_no_module_shadows_a_stdlib_module() -> None:
     shadowing = sorted(name for name in modules() if name.rsplit(".", 1)[-1] in sys.stdlib_module_names)
     assert shadowing == []
+
+
+#: The most lines a module of the package may have (issue 25): a module past it holds more than one concept.
+MAX_MODULE_LINES = 450
+
+
+def test_no_module_is_over_the_line_limit() -> None:
+    long = sorted(f"{path.relative_to(PACKAGE.parent)}: {n} lines"
+                  for path in PACKAGE.rglob("*.py")
+                  if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES)
+    assert long == []

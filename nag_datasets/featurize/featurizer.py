@@ -12,10 +12,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -28,7 +26,9 @@ from ..signatures.registry import register_spec
 from ..signatures.spec import NEURON_TYPES, SignatureSpec
 from ..signatures.spec_column import SPEC_COLUMN, spec_value
 from .batching import length_sorted_batches
-from .report import FeaturizeReport
+from .models import hidden_size, library_version
+from .progress import advance, progress
+from .report import FeaturizeReport, invalid_reason, preview
 
 
 class WorkerSetupError(NAGError, RuntimeError):
@@ -41,15 +41,6 @@ class InvalidTextError(NAGError, ValueError):
     def __init__(self, message: str, row: int | None = None) -> None:
         super().__init__(message)
         self.row = row
-
-
-def _library_version() -> str:
-    import torch
-    import transformers
-
-    from .. import __version__
-
-    return f"nag_datasets {__version__}; transformers {transformers.__version__}; torch {torch.__version__}"
 
 
 class NAGFeaturizer:
@@ -265,7 +256,7 @@ class NAGFeaturizer:
             add_special_tokens=self.add_special_tokens, neurons_per_layer=rec.neurons_per_layer(t),
             model_name=model_name(model), dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
             attn_implementation=attention_implementation(model),
-            library_version=_library_version(),
+            library_version=library_version(),
         )
         register_spec(spec)  # so a refusal of a plain-map column can name the differing fields
         return spec
@@ -283,9 +274,9 @@ class NAGFeaturizer:
         spec = EmbeddingSpec(
             model_fingerprint=self.source_key(), tokenizer_fingerprint=tokenizer_fingerprint(st["tokenizer"]),
             layer=st["pooler"].layer, max_length=self.max_length, add_special_tokens=self.add_special_tokens,
-            hidden_size=_hidden_size(model), layer_name=str(self.embedding), model_name=model_name(model),
+            hidden_size=hidden_size(model), layer_name=str(self.embedding), model_name=model_name(model),
             model_dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
-            attn_implementation=attention_implementation(model), library_version=_library_version(),
+            attn_implementation=attention_implementation(model), library_version=library_version(),
         )
         register_spec(spec)
         return spec
@@ -347,7 +338,7 @@ class NAGFeaturizer:
             map_kwargs["new_fingerprint"] = Hasher.hash(
                 ["nag_datasets.apply", getattr(ds, "_fingerprint", None), Hasher.hash(self), features.to_dict(),
                  kwargs, "num_proc", map_kwargs.get("num_proc") or 1])
-        with _progress(ds, map_kwargs):  # a bar over documents, moved after every forward batch
+        with progress(ds, map_kwargs):  # a bar over documents, moved after every forward batch
             out = ds.map(self, batched=True, features=features, **map_kwargs)
         if return_report:
             return out, FeaturizeReport.from_dataset(out)
@@ -370,7 +361,7 @@ class NAGFeaturizer:
         status: list[str] = ["ok"] * n
         ids: list[list[int] | None] = [None] * n
         for i, text in enumerate(texts):
-            reason = _invalid_reason(text)
+            reason = invalid_reason(text)
             if reason in ("none", "not_string"):
                 if self.on_invalid == "error":
                     where = f"row {indices[i]}" if indices is not None else f"position {i} of the batch"
@@ -379,7 +370,7 @@ class NAGFeaturizer:
                     raise InvalidTextError(
                         f"text column {self.text_column!r} at {where} is "
                         f"{'None' if text is None else type(text).__name__}"
-                        f" ({_preview(text)}){hint}; pass {fix} to record such rows as null signatures",
+                        f" ({preview(text)}){hint}; pass {fix} to record such rows as null signatures",
                         row=None if indices is None else int(indices[i]))
                 status[i] = reason
             elif reason is not None:
@@ -403,8 +394,8 @@ class NAGFeaturizer:
                 col = out[name]
                 for j, c in enumerate(chunk):
                     col[live[c]] = arr[j]
-            _advance(len(chunk))
-        _advance(n - len(live))  # rows without a forward pass (null, empty)
+            advance(len(chunk))
+        advance(n - len(live))  # rows without a forward pass (null, empty)
         out["nag_tokens"] = [len(x) if x is not None else 0 for x in ids]
         out["nag_status"] = status
         if "spec_value" not in st:
@@ -436,41 +427,6 @@ class NAGFeaturizer:
         return out
 
 
-def _hidden_size(model: Any) -> int:
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    return int(getattr(config, "hidden_size", None) or config.n_embd)
-
-
-#: The progress bar of the running :meth:`NAGFeaturizer.apply` (kept off the featurizer: the map fingerprint hashes it).
-_BAR: contextvars.ContextVar[Any] = contextvars.ContextVar("nag_featurize_progress", default=None)
-
-
-@contextlib.contextmanager
-def _progress(ds: Any, map_kwargs: dict[str, Any]) -> Iterator[None]:
-    """A ``Featurizing`` bar over ``ds``'s documents while ``apply`` maps it in this process (datasets' switch,
-    ``datasets.disable_progress_bars()``, turns it off; worker processes of ``num_proc`` > 1 show only map's bar).
-    A map batch holds many forward batches: map's own bar moves only once per map batch."""
-    from datasets.utils.tqdm import tqdm
-
-    total = len(ds) if hasattr(ds, "__len__") else None
-    if (map_kwargs.get("num_proc") or 1) > 1:
-        yield
-        return
-    bar = tqdm(total=total, desc="Featurizing", unit=" documents", leave=False)
-    token = _BAR.set(bar)
-    try:
-        yield
-    finally:
-        _BAR.reset(token)
-        bar.close()
-
-
-def _advance(rows: int) -> None:
-    bar = _BAR.get()
-    if bar is not None and rows:
-        bar.update(rows)
-
-
 def _layer_list(layers: Sequence[int] | str, model: Any) -> list[int]:
     from .sites import decoder_layers, normalize_layers
 
@@ -489,20 +445,3 @@ def _split_args(args: tuple[Any, ...]) -> tuple[list[int] | None, int | None]:
     if not args:
         return None, None
     raise WrongTypeError(f"unexpected extra arguments from map: {args!r}")
-
-
-def _invalid_reason(text: Any) -> str | None:
-    if text is None:
-        return "none"
-    if not isinstance(text, str):
-        return "not_string"
-    if text == "":
-        return "empty"
-    if text.isspace():
-        return "whitespace"
-    return None
-
-
-def _preview(text: Any, n: int = 60) -> str:
-    r = repr(text)
-    return r if len(r) <= n else r[:n] + "..."

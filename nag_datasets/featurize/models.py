@@ -247,3 +247,19 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     else:
         payload = json.dumps(sorted(tokenizer.get_vocab().items()))
     return "tok-sha256:" + hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def hidden_size(model: Any) -> int:
+    """The width of a model's hidden states (its text config's, for a multimodal one)."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return int(getattr(config, "hidden_size", None) or config.n_embd)
+
+
+def library_version() -> str:
+    """The versions a spec records as provenance (this library, transformers, torch)."""
+    import torch
+    import transformers
+
+    from .. import __version__
+
+    return f"nag_datasets {__version__}; transformers {transformers.__version__}; torch {torch.__version__}"

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NULL_STATUSES", "STATUSES", "FeaturizeReport", "sum_reports"]
+__all__ = ["NULL_STATUSES", "STATUSES", "FeaturizeReport", "invalid_reason", "preview", "sum_reports"]
 
 #: Per-row outcomes written to ``nag_status``. Only ``ok`` and ``truncated`` rows carry a signature.
 STATUSES = ("ok", "truncated", "empty", "whitespace", "zero_tokens", "none", "not_string")
@@ -80,3 +80,22 @@ def sum_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
     3
     """
     return sum((FeaturizeReport.from_dict(r) for r in reports), FeaturizeReport.empty()).to_dict()
+
+
+def invalid_reason(text: Any) -> str | None:
+    """The status of a text that gets no forward pass (``none``, ``not_string``, ``empty``, ``whitespace``), else None."""
+    if text is None:
+        return "none"
+    if not isinstance(text, str):
+        return "not_string"
+    if text == "":
+        return "empty"
+    if text.isspace():
+        return "whitespace"
+    return None
+
+
+def preview(text: Any, n: int = 60) -> str:
+    """A short ``repr`` of ``text`` for error messages."""
+    r = repr(text)
+    return r if len(r) <= n else r[:n] + "..."
