@@ -50,41 +50,45 @@ _BLOCK_ROWS = 4096
 
 
 @jit(nogil=True)
+def _row_norm(row):  # type: ignore[no-untyped-def]
+    """The float64 norm of one float32 row, summed in index order (1.0 for a zero row)."""
+    ss = 0.0
+    for j in range(row.shape[0]):
+        v = np.float64(row[j])
+        ss += v * v
+    norm = np.sqrt(ss)
+    return 1.0 if norm == 0.0 else norm
+
+
+@jit(nogil=True)
+def _centre_row(row, mu, out):  # type: ignore[no-untyped-def]
+    """``out`` = the unit row minus ``mu``, scaled to unit norm (left as is when that difference is zero)."""
+    norm = _row_norm(row)
+    ss = 0.0
+    for j in range(row.shape[0]):
+        d = np.float64(row[j]) / norm - mu[j]
+        out[j] = d
+        ss += d * d
+    dnorm = np.sqrt(ss)
+    if dnorm == 0.0:
+        dnorm = 1.0
+    for j in range(row.shape[0]):
+        out[j] = out[j] / dnorm
+
+
+@jit(nogil=True)
 def _unit_rows(emb, out):  # type: ignore[no-untyped-def]
     n, H = emb.shape
     for i in range(n):
-        ss = 0.0
-        for j in range(H):
-            v = np.float64(emb[i, j])
-            ss += v * v
-        norm = np.sqrt(ss)
-        if norm == 0.0:
-            norm = 1.0
+        norm = _row_norm(emb[i])
         for j in range(H):
             out[i, j] = np.float64(emb[i, j]) / norm
 
 
 @jit(nogil=True)
 def _centred_rows(emb, mu, out):  # type: ignore[no-untyped-def]
-    n, H = emb.shape
-    for i in range(n):
-        ss = 0.0
-        for j in range(H):
-            v = np.float64(emb[i, j])
-            ss += v * v
-        norm = np.sqrt(ss)
-        if norm == 0.0:
-            norm = 1.0
-        ss = 0.0
-        for j in range(H):
-            d = np.float64(emb[i, j]) / norm - mu[j]
-            out[i, j] = d
-            ss += d * d
-        dnorm = np.sqrt(ss)
-        if dnorm == 0.0:
-            dnorm = 1.0
-        for j in range(H):
-            out[i, j] = out[i, j] / dnorm
+    for i in range(emb.shape[0]):
+        _centre_row(emb[i], mu, out[i])
 
 
 @jit(nogil=True)
@@ -94,24 +98,10 @@ def _linear_scores(emb, valid, use_valid, mu, coef, intercept, work, out, out_st
         if use_valid and not valid[i]:
             out[out_start + i] = np.nan
             continue
-        ss = 0.0
-        for j in range(H):
-            v = np.float64(emb[i, j])
-            ss += v * v
-        norm = np.sqrt(ss)
-        if norm == 0.0:
-            norm = 1.0
-        ss = 0.0
-        for j in range(H):
-            d = np.float64(emb[i, j]) / norm - mu[j]
-            work[j] = d
-            ss += d * d
-        dnorm = np.sqrt(ss)
-        if dnorm == 0.0:
-            dnorm = 1.0
+        _centre_row(emb[i], mu, work)
         s = 0.0
         for j in range(H):
-            s += (work[j] / dnorm) * coef[j]
+            s += work[j] * coef[j]
         out[out_start + i] = s + intercept
 
 
