@@ -43,13 +43,27 @@ from .profile_base import Profile
 from .profile_files import CONTRASTIVE_FORMAT_VERSION, ProfileError
 from .weighting import Weighting, WeightingError, get_weighting
 
-__all__ = ["CONTRAST_SCORE_COLUMN", "ContrastiveProfile"]
+__all__ = ["CONTRAST_SCORE_COLUMN", "Contrasted", "ContrastiveProfile"]
 
 #: The column a contrastive profile's scorer adds: named so that nobody reads it as a similarity.
 CONTRAST_SCORE_COLUMN = "nag_contrast_score"
 
 
-class ContrastiveProfile(Profile):
+class Contrasted:
+    """What every profile contrasted against a background refuses (mixed into :class:`ContrastiveProfile` and the
+    fused profile): merging (merge the targets' plain profiles first) and contrasting again."""
+
+    @classmethod
+    def merge(cls, profiles: Any, *, description: str | None = None) -> Profile:
+        """Refused: merge the targets' plain profiles (``NAGProfile.merge``), then contrast the merged one."""
+        raise ProfileError("merge the targets' plain profiles, then contrast the merged profile with the background")
+
+    def contrast(self, background: Profile, weighting: Any = "shrinkage", **params: Any) -> Profile:
+        """Refused: this profile is contrasted already; contrast the plain target profile instead."""
+        raise ProfileError("this profile is already contrastive; contrast the plain target profile instead")
+
+
+class ContrastiveProfile(Contrasted, Profile):
     """A target profile weighted against a background profile (same spec); see the module docstring.
 
     Build it with :meth:`NAGProfile.contrast <nag_datasets.scoring.target_profile.NAGProfile.contrast>`: ``target`` and
@@ -133,15 +147,6 @@ class ContrastiveProfile(Profile):
         return self.background == other.background and self.weighting == other.weighting
 
     __hash__ = None  # type: ignore[assignment]
-
-    @classmethod
-    def merge(cls, profiles: Any, *, description: str | None = None) -> Profile:
-        """Refused: merge the targets' plain profiles (``NAGProfile.merge``), then contrast the merged one."""
-        raise ProfileError("merge the targets' plain profiles, then contrast the merged profile with the background")
-
-    def contrast(self, background: Profile, weighting: Any = "shrinkage", **params: Any) -> Profile:
-        """Refused: a contrastive profile is contrasted already; contrast the plain target profile instead."""
-        raise ProfileError("this profile is already contrastive; contrast the plain target profile instead")
 
     # -- persistence -------------------------------------------------------------------------------------------
 

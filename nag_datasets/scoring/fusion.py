@@ -38,7 +38,7 @@ from ..signatures.embedding_column import (
 )
 from ..signatures.embedding_spec import EmbeddingSpec
 from ..signatures.spec_column import check_dataset_column, refuse_split_dict
-from .contrastive import CONTRAST_SCORE_COLUMN, ContrastiveProfile
+from .contrastive import CONTRAST_SCORE_COLUMN, Contrasted, ContrastiveProfile
 from .embedding_model import EMBEDDING_MODELS, EmbeddingModel, fit_embedding_model
 from .map_callables import ScoreReport
 from .profile_base import FULL_TABLE_SHARE, Profile, score_dataset_column
@@ -92,7 +92,7 @@ def score_embedding_column(ds: Any, column: str, spec: EmbeddingSpec, model: Emb
     return full if idx is None else full[idx]
 
 
-class FusedProfile(Profile):
+class FusedProfile(Contrasted, Profile):
     """A contrastive profile scoring with the embedding signal (``signal="embedding"``) or the hybrid of NAG and the
     embedding signal (``signal="hybrid"``); see the module docstring. Made by ``NAGProfile.contrast``.
 
@@ -217,15 +217,6 @@ class FusedProfile(Profile):
                 and self.fingerprint == other.fingerprint)
 
     __hash__ = None  # type: ignore[assignment]
-
-    @classmethod
-    def merge(cls, profiles: Any, *, description: str | None = None) -> Profile:
-        """Refused: merge the targets' plain profiles, then contrast the merged one."""
-        raise ProfileError("merge the targets' plain profiles, then contrast the merged profile with the background")
-
-    def contrast(self, background: Profile, weighting: Any = "shrinkage", **params: Any) -> Profile:
-        """Refused: this profile is contrastive already."""
-        raise ProfileError("this profile is already contrastive; contrast the plain target profile instead")
 
     # -- scoring -----------------------------------------------------------------------------------------------
 

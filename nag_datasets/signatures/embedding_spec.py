@@ -21,7 +21,7 @@ import hashlib
 import json
 from typing import Any
 
-from .spec import SignatureSpec, SpecError, SpecMismatch, SpecMismatchError
+from .spec import SignatureSpec, SpecError, SpecMismatch, SpecMismatchError, build_spec, parse_spec_json
 
 __all__ = [
     "EMBEDDING_COMPARED_FIELDS",
@@ -107,25 +107,11 @@ class EmbeddingSpec:
         if d.get("kind") != EMBEDDING_KIND:
             raise SpecError(f"not an embedding spec (kind {d.get('kind')!r}, expected {EMBEDDING_KIND!r})")
         d = {k: v for k, v in d.items() if k != "kind"}
-        names = {f.name for f in dataclasses.fields(cls)}
-        missing = [f for f in EMBEDDING_COMPARED_FIELDS if f not in d]
-        if missing:
-            raise SpecError(f"embedding spec lacks fields: {', '.join(missing)}")
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise SpecError(f"embedding spec has unknown fields: {', '.join(unknown)}")
-        try:
-            return cls(**d)
-        except TypeError as e:
-            raise SpecError(f"malformed embedding spec: {e}") from e
+        return build_spec(cls, d, EMBEDDING_COMPARED_FIELDS, "embedding spec")
 
     @classmethod
     def from_json(cls, text: str) -> EmbeddingSpec:
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SpecError(f"embedding spec is not valid JSON: {e}") from e
-        return cls.from_dict(d)
+        return cls.from_dict(parse_spec_json(text, "embedding spec"))
 
     @functools.cached_property
     def fingerprint(self) -> str:

@@ -17,7 +17,8 @@ import dataclasses
 import functools
 import hashlib
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from ..errors import NAGError
 
@@ -55,6 +56,32 @@ class SpecMismatch:
     field: str
     left: Any
     right: Any
+
+
+#: A spec dataclass (signature or embedding).
+T = TypeVar("T")
+
+
+def build_spec(cls: type[T], d: dict[str, Any], required: Sequence[str], what: str) -> T:
+    """``cls(**d)`` for a spec dataclass, refusing missing ``required`` fields and unknown ones by name."""
+    missing = [f for f in required if f not in d]
+    if missing:
+        raise SpecError(f"{what} lacks fields: {', '.join(missing)}")
+    unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+    if unknown:
+        raise SpecError(f"{what} has unknown fields: {', '.join(unknown)}")
+    try:
+        return cls(**d)
+    except TypeError as e:
+        raise SpecError(f"malformed {what}: {e}") from e
+
+
+def parse_spec_json(text: str, what: str) -> Any:
+    """The JSON value of a spec's text; invalid JSON is a :class:`SpecError` naming ``what``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SpecError(f"{what} is not valid JSON: {e}") from e
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,25 +141,11 @@ class SignatureSpec:
     def from_dict(cls, d: dict[str, Any]) -> SignatureSpec:
         if not isinstance(d, dict):
             raise SpecError(f"a signature spec must be a JSON object, got {type(d).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        missing = [f for f in COMPARED_FIELDS if f not in d]
-        if missing:
-            raise SpecError(f"signature spec lacks fields: {', '.join(missing)}")
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise SpecError(f"signature spec has unknown fields: {', '.join(unknown)}")
-        try:
-            return cls(**d)
-        except TypeError as e:
-            raise SpecError(f"malformed signature spec: {e}") from e
+        return build_spec(cls, d, COMPARED_FIELDS, "signature spec")
 
     @classmethod
     def from_json(cls, text: str) -> SignatureSpec:
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SpecError(f"signature spec is not valid JSON: {e}") from e
-        return cls.from_dict(d)
+        return cls.from_dict(parse_spec_json(text, "signature spec"))
 
     @functools.cached_property
     def fingerprint(self) -> str:

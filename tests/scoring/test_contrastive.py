@@ -7,7 +7,7 @@ import pickle
 
 import numpy as np
 import pytest
-from helpers import make_signature_dataset, make_spec, random_signatures
+from helpers import make_signature_dataset, random_signatures
 
 from nag_datasets.scoring import contrastive, kernel
 from nag_datasets.scoring.contrastive import CONTRAST_SCORE_COLUMN, ContrastiveProfile
@@ -19,11 +19,6 @@ from nag_datasets.selection.quality import combine_with_quality
 from nag_datasets.signatures.spec import SpecMismatchError
 
 pytestmark = pytest.mark.fast
-
-
-@pytest.fixture
-def spec():
-    return make_spec()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import doctest
 
 import numpy as np
 import pytest
-from helpers import make_signature_dataset, make_spec, random_signatures
+from helpers import random_signatures
 
 from nag_datasets.errors import WrongTypeError
 from nag_datasets.scoring import counting
@@ -17,18 +17,6 @@ from nag_datasets.scoring.sampling import sample_keys
 from nag_datasets.scoring.target_profile import NAGProfile, ProfileError
 
 pytestmark = pytest.mark.fast
-
-
-@pytest.fixture
-def spec():
-    return make_spec()
-
-
-@pytest.fixture
-def pool(spec, tmp_path):
-    sigs = random_signatures(400, spec, seed=1)
-    ds = make_signature_dataset(sigs, spec, {"n": list(range(400))}, null_rows=[3, 77, 399], path=tmp_path / "pool")
-    return sigs, ds
 
 
 def _brute_force(sigs: np.ndarray, spec, weights=None) -> np.ndarray:

@@ -19,18 +19,6 @@ NEURONS = {"fwd_up": 1536, "fwd_down": 576, "att_q": 576, "att_k": 576, "att_v":
 
 
 @pytest.fixture
-def spec():
-    return make_spec()
-
-
-@pytest.fixture
-def pool(spec, tmp_path):
-    sigs = random_signatures(400, spec, seed=1)
-    ds = make_signature_dataset(sigs, spec, {"n": list(range(400))}, null_rows=[3, 77, 399], path=tmp_path / "pool")
-    return sigs, ds
-
-
-@pytest.fixture
 def profile(spec):
     return NAGProfile.from_signatures(random_signatures(25, spec, seed=2), spec, description="targets")
 
